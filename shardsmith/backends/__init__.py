@@ -1,0 +1,47 @@
+"""Backends by name. ``cpu`` always exists; ``gpu`` needs cuDF, CuPy and a visible CUDA device."""
+
+from __future__ import annotations
+
+import functools
+
+from shardsmith.errors import PlanError
+
+
+@functools.cache
+def get_backend(name: str):
+    if name == "cpu":
+        from shardsmith.backends.cpu import CpuBackend
+
+        return CpuBackend()
+    if name == "gpu":
+        reason = gpu_unavailable_reason()
+        if reason:
+            raise PlanError(f"the GPU engine cannot run here: {reason}", "engine.kind")
+        from shardsmith.backends.gpu import GpuBackend
+
+        return GpuBackend()
+    raise PlanError(f"unknown backend '{name}'", "engine.kind")
+
+
+def lowerings_for(name: str):
+    if name == "cpu":
+        from shardsmith.backends.cpu import LOWERINGS
+    elif name == "gpu":
+        from shardsmith.backends.gpu.lowering import LOWERINGS
+    else:
+        raise PlanError(f"unknown backend '{name}'", "engine.kind")
+    return LOWERINGS
+
+
+def gpu_unavailable_reason() -> str | None:
+    """None when the GPU engine can run; else why not, in words."""
+    from shardsmith.backends.gpu.compat import unavailable_reason
+
+    return unavailable_reason()
+
+
+def resolve_kind(kind: str) -> str:
+    """``auto`` picks the GPU when it is usable, else the CPU."""
+    if kind == "auto":
+        return "gpu" if gpu_unavailable_reason() is None else "cpu"
+    return kind

@@ -1,0 +1,185 @@
+"""The CPU backend: pyarrow tables as frames, NumPy for arithmetic, pyarrow compute for strings,
+hash tables and filters. The only place (with backends/gpu) that computes on data."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from shardsmith.backends.base import FILE_COL, ROW_COL, SPLIT_COL, Lowerings
+from shardsmith.backends.cpu.expr import to_arrow_expression
+from shardsmith.compiler.sources import ARROW_TYPES, open_text
+from shardsmith.kernels import exact
+from shardsmith.kernels import xxhash64 as xx
+from shardsmith.ops import stats as S
+
+LOWERINGS = Lowerings("cpu")
+
+
+class CpuBackend:
+    name = "cpu"
+    xp = np
+    lowerings = LOWERINGS
+
+    # --- reading ----------------------------------------------------------------------------------
+    def read(self, part, source, split) -> tuple[pa.Table, int]:
+        """The partition's rows with hidden columns and the split assigned; also the row count
+        before the pushed-down filter."""
+        columns = list(source.columns)
+        if source.format == "parquet":
+            import pyarrow.parquet as pq
+
+            pf = pq.ParquetFile(part.path)
+            table = pf.read_row_groups(list(part.row_groups), columns=columns, use_threads=True)
+            rows = np.concatenate([np.arange(s, s + pf.metadata.row_group(g).num_rows, dtype=np.int64)
+                                   for g, s in zip(part.row_groups, part.row_starts)] or [np.zeros(0, np.int64)])
+        else:
+            table = open_text(part.path, source.format, dict(source.dtypes)).read_all().select(columns)
+            rows = np.arange(table.num_rows, dtype=np.int64)
+        table = _normalize_types(table)
+        n = table.num_rows
+        table = table.append_column(FILE_COL, pa.array(np.full(n, part.file_index, dtype=np.int32)))
+        table = table.append_column(ROW_COL, pa.array(rows))
+        table = table.append_column(SPLIT_COL, pa.array(self.assign_split(table, part.path, split)))
+        if source.filter is not None:
+            table = table.filter(to_arrow_expression(source.filter))
+        return table, n
+
+    def assign_split(self, table: pa.Table, path: str, split) -> np.ndarray:
+        """Split index per row: the hash of the key (or of the row in its file) against thresholds."""
+        if split.key is not None:
+            h = self.hash(table[split.key], split.seed)
+        else:
+            file_seed = xx.xxh64_bytes(os.path.basename(path).encode(), split.seed)
+            h = xx.xxh64_u64(table[ROW_COL].to_numpy().view(np.uint64), file_seed)
+        u = xx.to_unit53(h)
+        return np.searchsorted(np.asarray(split.thresholds, dtype=np.int64), u, side="right").astype(np.int8)
+
+    # --- hashing ----------------------------------------------------------------------------------
+    def hash(self, column, seed) -> np.ndarray:
+        """The shardsmith hash (kernels/xxhash64.py) of every value; ``seed`` scalar or per row."""
+        arr = _plain(column)
+        t = arr.type
+        large = pa.types.is_large_string(t) or pa.types.is_large_binary(t)
+        if pa.types.is_string(t) or pa.types.is_binary(t) or large:
+            odt = np.int64 if large else np.int32
+            offsets = np.frombuffer(arr.buffers()[1], dtype=odt)[arr.offset : arr.offset + len(arr) + 1]
+            buf = arr.buffers()[2]
+            data = np.frombuffer(buf, dtype=np.uint8) if buf is not None else np.zeros(0, np.uint8)
+            h = xx.xxh64_strings(offsets, data, seed)
+        elif pa.types.is_floating(t):
+            h = xx.xxh64_u64(xx.float_words(arr.fill_null(0).to_numpy(zero_copy_only=False)), seed)
+        else:
+            h = xx.xxh64_u64(xx.int_words(_int_values(arr)), seed)
+        if arr.null_count:
+            nulls = np.asarray(arr.is_null())
+            seeds = seed[nulls] if np.ndim(seed) else seed
+            h[nulls] = xx.null_hash(seeds)
+        return h
+
+    # --- statistics -------------------------------------------------------------------------------
+    def partial(self, stat, column):
+        if isinstance(stat, S.ValueCounts):
+            arr = _plain(column)
+            vc = pc.value_counts(arr.drop_null())
+            return (vc.field("values"), vc.field("counts").to_numpy().astype(np.int64), arr.null_count)
+        x = finite_values(column)
+        if isinstance(stat, S.Moments):
+            return S.moments_partial(x)
+        if isinstance(stat, S.MinMax):
+            return S.minmax_partial(x)
+        if isinstance(stat, S.Quantiles):
+            return exact.histogram(x, stat.bits)
+        raise NotImplementedError(f"statistic {type(stat).__name__} on the cpu backend")
+
+    def finite_values(self, column) -> np.ndarray:
+        return finite_values(column)
+
+    # --- frames -----------------------------------------------------------------------------------
+    def num_rows(self, frame) -> int:
+        return frame.num_rows
+
+    def filter_mask(self, frame, mask: np.ndarray):
+        return frame.filter(pa.array(mask))
+
+    def split_ids(self, frame) -> np.ndarray:
+        return frame[SPLIT_COL].to_numpy()
+
+    def select(self, frame, names):
+        return frame.select(list(names))
+
+    def empty_like(self, frame):
+        return frame.slice(0, 0)
+
+    def concat(self, frames):
+        frames = list(frames)
+        return pa.concat_tables(frames).combine_chunks() if len(frames) > 1 else frames[0].combine_chunks()
+
+    def slice(self, frame, start: int, stop: int):
+        return frame.slice(start, stop - start)
+
+    def to_arrow(self, frame) -> pa.Table:
+        return frame
+
+    def conform(self, frame, schema):
+        """Cast the output columns to the planned dtypes (an empty partition infers nothing)."""
+        fields = [pa.field(c.name, ARROW_TYPES.get(c.dtype, frame.schema.field(c.name).type)) for c in schema.columns]
+        return frame.select([c.name for c in schema.columns]).cast(pa.schema(fields))
+
+
+def _normalize_types(table: pa.Table) -> pa.Table:
+    """Dictionary and view columns become plain ones: one physical layout per dtype."""
+    for i, f in enumerate(table.schema):
+        if pa.types.is_dictionary(f.type):
+            table = table.set_column(i, f.name, table[f.name].cast(f.type.value_type))
+        elif f.type == pa.string_view() or f.type == pa.large_string():
+            table = table.set_column(i, f.name, table[f.name].cast(pa.string()))
+    return table
+
+
+def _plain(column) -> pa.Array:
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_decode()
+    return arr
+
+
+def _int_values(arr: pa.Array) -> np.ndarray:
+    t = arr.type
+    if pa.types.is_boolean(t):
+        return arr.fill_null(False).to_numpy(zero_copy_only=False).astype(np.int64)
+    if pa.types.is_timestamp(t) or pa.types.is_date(t):
+        arr = arr.cast(pa.int64() if pa.types.is_timestamp(t) else pa.int32())
+    return arr.fill_null(0).to_numpy(zero_copy_only=False)
+
+
+def float_values(column) -> np.ndarray:
+    """float64 values with NaN for null (and NaN kept): the elementwise view of a column."""
+    arr = _plain(column)
+    if pa.types.is_boolean(arr.type):
+        arr = arr.cast(pa.int8())
+    if arr.null_count == 0:
+        return arr.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+    return arr.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
+
+
+def finite_values(column) -> np.ndarray:
+    x = float_values(column)
+    return x[np.isfinite(x)]
+
+
+def from_float(values: np.ndarray, dtype: str) -> pa.Array:
+    """An Arrow array of ``dtype`` from float64 values, NaN becoming null."""
+    missing = np.isnan(values)
+    target = ARROW_TYPES[dtype]
+    if dtype.startswith(("int", "uint")) or dtype == "bool":
+        values = np.where(missing, 0, values).astype(target.to_pandas_dtype())
+    else:
+        values = values.astype(target.to_pandas_dtype())
+    return pa.array(values, mask=missing if missing.any() else None, type=target)
+
+
+from shardsmith.backends.cpu import lowering  # noqa: E402,F401  (registers the CPU lowerings)

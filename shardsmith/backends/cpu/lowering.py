@@ -1,0 +1,163 @@
+"""CPU lowerings: one function per op family, registered in the backend's table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from shardsmith.backends.base import FILE_COL, ROW_COL
+from shardsmith.backends.cpu import LOWERINGS, float_values, from_float
+from shardsmith.backends.cpu.expr import to_arrow_expression
+from shardsmith.compiler.ir import INT_DTYPES, Fused
+from shardsmith.compiler.sources import ARROW_TYPES
+from shardsmith.errors import ShardsmithError
+from shardsmith.kernels import xxhash64 as xx
+from shardsmith.ops.categorical import FIRST_ID, NULL_ID, OOV_ID, Categorify, HashBucket, HashedCross
+from shardsmith.ops.numeric import Cast
+from shardsmith.ops.rows import Drop, Filter, Rename
+
+BLOCK_ROWS = 1 << 14  # rows per block of a fused group: the block stays in the L2 cache
+
+
+@LOWERINGS.register(Fused)
+def run_fused(be, node: Fused, frame: pa.Table, states: dict, ctx) -> pa.Table:
+    """Each column group in one blocked pass: all its ops on a cache-sized block, then the next."""
+    new = {}
+    for group in node.groups:
+        ops = [node.steps[pos].op for pos, _ in group.chains[0].stages]
+        params = []
+        for j, op in enumerate(ops):
+            per_col = [op.params(states.get(node.steps[c.stages[j][0]].key, {}), c.stages[j][1]) for c in group.chains]
+            params.append({k: (np.array([p[k] for p in per_col]) if k != "boundaries" else [p[k] for p in per_col])
+                           for k in per_col[0]})
+        x = np.empty((frame.num_rows, len(group.chains)), dtype=np.float64)
+        for i, src in enumerate(group.srcs):
+            x[:, i] = float_values(frame[src])
+        dtypes = group.chains[0].dtypes
+        for start in range(0, frame.num_rows, BLOCK_ROWS):
+            block = x[start : start + BLOCK_ROWS]
+            for op, p, dt in zip(ops, params, dtypes):
+                block = round_to(op.apply(block, p, np), dt)
+            x[start : start + BLOCK_ROWS] = block
+        for i, out in enumerate(group.outs):
+            new[out] = from_float(x[:, i], dtypes[-1])
+    return _set_columns(frame, new)
+
+
+def round_to(x: np.ndarray, dtype: str) -> np.ndarray:
+    """Round float64 values to what ``dtype`` can hold, keeping NaN: the per-op rounding rule."""
+    if dtype == "float32":
+        return x.astype(np.float32).astype(np.float64)
+    if dtype == "float16":
+        return x.astype(np.float16).astype(np.float64)
+    if dtype in INT_DTYPES or dtype == "bool":
+        return np.rint(x)
+    return x
+
+
+@LOWERINGS.register(Filter)
+def run_filter(be, step, frame, state, ctx):
+    return frame.filter(to_arrow_expression(step.op.predicate))
+
+
+@LOWERINGS.register(Rename)
+def run_rename(be, step, frame, state, ctx):
+    m = step.op.mapping
+    return frame.rename_columns([m.get(n, n) for n in frame.column_names])
+
+
+@LOWERINGS.register(Drop)
+def run_drop(be, step, frame, state, ctx):
+    return frame.drop_columns([c for c in step.op.cols if c in frame.column_names])
+
+
+@LOWERINGS.register(Categorify)
+def run_categorify(be, step, frame, state, ctx):
+    new = {}
+    for c, o in step.op.pairs():
+        vocab = state[c]["vocab"]["value"]
+        col = frame[c].combine_chunks()
+        if pa.types.is_dictionary(col.type):
+            col = col.dictionary_decode()
+        if len(vocab) == 0:
+            ids = np.full(len(col), OOV_ID, dtype=np.int32)
+        else:
+            idx = pc.index_in(col, value_set=vocab.cast(col.type) if vocab.type != col.type else vocab)
+            ids = idx.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32) + FIRST_ID
+            ids[ids == FIRST_ID - 1] = OOV_ID
+        if col.null_count:
+            ids[np.asarray(col.is_null())] = NULL_ID
+        new[o] = pa.array(ids, type=pa.int32())
+    return _set_columns(frame, new)
+
+
+@LOWERINGS.register(HashBucket)
+def run_hash_bucket(be, step, frame, state, ctx):
+    op = step.op
+    new = {o: pa.array(xx.to_buckets(be.hash(frame[c], op.seed), op.num_buckets)) for c, o in op.pairs()}
+    return _set_columns(frame, new)
+
+
+@LOWERINGS.register(HashedCross)
+def run_hashed_cross(be, step, frame, state, ctx):
+    op = step.op
+    h = be.hash(frame[op.cols[0]], op.seed)
+    for c in op.cols[1:]:
+        h = be.hash(frame[c], h)
+    return _set_columns(frame, {op.output(): pa.array(xx.to_buckets(h, op.num_buckets))})
+
+
+@LOWERINGS.register(Cast)
+def run_cast(be, step, frame, state, ctx):
+    op = step.op
+    target = ARROW_TYPES[op.dtype]
+    new, bad = {}, np.zeros(frame.num_rows, dtype=bool)
+    for c, o in op.pairs():
+        col = frame[c].combine_chunks()
+        try:
+            new[o] = pc.cast(col, target, safe=True)
+            continue
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+        values, ok = _cast_each(col, target)
+        failed = ~ok & np.asarray(col.is_valid())
+        if failed.any() and op.on_error == "fail":
+            i = int(np.flatnonzero(failed)[0])
+            path = ctx.files[int(frame[FILE_COL][i].as_py())]
+            raise ShardsmithError(f"column '{c}': cannot cast {col[i].as_py()!r} to {op.dtype} "
+                                  f"(row {int(frame[ROW_COL][i].as_py())}; set on_error: null or quarantine)",
+                                  f"{step.key} in {path}")
+        if failed.any() and op.on_error == "quarantine":
+            ctx.quarantine(frame, failed, step.key, c, [str(v) for v in col.filter(pa.array(failed)).to_pylist()],
+                           f"cannot cast to {op.dtype}")
+            bad |= failed
+        new[o] = values
+    frame = _set_columns(frame, new)
+    return frame.filter(pa.array(~bad)) if bad.any() else frame
+
+
+def _cast_each(col: pa.Array, target: pa.DataType) -> tuple[pa.Array, np.ndarray]:
+    """Value-by-value conversion for a column whose bulk cast failed: the error path only."""
+    out, ok = [], np.ones(len(col), dtype=bool)
+    for i, v in enumerate(col.to_pylist()):
+        if v is None:
+            out.append(None)
+            continue
+        try:
+            out.append(pc.cast(pa.array([v], type=col.type), target, safe=True)[0].as_py())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            out.append(None)
+            ok[i] = False
+    return pa.array(out, type=target), ok
+
+
+def _set_columns(frame: pa.Table, new: dict) -> pa.Table:
+    names = frame.column_names
+    for name, arr in new.items():
+        if name in names:
+            frame = frame.set_column(names.index(name), name, arr)
+        else:
+            frame = frame.append_column(name, arr)
+            names = frame.column_names
+    return frame

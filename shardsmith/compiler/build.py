@@ -1,0 +1,73 @@
+"""Build the graph IR from a validated config: scan the inputs, then type every step.
+
+Every error here names a config key or a file, and happens before any data is read.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from shardsmith.compiler import sources
+from shardsmith.compiler.config import ShardsmithConfig, parse_size
+from shardsmith.compiler.ir import Graph, Schema, Sink, Source, Split, Step
+from shardsmith.errors import ConfigError
+from shardsmith.ops import get_op
+
+UNIT = 1 << 53
+
+
+def build(cfg: ShardsmithConfig) -> Graph:
+    load_plugins(cfg.plugins)
+    files, arrow_schema = sources.scan(cfg.source.paths, cfg.source.format, cfg.source.schema)
+    schema = sources.to_schema(arrow_schema, {})
+    for col in cfg.roles:
+        schema.require(col, f"roles.{col}")
+    schema = sources.to_schema(arrow_schema, cfg.roles)
+    for col in cfg.source.schema:
+        schema.require(col, f"source.schema.{col}")
+    source = Source(cfg.source.format, files, schema, schema.names,
+                    dtypes=tuple(sorted(cfg.source.schema.items())))
+    steps = build_steps(cfg.graph, schema)
+    return Graph(cfg.name, source, steps, build_split(cfg, schema), build_sink(cfg),
+                 quantile_bits=cfg.stats.quantile_bits)
+
+
+def build_steps(entries: list[dict], schema: Schema) -> tuple[Step, ...]:
+    steps = []
+    for i, entry in enumerate(entries):
+        key = f"graph[{i}]"
+        if not isinstance(entry, dict) or "op" not in entry:
+            raise ConfigError("expected a mapping with an 'op' key", key)
+        op = get_op(str(entry["op"]), f"{key}.op").from_config(entry, schema, key)
+        schema = op.infer(schema)
+        steps.append(Step(op, key, schema))
+    return tuple(steps)
+
+
+def build_split(cfg: ShardsmithConfig, schema: Schema) -> Split:
+    split = cfg.split
+    if split.key is not None:
+        schema.require(split.key, "split.key")
+    names, thresholds, acc = [], [], 0.0
+    for name, frac in split.fractions.items():
+        acc += frac
+        names.append(name)
+        thresholds.append(min(UNIT, int(round(acc * UNIT))))
+    thresholds[-1] = UNIT
+    return Split(tuple(names), tuple(thresholds), split.key, int(split.seed), split.fit_on)
+
+
+def build_sink(cfg: ShardsmithConfig) -> Sink:
+    out = cfg.output
+    shard_bytes = parse_size(out.shard_bytes, "output.shard_bytes") if out.shard_rows is None else None
+    return Sink(str(out.dir), tuple(out.format), out.shard_rows, shard_bytes, out.row_group_rows,
+                out.compression, out.compression_level, bool(out.overwrite))
+
+
+def load_plugins(modules: list[str]) -> None:
+    """Import modules that register user ops: the explicit opt-in for ops outside the registry."""
+    for i, name in enumerate(modules):
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ConfigError(f"cannot import plugin module '{name}': {exc}", f"plugins[{i}]") from None

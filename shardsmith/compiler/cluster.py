@@ -1,0 +1,126 @@
+"""Where tasks run: a Dask cluster (local, local CUDA, or an existing scheduler) or this process.
+
+The driver talks to one small interface (``submit``, ``scatter``, handles with ``result()``), so
+the compile logic is the same for every choice; Dask moves the data between workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+
+from shardsmith.compiler.config import EngineConfig, parse_size
+from shardsmith.errors import ShardsmithError
+
+
+class Done:
+    """An in-process task's result, shaped like a Dask future."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def result(self):
+        return self.value
+
+    def done(self) -> bool:
+        return True
+
+    def release(self) -> None:
+        self.value = None
+
+
+def _unwrap(obj):
+    if isinstance(obj, Done):
+        return obj.value
+    if isinstance(obj, list):
+        return [_unwrap(o) for o in obj]
+    if isinstance(obj, tuple):
+        return tuple(_unwrap(o) for o in obj)
+    return obj
+
+
+class InProcess:
+    """Runs every task at once, in this process: for debugging and for small inputs."""
+
+    name = "inprocess"
+    n_workers = 1
+    dashboard = None
+
+    def submit(self, fn, *args):
+        return Done(fn(*_unwrap(list(args))))
+
+    def scatter(self, obj):
+        return Done(obj)
+
+
+class DaskExecutor:
+    name = "dask"
+
+    def __init__(self, client):
+        self.client = client
+        self.n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+        self.dashboard = getattr(client, "dashboard_link", None)
+
+    def submit(self, fn, *args):
+        return self.client.submit(fn, *args, pure=False)
+
+    def scatter(self, obj):
+        # A list of one: scattering a dict would scatter each of its values as a separate key.
+        return self.client.scatter([obj], broadcast=True, hash=False)[0]
+
+
+@contextlib.contextmanager
+def executor_for(engine: EngineConfig, backend: str, log=None):
+    """Start (or connect to) what ``engine`` describes; shut down what was started on exit."""
+    if engine.scheduler is None and engine.cluster == "inprocess":
+        yield InProcess()
+        return
+    from distributed import Client
+
+    for name in ("distributed", "distributed.nanny", "distributed.scheduler", "distributed.worker"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    if engine.scheduler is not None:
+        try:
+            client = Client(engine.scheduler, timeout="10s")
+        except (OSError, TimeoutError) as exc:
+            raise ShardsmithError(f"cannot reach the Dask scheduler {engine.scheduler}: {exc}",
+                                  "engine.scheduler") from None
+        with client:
+            ex = DaskExecutor(client)
+            if log:
+                log(f"connected to {engine.scheduler}: {ex.n_workers} worker(s)")
+            yield ex
+        return
+    cluster = _local_cluster(engine, backend)
+    with cluster, Client(cluster) as client:
+        ex = DaskExecutor(client)
+        if log:
+            where = f", dashboard {ex.dashboard}" if engine.dashboard and ex.dashboard else ""
+            log(f"started a local {backend.upper()} cluster: {ex.n_workers} worker(s){where}")
+        yield ex
+
+
+def _local_cluster(engine: EngineConfig, backend: str):
+    dashboard = ":0" if engine.dashboard else None
+    memory = "auto" if engine.memory_limit == "auto" else parse_size(engine.memory_limit, "engine.memory_limit")
+    if backend == "gpu":
+        from dask_cuda import LocalCUDACluster
+
+        kwargs = {}
+        if engine.n_workers:  # the first n of the visible devices
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+            ids = visible.split(",") if visible else [str(i) for i in range(engine.n_workers)]
+            kwargs["CUDA_VISIBLE_DEVICES"] = ",".join(ids[: engine.n_workers])
+        if engine.rmm_pool_size:
+            kwargs["rmm_pool_size"] = parse_size(engine.rmm_pool_size, "engine.rmm_pool_size")
+        if engine.device_memory_limit:
+            kwargs["device_memory_limit"] = parse_size(engine.device_memory_limit, "engine.device_memory_limit")
+        return LocalCUDACluster(dashboard_address=dashboard, memory_limit=memory, silence_logs=logging.ERROR, **kwargs)
+    from distributed import LocalCluster
+
+    n = engine.n_workers or os.cpu_count() or 1
+    return LocalCluster(n_workers=n, threads_per_worker=engine.threads_per_worker, processes=engine.processes,
+                        memory_limit=memory, dashboard_address=dashboard, silence_logs=logging.ERROR)

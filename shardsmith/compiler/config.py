@@ -1,0 +1,286 @@
+"""The config model: structured dataclasses registered in Hydra's ConfigStore.
+
+Hydra checks keys and scalar types when it composes; :func:`from_omegaconf` then turns the composed
+config into these frozen dataclasses and checks what Hydra cannot (value ranges, sizes, choices),
+naming the offending key. Graph entries are free-form dicts here; each op validates its own
+parameters when the graph is built (``compiler/build.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shardsmith.errors import ConfigError
+
+SOURCE_FORMATS = ("parquet", "csv", "jsonl")
+OUTPUT_FORMATS = ("parquet", "webdataset")
+ENGINE_KINDS = ("cpu", "gpu", "auto")
+CLUSTERS = ("local", "inprocess")
+COMPRESSIONS = ("zstd", "snappy", "lz4", "gzip", "none")
+ROLES = ("label", "continuous", "categorical", "weight", "id", "other")
+
+
+@dataclass
+class SourceConfig:
+    paths: list[str] = field(default_factory=list)
+    format: str = "parquet"
+    # Column dtypes to force when reading CSV / JSON lines (Parquet carries its own).
+    schema: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class SplitConfig:
+    # Column whose hash decides the split; null: the global row id (input order).
+    key: str | None = None
+    seed: int = 0
+    fractions: dict[str, float] = field(default_factory=lambda: {"train": 0.9, "valid": 0.05, "test": 0.05})
+    # Fitted statistics are computed on this split only (no leakage); null: on every row.
+    fit_on: str | None = "train"
+
+
+@dataclass
+class OutputConfig:
+    dir: str = "shards/${name}"
+    format: list[str] = field(default_factory=lambda: ["parquet"])
+    shard_rows: int | None = None
+    shard_bytes: str | None = "128MB"
+    row_group_rows: int = 65536
+    compression: str = "zstd"
+    compression_level: int | None = None
+    overwrite: bool = False
+
+
+@dataclass
+class EngineConfig:
+    kind: str = "cpu"
+    cluster: str = "local"
+    scheduler: str | None = None
+    n_workers: int | None = None
+    threads_per_worker: int = 1
+    processes: bool = True
+    memory_limit: str = "auto"
+    partition_bytes: str = "128MB"
+    # GPU engine settings (engine=gpu); ignored on CPU.
+    rmm_pool_size: str | None = None
+    device_memory_limit: str | None = None
+    dashboard: bool = False
+
+
+@dataclass
+class StatsConfig:
+    # Quantiles (median fill, quantile buckets) keep this many mantissa bits: relative error < 2**-bits.
+    quantile_bits: int = 10
+
+
+@dataclass
+class ProfilingConfig:
+    enabled: bool = True
+    cost_per_hour: float | None = None
+    gpus_per_node: int = 0
+    project_to_bytes: str | None = None
+
+
+@dataclass
+class ShardsmithConfig:
+    name: str = "dataset"
+    source: SourceConfig = field(default_factory=SourceConfig)
+    graph: list[Any] = field(default_factory=list)
+    roles: dict[str, str] = field(default_factory=dict)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    stats: StatsConfig = field(default_factory=StatsConfig)
+    profiling: ProfilingConfig = field(default_factory=ProfilingConfig)
+    # Import paths of modules that register user ops (the opt-in for ops outside the registry).
+    plugins: list[str] = field(default_factory=list)
+
+
+def register_configs() -> None:
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    cs.store(name="shardsmith_schema", node=ShardsmithConfig)
+    cs.store(group="engine", name="schema", node=EngineConfig)
+
+
+def config_dir() -> Path:
+    """The Hydra config tree: shipped inside the wheel, or at the repository root when editable."""
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (here / "configs", here.parent / "configs"):
+        if (candidate / "config.yaml").exists():
+            return candidate
+    raise ConfigError("the Hydra config tree (configs/config.yaml) is missing from the installation")
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?i?b?)\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "p": 10**15}
+
+
+def parse_size(value, key: str) -> int:
+    """``"64MB"`` -> 64_000_000, ``"1GiB"`` -> 2**30; a plain int is bytes. Errors name ``key``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value <= 0:
+            raise ConfigError(f"expected a positive size, got {value}", key)
+        return value
+    m = _SIZE.match(str(value))
+    if not m:
+        raise ConfigError(f"expected a size like '128MB' or '1GiB', got {value!r}", key)
+    number, unit = float(m.group(1)), m.group(2).lower()
+    base = 1024 if "i" in unit else 1000
+    power = "bkmgtp".index(unit[0]) if unit and unit[0] in "kmgtp" else 0
+    size = int(number * base**power)
+    if size <= 0:
+        raise ConfigError(f"expected a positive size, got {value!r}", key)
+    return size
+
+
+def from_omegaconf(cfg) -> ShardsmithConfig:
+    """Convert a composed OmegaConf config into validated dataclasses; errors name the key."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        raw = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None)
+        raise ConfigError(str(exc).splitlines()[0], key) from None
+    return from_dict(raw)
+
+
+def from_dict(raw: dict) -> ShardsmithConfig:
+    """Build and validate a config from a plain dict (the resolved Hydra config or a test's dict)."""
+    top = _build(ShardsmithConfig, raw, "")
+    validate(top)
+    return top
+
+
+def _build(cls, raw, prefix: str):
+    if raw is None:
+        return cls()
+    if not isinstance(raw, dict):
+        raise ConfigError(f"expected a mapping, got {type(raw).__name__}", prefix.rstrip(".") or "config")
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in raw.items():
+        if key not in names:
+            from shardsmith.errors import did_you_mean
+
+            raise ConfigError(f"unknown key{did_you_mean(key, names)}", f"{prefix}{key}")
+        sub = names[key].type
+        nested = {"SourceConfig": SourceConfig, "SplitConfig": SplitConfig, "OutputConfig": OutputConfig,
+                  "EngineConfig": EngineConfig, "StatsConfig": StatsConfig, "ProfilingConfig": ProfilingConfig}
+        kwargs[key] = _build(nested[sub], value, f"{prefix}{key}.") if sub in nested else value
+    return cls(**kwargs)
+
+
+def _choice(value, choices, key):
+    if value not in choices:
+        from shardsmith.errors import did_you_mean
+
+        raise ConfigError(f"expected one of {', '.join(choices)}, got {value!r}{did_you_mean(value, choices)}", key)
+
+
+def validate(cfg: ShardsmithConfig) -> None:
+    """Checks that need no data: choices, ranges and sizes."""
+    if not re.fullmatch(r"[A-Za-z0-9_.\-]+", str(cfg.name)):
+        raise ConfigError(f"expected letters, digits, '_', '-' or '.', got {cfg.name!r}", "name")
+    src = cfg.source
+    if isinstance(src.paths, str):
+        src.paths = [src.paths]
+    if not src.paths:
+        raise ConfigError("no input paths given (a list of files or globs)", "source.paths")
+    _choice(src.format, SOURCE_FORMATS, "source.format")
+    for i, g in enumerate(cfg.graph):
+        if not isinstance(g, dict) or "op" not in g:
+            raise ConfigError("expected a mapping with an 'op' key, e.g. {op: log1p, cols: [I1]}", f"graph[{i}]")
+    for col, role in cfg.roles.items():
+        _choice(role, ROLES, f"roles.{col}")
+    _validate_split(cfg.split)
+    _validate_output(cfg.output)
+    _validate_engine(cfg.engine)
+    if not 1 <= cfg.stats.quantile_bits <= 52:
+        raise ConfigError(f"expected 1..52, got {cfg.stats.quantile_bits}", "stats.quantile_bits")
+
+
+def _validate_split(split: SplitConfig) -> None:
+    if not split.fractions:
+        raise ConfigError("at least one split is needed, e.g. {train: 1.0}", "split.fractions")
+    for name, frac in split.fractions.items():
+        if not re.fullmatch(r"[a-z0-9_]+", str(name)):
+            raise ConfigError(f"split names are lowercase letters, digits and '_', got {name!r}", "split.fractions")
+        if not isinstance(frac, (int, float)) or frac < 0:
+            raise ConfigError(f"expected a fraction >= 0, got {frac!r}", f"split.fractions.{name}")
+    total = sum(split.fractions.values())
+    if abs(total - 1.0) > 1e-9:
+        raise ConfigError(f"fractions must sum to 1, they sum to {total:g}", "split.fractions")
+    if split.fit_on is not None and split.fit_on not in split.fractions:
+        _choice(split.fit_on, list(split.fractions), "split.fit_on")
+    if not isinstance(split.seed, int) or not 0 <= split.seed < 2**64:
+        raise ConfigError(f"expected an integer in [0, 2**64), got {split.seed!r}", "split.seed")
+
+
+def _validate_output(out: OutputConfig) -> None:
+    if isinstance(out.format, str):
+        out.format = [out.format]
+    if not out.format:
+        raise ConfigError("expected at least one of parquet, webdataset", "output.format")
+    for fmt in out.format:
+        _choice(fmt, OUTPUT_FORMATS, "output.format")
+    if out.shard_rows is not None and out.shard_rows <= 0:
+        raise ConfigError(f"expected a positive row count, got {out.shard_rows}", "output.shard_rows")
+    if out.shard_rows is None:
+        if out.shard_bytes is None:
+            raise ConfigError("set output.shard_rows or output.shard_bytes", "output.shard_rows")
+        parse_size(out.shard_bytes, "output.shard_bytes")
+    if out.row_group_rows <= 0:
+        raise ConfigError(f"expected a positive row count, got {out.row_group_rows}", "output.row_group_rows")
+    _choice(out.compression, COMPRESSIONS, "output.compression")
+
+
+def _validate_engine(eng: EngineConfig) -> None:
+    _choice(eng.kind, ENGINE_KINDS, "engine.kind")
+    _choice(eng.cluster, CLUSTERS, "engine.cluster")
+    if eng.n_workers is not None and eng.n_workers <= 0:
+        raise ConfigError(f"expected a positive worker count, got {eng.n_workers}", "engine.n_workers")
+    if eng.threads_per_worker <= 0:
+        raise ConfigError(f"expected a positive count, got {eng.threads_per_worker}", "engine.threads_per_worker")
+    parse_size(eng.partition_bytes, "engine.partition_bytes")
+    if eng.memory_limit != "auto":
+        parse_size(eng.memory_limit, "engine.memory_limit")
+    if eng.scheduler is not None and not re.match(r"^(tcp|tls|ucx|inproc)://", str(eng.scheduler)):
+        raise ConfigError(f"expected an address like tcp://host:8786, got {eng.scheduler!r}", "engine.scheduler")
+
+
+def to_dict(cfg: ShardsmithConfig) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def compose(overrides: list[str] | None = None, config_name: str = "config") -> ShardsmithConfig:
+    """Compose the shipped Hydra tree with command-line style overrides, without a run directory."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    register_configs()
+    try:
+        with initialize_config_dir(str(config_dir()), version_base=None):
+            cfg = hydra_compose(config_name=config_name, overrides=list(overrides or []))
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise ConfigError(hydra_error_line(exc)) from None
+    return from_omegaconf(cfg)
+
+
+def hydra_error_line(exc: BaseException) -> str:
+    """Hydra's errors span several lines and chain causes; keep the line that names the key."""
+    texts = []
+    while exc is not None:
+        texts.extend(line.strip() for line in str(exc).splitlines() if line.strip())
+        exc = exc.__cause__ or exc.__context__
+    key = next((t.split(":", 1)[1].strip() for t in texts if t.startswith("full_key:")), None)
+    head = next((t for t in texts if not t.startswith(("full_key:", "object_type", "reference_type"))), "")
+    return f"{key}: {head}" if key and key not in head else head

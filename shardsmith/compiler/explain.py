@@ -1,0 +1,64 @@
+"""``shardsmith plan``: the optimised graph and the physical plan as text, the way EXPLAIN shows
+a query plan. Reads metadata only."""
+
+from __future__ import annotations
+
+from shardsmith.compiler.build import build
+from shardsmith.compiler.config import ShardsmithConfig
+from shardsmith.compiler.ir import Fused, Graph
+from shardsmith.compiler.passes import PASSES, optimize
+from shardsmith.compiler.planner import describe, physical_plan
+
+
+def explain(cfg: ShardsmithConfig, passes: bool = False) -> str:
+    graph = build(cfg)
+    trace: list = []
+    final = optimize(graph, trace=trace)
+    lines = []
+    if passes:
+        lines += ["== built", *render(graph), ""]
+        for name, g in trace:
+            lines += [f"== after {name}", *render(g), ""]
+    else:
+        lines += [f"== optimised graph (passes: {', '.join(p.__name__ for p in PASSES)})", *render(final), ""]
+    lines += ["== physical plan", *describe(physical_plan(final, cfg.engine)), ""]
+    lines += ["== output schema", *(f"  {c.name:<14} {c.dtype:<8} {c.role}" for c in final.schema.columns)]
+    return "\n".join(lines)
+
+
+def render(g: Graph) -> list[str]:
+    src = g.source
+    rows = f", {src.rows:,} rows" if src.rows >= 0 else ""
+    lines = [f"source {src.format}: {len(src.files)} file(s){rows}; reads {len(src.columns)} of "
+             f"{len(src.schema.columns)} column(s)"]
+    if src.filter is not None:
+        lines.append(f"  pushed filter: {src.filter}")
+    if src.row_groups is not None:
+        kept = sum(len(r) for r in src.row_groups)
+        total = sum(len(f.row_groups) for f in src.files)
+        lines.append(f"  row groups read: {kept} of {total} (statistics pruning)")
+    for node in g.steps:
+        if isinstance(node, Fused):
+            lines.append(f"{node.key}  fused: {len(node.steps)} step(s), {len(node.groups)} kernel(s)")
+            for k, group in enumerate(node.groups):
+                ops = " -> ".join(node.steps[pos].op.op_name for pos, _ in group.chains[0].stages)
+                cols = _names(group.outs)
+                lines.append(f"    kernel {k}: {len(group.chains)} column(s) {group.src_dtype} -> {ops} -> "
+                             f"{group.chains[0].dtypes[-1]}  {cols}")
+        else:
+            fit = f"  [fitted in pass {node.fit_stage}]" if node.fit_stage is not None else ""
+            lines.append(f"{node.key}  {node.op.describe()}{fit}")
+    split = g.split
+    fracs = ", ".join(f"{n}" for n in split.names)
+    by = f"hash of '{split.key}'" if split.key else "hash of the row in its file"
+    fit_on = f"; statistics on '{split.fit_on}' rows" if split.fit_on else ""
+    lines.append(f"split {fracs} by {by}, seed {split.seed}{fit_on}")
+    sink = g.sink
+    size = f"{sink.shard_rows:,} rows" if sink.shard_rows else f"{sink.shard_bytes:,} bytes"
+    lines.append(f"sink {sink.dir}: {', '.join(sink.formats)}, shards of {size}, {sink.compression}")
+    return lines
+
+
+def _names(names) -> str:
+    names = list(names)
+    return "[" + (", ".join(names) if len(names) <= 6 else f"{names[0]}, {names[1]}, ... {names[-1]}") + "]"

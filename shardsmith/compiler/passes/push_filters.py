@@ -1,0 +1,50 @@
+"""Pass: move row filters into the reader, and prune Parquet row groups by their statistics.
+
+A filter moves to the source when no earlier step writes a column it reads and no earlier step is
+fitted (moving it would change the rows that step's statistics see). Pushed predicates are ANDed,
+evaluated while reading, and used once more at plan time: row groups whose min/max statistics
+prove that no row can pass are never read (their rows are counted as filtered).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from shardsmith.compiler.ir import Graph
+from shardsmith.ops.rows import Expr, Filter
+
+
+def push_filters(graph: Graph) -> Graph:
+    pushed, kept, written, fitted_before = [], [], set(), False
+    for step in graph.flat_steps():
+        op = step.op
+        if isinstance(op, Filter) and not fitted_before and not (set(op.reads()) & written):
+            pushed.append(op.predicate)
+            continue
+        written |= set(op.writes())
+        fitted_before |= op.fitted
+        kept.append(step)
+    if not pushed:
+        return graph
+    pred = graph.source.filter
+    terms = ([pred] if pred is not None else []) + pushed
+    pred = terms[0] if len(terms) == 1 else Expr("and", tuple(terms))
+    source = replace(graph.source, filter=pred)
+    if source.format == "parquet":
+        source = replace(source, row_groups=prune_row_groups(source))
+    return replace(graph, source=source, steps=tuple(kept))
+
+
+def prune_row_groups(source) -> tuple[tuple[int, ...], ...]:
+    """Per file, the row groups whose statistics admit a row that passes the pushed predicate."""
+    import pyarrow.dataset as ds
+
+    from shardsmith.backends.cpu.expr import to_arrow_expression
+
+    expr = to_arrow_expression(source.filter)
+    kept = []
+    for f in source.files:
+        fragment = next(ds.dataset(f.path, format="parquet").get_fragments())
+        subset = fragment.subset(filter=expr)
+        kept.append(tuple(rg.id for rg in subset.row_groups) if subset is not None else ())
+    return tuple(kept)

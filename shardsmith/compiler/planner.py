@@ -1,0 +1,164 @@
+"""The physical plan: partitions of the input, what each pass over the data runs, and how rows
+are cut into shards. Pure planning: it reads no data (only the metadata the scan already holds)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from shardsmith.compiler.config import EngineConfig, parse_size
+from shardsmith.compiler.ir import Fused, Graph, Schema, Step
+from shardsmith.compiler.passes.fuse_elementwise import fuse, kernel_count
+from shardsmith.compiler.passes.plan_fit import availability, fit_passes
+from shardsmith.ops.stats import Quantiles
+
+_WIDTH = {"int8": 1, "uint8": 1, "bool": 1, "int16": 2, "uint16": 2, "float16": 2, "int32": 4, "uint32": 4,
+          "float32": 4, "date": 4, "int64": 8, "uint64": 8, "float64": 8, "timestamp": 8}
+STRING_WIDTH = 32  # bytes a string value is assumed to take when sizing shards by bytes
+
+
+@dataclass(frozen=True)
+class Partition:
+    index: int
+    file_index: int
+    path: str
+    row_groups: tuple[int, ...]  # () for CSV / JSON lines: the whole file
+    row_starts: tuple[int, ...]  # the first row (in its file) of each row group
+    rows: int  # rows read before filters; -1 when unknown until read (CSV / JSON lines)
+    bytes: int  # estimated decoded bytes of the projected columns
+
+
+@dataclass(frozen=True)
+class Collect:
+    """Compute ``stats`` for ``step`` over the frame as it is at this point of the program."""
+
+    step: Step
+    stats: tuple
+
+
+@dataclass(frozen=True)
+class Plan:
+    graph: Graph
+    partitions: tuple[Partition, ...]
+    fit_programs: tuple[tuple, ...]  # one per fit pass: Step / Fused / Collect items
+    transform: tuple  # Step / Fused items
+    shard_rows: int
+    rows_pruned: int  # rows in row groups that statistics pruning skipped
+    files: tuple[str, ...]
+
+    @property
+    def output_schema(self) -> Schema:
+        return self.graph.schema
+
+    @property
+    def passes_over_data(self) -> int:
+        return len(self.fit_programs) + 1
+
+
+def physical_plan(graph: Graph, engine: EngineConfig) -> Plan:
+    target = parse_size(engine.partition_bytes, "engine.partition_bytes")
+    parts, pruned = partition(graph, target)
+    programs = tuple(fit_program(graph, s) for s in range(fit_passes(graph)))
+    return Plan(graph, parts, programs, graph.steps, shard_rows(graph), pruned,
+                tuple(f.path for f in graph.source.files))
+
+
+def partition(graph: Graph, target: int) -> tuple[tuple[Partition, ...], int]:
+    """Consecutive row groups of one file, up to ``target`` decoded bytes of projected columns."""
+    src = graph.source
+    names = src.schema.names
+    proj = [names.index(c) for c in src.columns]
+    parts, pruned = [], 0
+    for fi, f in enumerate(src.files):
+        if not f.row_groups:  # CSV / JSON lines: one partition per file
+            parts.append(Partition(len(parts), fi, f.path, (), (), f.rows, f.bytes))
+            continue
+        total = sum(f.column_bytes) or 1
+        frac = sum(f.column_bytes[j] for j in proj) / total if f.column_bytes else 1.0
+        keep = set(src.row_groups[fi]) if src.row_groups is not None else set(range(len(f.row_groups)))
+        starts, acc = [], 0
+        for rows, _ in f.row_groups:
+            starts.append(acc)
+            acc += rows
+        cur: list[int] = []
+        cur_bytes = 0
+        for g, (rows, nbytes) in enumerate(f.row_groups):
+            if g not in keep:
+                pruned += rows
+                continue
+            size = int(nbytes * frac)
+            if cur and cur_bytes + size > target:
+                parts.append(_part(len(parts), fi, f, cur, starts, cur_bytes))
+                cur, cur_bytes = [], 0
+            cur.append(g)
+            cur_bytes += size
+        if cur:
+            parts.append(_part(len(parts), fi, f, cur, starts, cur_bytes))
+    return tuple(parts), pruned
+
+
+def _part(index, fi, f, groups, starts, nbytes) -> Partition:
+    return Partition(index, fi, f.path, tuple(groups), tuple(starts[g] for g in groups),
+                     sum(f.row_groups[g][0] for g in groups), nbytes)
+
+
+def fit_program(graph: Graph, stage: int) -> tuple:
+    """What fit pass ``stage`` runs: the steps whose inputs exist by then (fused), and a Collect
+    where each step fitted in this pass sees its input."""
+    flat = graph.flat_steps()
+    avail = availability(graph)
+    items: list = []
+    run: list[Step] = []
+    schema = graph.source_schema
+    run_schema = schema
+
+    def flush():
+        if run:
+            items.extend(fuse(tuple(run), run_schema))
+            run.clear()
+
+    last = max(i for i, s in enumerate(flat) if s.fit_stage == stage)
+    for i, step in enumerate(flat[: last + 1]):
+        if step.fit_stage == stage:
+            flush()
+            stats = tuple(replace(st, bits=graph.quantile_bits) if isinstance(st, Quantiles) else st
+                          for st in step.op.statistics(schema))
+            items.append(Collect(step, stats))
+        elif avail[i] <= stage and (step.fit_stage is None or step.fit_stage < stage):
+            if not run:
+                run_schema = schema
+            run.append(step)
+        schema = step.schema if avail[i] <= stage else schema
+    flush()
+    return tuple(items)
+
+
+def shard_rows(graph: Graph) -> int:
+    sink = graph.sink
+    if sink.shard_rows:
+        return int(sink.shard_rows)
+    return max(1, sink.shard_bytes // row_width(graph.schema))
+
+
+def row_width(schema: Schema) -> int:
+    return sum(_WIDTH.get(c.dtype, STRING_WIDTH) for c in schema.columns) or 1
+
+
+def describe(plan: Plan) -> list[str]:
+    """The physical plan as text lines for ``shardsmith plan``."""
+    g = plan.graph
+    rows = g.source.rows
+    lines = [f"partitions: {len(plan.partitions)} over {len(plan.files)} file(s)"
+             + (f", {rows:,} rows" if rows >= 0 else "")
+             + (f"; statistics pruning skips {plan.rows_pruned:,} rows" if plan.rows_pruned else "")]
+    lines.append(f"passes over the data: {plan.passes_over_data} "
+                 f"({len(plan.fit_programs)} to fit, 1 to transform and write)")
+    for s, program in enumerate(plan.fit_programs):
+        fitted = [item.step.key for item in program if isinstance(item, Collect)]
+        lines.append(f"  fit pass {s}: {len(program) - len(fitted)} node(s), statistics for {', '.join(fitted)}")
+    lines.append(f"  transform: {len(plan.transform)} node(s), {kernel_count(plan.transform)} fused kernel(s)")
+    lines.append(f"shards: {plan.shard_rows:,} rows each, splits {', '.join(g.split.names)}")
+    return lines
+
+
+def program_nodes(program) -> list:
+    return [n for n in program if isinstance(n, (Step, Fused))]

@@ -1,0 +1,142 @@
+"""Finding the input files and reading what the planner needs from them without reading data:
+Parquet footers (schema, row groups), the first block of CSV / JSON lines (schema), and a cheap
+fingerprint of every file."""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+
+import pyarrow as pa
+
+from shardsmith.compiler.ir import Column, FileInfo, Schema
+from shardsmith.errors import InputError
+
+FINGERPRINT_SPAN = 1 << 20
+_DTYPES = {
+    pa.int8(): "int8", pa.int16(): "int16", pa.int32(): "int32", pa.int64(): "int64",
+    pa.uint8(): "uint8", pa.uint16(): "uint16", pa.uint32(): "uint32", pa.uint64(): "uint64",
+    pa.float16(): "float16", pa.float32(): "float32", pa.float64(): "float64", pa.bool_(): "bool",
+    pa.string(): "string", pa.large_string(): "string", pa.string_view(): "string",
+    pa.binary(): "binary", pa.large_binary(): "binary", pa.date32(): "date",
+}
+ARROW_TYPES = {
+    "int8": pa.int8(), "int16": pa.int16(), "int32": pa.int32(), "int64": pa.int64(),
+    "uint8": pa.uint8(), "uint16": pa.uint16(), "uint32": pa.uint32(), "uint64": pa.uint64(),
+    "float16": pa.float16(), "float32": pa.float32(), "float64": pa.float64(), "bool": pa.bool_(),
+    "string": pa.string(), "binary": pa.binary(), "date": pa.date32(),
+}
+
+
+def dtype_of(t: pa.DataType) -> str:
+    if pa.types.is_dictionary(t):
+        return dtype_of(t.value_type)
+    if pa.types.is_timestamp(t):
+        return "timestamp"
+    return _DTYPES.get(t, str(t))
+
+
+def expand_paths(patterns: list[str]) -> list[str]:
+    """Each entry is a file or a glob; the result is sorted per entry, without duplicates."""
+    out: list[str] = []
+    for i, pattern in enumerate(patterns):
+        key = f"source.paths[{i}]"
+        if any(ch in pattern for ch in "*?["):
+            matches = sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
+            if not matches:
+                raise InputError(f"no file matches the pattern '{pattern}'", key)
+        elif os.path.isdir(pattern):
+            matches = sorted(os.path.join(pattern, f) for f in os.listdir(pattern)
+                             if os.path.isfile(os.path.join(pattern, f)) and not f.startswith((".", "_")))
+            if not matches:
+                raise InputError(f"the directory '{pattern}' holds no files", key)
+        elif os.path.isfile(pattern):
+            matches = [pattern]
+        else:
+            raise InputError("no such file or directory", f"{key} '{pattern}'")
+        out.extend(m for m in matches if m not in out)
+    return out
+
+
+def fingerprint(path: str, size: int) -> str:
+    """sha256 over the size, the first and the last MiB: cheap at terabyte scale, and it sees any
+    change to a Parquet footer (statistics, row counts) or to a text file's ends."""
+    h = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as f:
+        h.update(f.read(FINGERPRINT_SPAN))
+        if size > FINGERPRINT_SPAN:
+            f.seek(max(FINGERPRINT_SPAN, size - FINGERPRINT_SPAN))
+            h.update(f.read())
+    return h.hexdigest()
+
+
+def scan(paths: list[str], fmt: str, dtypes: dict[str, str]) -> tuple[tuple[FileInfo, ...], pa.Schema]:
+    """Read every file's metadata; all files must share one schema."""
+    files, first, first_path = [], None, None
+    for path in expand_paths(paths):
+        info, schema = _scan_one(path, fmt, dtypes)
+        if first is None:
+            first, first_path = schema, path
+        else:
+            _same_schema(first, first_path, schema, path)
+        files.append(info)
+    return tuple(files), first
+
+
+def _scan_one(path: str, fmt: str, dtypes: dict[str, str]) -> tuple[FileInfo, pa.Schema]:
+    size = os.path.getsize(path)
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            md = pq.ParquetFile(path).metadata
+            schema = md.schema.to_arrow_schema().remove_metadata()
+            groups, col_bytes = [], [0] * md.num_columns
+            for i in range(md.num_row_groups):
+                rg = md.row_group(i)
+                groups.append((rg.num_rows, rg.total_byte_size))
+                for j in range(rg.num_columns):
+                    col_bytes[j] += rg.column(j).total_uncompressed_size
+            info = FileInfo(path, size, md.num_rows, fingerprint(path, size), tuple(groups), tuple(col_bytes))
+            return info, schema
+        reader = open_text(path, fmt, dtypes)
+        return FileInfo(path, size, -1, fingerprint(path, size)), reader.schema
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        what = {"parquet": "a readable Parquet file", "csv": "a readable CSV file", "jsonl": "readable JSON lines"}[fmt]
+        raise InputError(f"not {what}: {first_line(exc)}", path) from None
+
+
+def open_text(path: str, fmt: str, dtypes: dict[str, str]):
+    """A streaming reader over a CSV or JSON-lines file, with dtype overrides applied."""
+    types = {name: ARROW_TYPES[d] for name, d in dtypes.items()}
+    if fmt == "csv":
+        import pyarrow.csv as pcsv
+
+        return pcsv.open_csv(path, convert_options=pcsv.ConvertOptions(column_types=types))
+    import pyarrow.json as pjson
+
+    explicit = pa.schema(list(types.items())) if types else None
+    return pjson.open_json(path, parse_options=pjson.ParseOptions(explicit_schema=explicit))
+
+
+def _same_schema(a: pa.Schema, a_path: str, b: pa.Schema, b_path: str) -> None:
+    if a.names != b.names:
+        missing = [n for n in a.names if n not in b.names]
+        extra = [n for n in b.names if n not in a.names]
+        detail = (f"lacks column '{missing[0]}'" if missing else f"has an extra column '{extra[0]}'" if extra
+                  else "orders its columns differently")
+        raise InputError(f"schema differs from {a_path}: this file {detail}", b_path)
+    for fa, fb in zip(a, b):
+        if dtype_of(fa.type) != dtype_of(fb.type):
+            raise InputError(f"schema differs from {a_path}: column '{fa.name}' is {dtype_of(fb.type)} here "
+                             f"and {dtype_of(fa.type)} there", b_path)
+
+
+def to_schema(arrow: pa.Schema, roles: dict[str, str]) -> Schema:
+    return Schema(tuple(Column(f.name, dtype_of(f.type), roles.get(f.name, "other")) for f in arrow))
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,98 @@
+"""Exact, order-independent partial aggregates over float64 arrays, written once for NumPy and CuPy.
+
+Float sums depend on the order of addition; shards must not depend on how rows were partitioned or
+on which engine ran. So sums are exact: every float64 is ``m * 2**(E - 1074)`` with an integer
+mantissa ``m < 2**53``; the mantissas are split into two halves of at most 27 bits and summed per
+exponent with ``bincount`` (each per-exponent partial is an integer below 2**53, hence exact in
+float64 and independent of the order the bins are filled, also with GPU atomics). The partial is
+a Python int ``S`` with ``sum = S * 2**-1074``: merging is integer addition.
+
+Quantiles come from a mergeable histogram over truncated float bits: each value is rounded toward
+zero to ``bits`` mantissa bits, so a quantile is exact for values with at most ``bits + 1``
+significant bits (every integer below ``2**(bits + 1)``) and has a relative error below ``2**-bits``
+otherwise.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+
+SCALE_BITS = 1127  # sum = S * 2**-1127: the smallest subnormal is 2**-1074 with a 53-bit mantissa scale
+_CHUNK = 1 << 16  # rows per bincount: cache-sized, and 2**16 * 2**27 < 2**53 keeps each bin exact
+_EXP_OFFSET = 1100  # frexp exponents lie in [-1073, 1024]
+_BINS = 2200
+
+
+def exact_sum(x, xp=np) -> int:
+    """The exact sum of finite float64 values ``x`` as an integer multiple of 2**-1127."""
+    x = xp.asarray(x, dtype=xp.float64)
+    chunk = _CHUNK if xp is np else len(x) or 1  # a GPU prefers one launch; atomics stay exact
+    sum_hi = xp.zeros(_BINS, dtype=xp.int64)
+    sum_lo = xp.zeros(_BINS, dtype=xp.int64)
+    for start in range(0, len(x), chunk):
+        # x = m * 2**e with |m| in [0.5, 1); m * 2**27 = hi + frac with hi an integer below 2**27 and
+        # frac * 2**26 the low 26 mantissa bits, also an integer: both per-exponent sums are exact.
+        m, e = xp.frexp(x[start : start + chunk])
+        t = m * float(1 << 27)
+        hi = xp.trunc(t)
+        lo = (t - hi) * float(1 << 26)
+        idx = e.astype(xp.int32) + _EXP_OFFSET
+        sum_hi += xp.bincount(idx, weights=hi, minlength=_BINS).astype(xp.int64)
+        sum_lo += xp.bincount(idx, weights=lo, minlength=_BINS).astype(xp.int64)
+    sum_hi, sum_lo = _host(sum_hi, xp), _host(sum_lo, xp)
+    total = 0
+    for i in np.flatnonzero((sum_hi != 0) | (sum_lo != 0)):
+        shift = int(i) - _EXP_OFFSET + SCALE_BITS  # one unit of lo is worth 2**(e - 53)
+        total += (int(sum_hi[i]) << (shift - 27)) + (int(sum_lo[i]) << (shift - 53))
+    return total
+
+
+def _host(a, xp):
+    return a.get() if hasattr(a, "get") else np.asarray(a)
+
+
+def to_fraction(s: int) -> Fraction:
+    return Fraction(s, 1 << SCALE_BITS)
+
+
+def hist_keys(x, bits: int, xp=np):
+    """Order-preserving int64 keys of ``x`` truncated toward zero to ``bits`` mantissa bits."""
+    raw = (xp.ascontiguousarray(x, dtype=xp.float64) + 0.0).view(xp.int64)  # -0.0 -> +0.0
+    drop = 52 - bits
+    trunc = (raw >> drop) << drop  # arithmetic shift keeps the sign bit; zeroes low mantissa bits
+    # Flip negatives so that integer order equals float order.
+    return xp.where(trunc < 0, ~(trunc & xp.int64(0x7FFFFFFFFFFFFFFF)), trunc)
+
+
+def key_value(key: int) -> float:
+    """The float a histogram key stands for (the value truncated toward zero)."""
+    raw = (~key) | (1 << 63) if key < 0 else key
+    return float(np.array([raw], dtype=np.uint64).view(np.float64)[0])
+
+
+def histogram(x, bits: int, xp=np) -> tuple[np.ndarray, np.ndarray]:
+    """A sparse histogram (sorted keys, counts) of finite ``x`` on the host."""
+    keys, counts = xp.unique(hist_keys(x, bits, xp), return_counts=True)
+    return _host(keys, xp).astype(np.int64), _host(counts, xp).astype(np.int64)
+
+
+def merge_histograms(parts) -> tuple[np.ndarray, np.ndarray]:
+    parts = [p for p in parts if len(p[0])]
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    keys = np.concatenate([p[0] for p in parts])
+    counts = np.concatenate([p[1] for p in parts])
+    uniq, inverse = np.unique(keys, return_inverse=True)
+    return uniq, np.bincount(inverse, weights=counts, minlength=len(uniq)).astype(np.int64)
+
+
+def quantile(keys: np.ndarray, counts: np.ndarray, q: float) -> float:
+    """The smallest histogram value v with at least ceil(q * n) values <= v (inverted CDF)."""
+    n = int(counts.sum())
+    if n == 0:
+        return float("nan")
+    rank = max(1, -(-Fraction(q) * n // 1))  # ceil(q * n), exact
+    idx = int(np.searchsorted(np.cumsum(counts), int(rank), side="left"))
+    return key_value(int(keys[min(idx, len(keys) - 1)]))

@@ -1,0 +1,304 @@
+"""Numeric ops: fill_missing, clip, log1p, normalize, normalize_minmax, bucketize, cast.
+
+Exact meanings (every backend implements these):
+
+* Values are computed in float64; null and NaN are both *missing* and stay missing through every
+  op but ``fill_missing``; results are rounded to the op's output dtype (integers: half to even)
+  and missing results are written as null.
+* Continuous results (log1p, normalize, normalize_minmax) are float64 for float64 input and
+  float32 otherwise. fill_missing and clip keep the input dtype. bucketize gives int32.
+* Fitted statistics ignore missing and infinite values and, with ``split.fit_on``, rows outside
+  that split. Means and standard deviations come from exact sums (ops/stats.py); medians and
+  quantiles from a histogram with ``stats.quantile_bits`` mantissa bits (the inverted-CDF quantile:
+  the smallest v with at least ceil(q*n) values <= v, truncated toward zero to those bits).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from shardsmith.compiler.ir import INT_DTYPES, Column, Schema, is_float, is_numeric
+from shardsmith.errors import ConfigError
+from shardsmith.ops.base import ColumnwiseOp, ElementwiseOp, register_op
+from shardsmith.ops.stats import MinMax, Moments, Quantiles
+
+
+def _cfloat(v: float) -> str:
+    """A float as a C double literal that round-trips exactly."""
+    if math.isnan(v):
+        return "CUDART_NAN"
+    if math.isinf(v):
+        return "CUDART_INF" if v > 0 else "(-CUDART_INF)"
+    return repr(float(v))
+
+
+@register_op
+@dataclass(frozen=True)
+class FillMissing(ElementwiseOp):
+    """Replace missing values (null or NaN) by a constant, or by the fitted mean or median."""
+
+    op_name = "fill_missing"
+    value: float | None = None
+    strategy: str = "constant"  # constant | mean | median
+
+    def check(self, schema: Schema, key: str) -> None:
+        super().check(schema, key)
+        if self.strategy not in ("constant", "mean", "median"):
+            raise ConfigError(f"expected constant, mean or median, got {self.strategy!r}", f"{key}.strategy")
+        if self.strategy == "constant" and self.value is None:
+            raise ConfigError("strategy 'constant' needs a value", f"{key}.value")
+        if self.strategy != "constant" and self.value is not None:
+            raise ConfigError(f"strategy '{self.strategy}' is fitted: drop the value", f"{key}.value")
+
+    @property
+    def fitted(self) -> bool:
+        return self.strategy != "constant"
+
+    def out_dtype(self, dtype: str) -> str:
+        return dtype if is_numeric(dtype) and dtype != "bool" else "float32"
+
+    def output_column(self, col: Column, name: str) -> Column:
+        return Column(name, self.out_dtype(col.dtype), col.role if col.role != "other" else "continuous")
+
+    def statistics(self, schema: Schema) -> tuple:
+        if self.strategy == "mean":
+            return tuple(Moments(c) for c in self.cols)
+        if self.strategy == "median":
+            return tuple(Quantiles(c) for c in self.cols)
+        return ()
+
+    def fit(self, results: dict) -> dict:
+        state = {}
+        for stat, res in results.items():
+            fill = res["mean"] if self.strategy == "mean" else res.quantile(0.5)
+            state[stat.col] = {"fill": 0.0 if math.isnan(fill) else fill}
+        return state
+
+    def params(self, state: dict, col: str) -> dict[str, float]:
+        return {"fill": float(self.value) if self.strategy == "constant" else state[col]["fill"]}
+
+    def apply(self, x, p, xp):
+        return xp.where(xp.isnan(x), p["fill"], x)
+
+    def cuda(self, x, p):
+        return f"(isnan({x}) ? {p['fill']} : {x})"
+
+
+@register_op
+@dataclass(frozen=True)
+class Clip(ElementwiseOp):
+    """Limit values to [lower, upper] (either bound may be omitted); missing stays missing."""
+
+    op_name = "clip"
+    lower: float | None = None
+    upper: float | None = None
+
+    def check(self, schema: Schema, key: str) -> None:
+        super().check(schema, key)
+        if self.lower is None and self.upper is None:
+            raise ConfigError("give lower, upper or both", f"{key}.lower")
+        if self.lower is not None and self.upper is not None and self.lower > self.upper:
+            raise ConfigError(f"lower {self.lower} is above upper {self.upper}", f"{key}.lower")
+        for name in ("lower", "upper"):
+            bound = getattr(self, name)
+            if bound is not None and any(schema[c].dtype in INT_DTYPES for c in self.cols) and bound != int(bound):
+                raise ConfigError(f"integer columns need an integer bound, got {bound}", f"{key}.{name}")
+
+    def out_dtype(self, dtype: str) -> str:
+        return dtype if is_numeric(dtype) and dtype != "bool" else "float32"
+
+    def output_column(self, col: Column, name: str) -> Column:
+        return Column(name, self.out_dtype(col.dtype), col.role if col.role != "other" else "continuous")
+
+    def signature(self) -> tuple:
+        return (self.op_name, self.lower is not None, self.upper is not None)
+
+    def params(self, state, col):
+        p = {}
+        if self.lower is not None:
+            p["lo"] = float(self.lower)
+        if self.upper is not None:
+            p["hi"] = float(self.upper)
+        return p
+
+    def apply(self, x, p, xp):
+        # Comparisons with NaN are false, so missing values pass through unchanged.
+        if "lo" in p:
+            x = xp.where(x < p["lo"], p["lo"], x)
+        if "hi" in p:
+            x = xp.where(x > p["hi"], p["hi"], x)
+        return x
+
+    def cuda(self, x, p):
+        if "lo" in p:
+            x = f"({x} < {p['lo']} ? {p['lo']} : {x})"
+        if "hi" in p:
+            x = f"({x} > {p['hi']} ? {p['hi']} : {x})"
+        return x
+
+
+@register_op
+@dataclass(frozen=True)
+class Log1p(ElementwiseOp):
+    """log(1 + x); values below -1 give missing, -1 gives -inf."""
+
+    op_name = "log1p"
+
+    def apply(self, x, p, xp):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return xp.log1p(x)
+
+    def cuda(self, x, p):
+        return f"log1p({x})"
+
+
+@register_op
+@dataclass(frozen=True)
+class Normalize(ElementwiseOp):
+    """Z-score: (x - mean) / std with the fitted mean and population std (std 0 counts as 1)."""
+
+    op_name = "normalize"
+
+    @property
+    def fitted(self) -> bool:
+        return True
+
+    def statistics(self, schema: Schema) -> tuple:
+        return tuple(Moments(c) for c in self.cols)
+
+    def fit(self, results: dict) -> dict:
+        return {s.col: {"mean": r["mean"], "std": r["std"], "count": r["count"]} for s, r in results.items()}
+
+    def params(self, state, col):
+        std = state[col]["std"]
+        return {"mean": state[col]["mean"], "std": std if std > 0 and math.isfinite(std) else 1.0}
+
+    def apply(self, x, p, xp):
+        return (x - p["mean"]) / p["std"]
+
+    def cuda(self, x, p):
+        return f"(({x} - {p['mean']}) / {p['std']})"
+
+
+@register_op
+@dataclass(frozen=True)
+class NormalizeMinmax(ElementwiseOp):
+    """(x - min) / (max - min) with the fitted min and max (a zero range counts as 1)."""
+
+    op_name = "normalize_minmax"
+
+    @property
+    def fitted(self) -> bool:
+        return True
+
+    def statistics(self, schema: Schema) -> tuple:
+        return tuple(MinMax(c) for c in self.cols)
+
+    def fit(self, results: dict) -> dict:
+        return {s.col: {"min": r["min"], "max": r["max"], "count": r["count"]} for s, r in results.items()}
+
+    def params(self, state, col):
+        lo, hi = state[col]["min"], state[col]["max"]
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            return {"min": 0.0, "range": 1.0}
+        return {"min": lo, "range": (hi - lo) if hi > lo else 1.0}
+
+    def apply(self, x, p, xp):
+        return (x - p["min"]) / p["range"]
+
+    def cuda(self, x, p):
+        return f"(({x} - {p['min']}) / {p['range']})"
+
+
+@register_op
+@dataclass(frozen=True)
+class Bucketize(ElementwiseOp):
+    """Bucket index: the number of boundaries <= x (0..len(boundaries)); boundaries given, or
+    fitted at the quantiles 1/q, 2/q, ... (q-1)/q (duplicates dropped). Missing stays missing."""
+
+    op_name = "bucketize"
+    boundaries: tuple[float, ...] | None = None
+    quantiles: int | None = None
+
+    def check(self, schema: Schema, key: str) -> None:
+        super().check(schema, key)
+        if (self.boundaries is None) == (self.quantiles is None):
+            raise ConfigError("give boundaries or quantiles (one of the two)", f"{key}.boundaries")
+        if self.boundaries is not None:
+            b = list(self.boundaries)
+            if not b or any(math.isnan(v) for v in b) or any(x >= y for x, y in zip(b, b[1:])):
+                raise ConfigError("expected strictly increasing numbers", f"{key}.boundaries")
+        if self.quantiles is not None and self.quantiles < 2:
+            raise ConfigError(f"expected 2 or more buckets, got {self.quantiles}", f"{key}.quantiles")
+
+    @property
+    def fitted(self) -> bool:
+        return self.quantiles is not None
+
+    def out_dtype(self, dtype: str) -> str:
+        return "int32"
+
+    def output_column(self, col: Column, name: str) -> Column:
+        n = len(self.boundaries) + 1 if self.boundaries is not None else self.quantiles
+        return Column(name, "int32", "categorical", n)
+
+    def statistics(self, schema: Schema) -> tuple:
+        return tuple(Quantiles(c) for c in self.cols) if self.quantiles else ()
+
+    def fit(self, results: dict) -> dict:
+        state = {}
+        for stat, hist in results.items():
+            qs = [hist.quantile(i / self.quantiles) for i in range(1, self.quantiles)] if hist.count else []
+            state[stat.col] = {"boundaries": sorted(set(q for q in qs if math.isfinite(q)))}
+        return state
+
+    def fitted_schema(self, schema: Schema, state: dict) -> Schema:
+        if self.boundaries is not None:
+            return schema
+        return schema.replace_columns({o: Column(o, "int32", "categorical", len(state[c]["boundaries"]) + 1)
+                                       for c, o in self.pairs()})
+
+    def params(self, state, col):
+        b = self.boundaries if self.boundaries is not None else state[col]["boundaries"]
+        return {"boundaries": np.asarray(b, dtype=np.float64)}
+
+    def apply(self, x, p, xp):
+        out = xp.empty_like(x)
+        for j, b in enumerate(p["boundaries"]):
+            col = x[:, j]
+            out[:, j] = xp.searchsorted(xp.asarray(b), col, side="right")
+        return xp.where(xp.isnan(x), xp.nan, out)
+
+    def cuda(self, x, p):
+        return f"bucketize({x}, {p['boundaries']}, {p['boundaries_len']})"
+
+
+CAST_ERRORS = ("fail", "null", "quarantine")
+
+
+@register_op
+@dataclass(frozen=True)
+class Cast(ColumnwiseOp):
+    """Convert to ``dtype``. Floats to integers truncate toward zero; strings parse as numbers.
+    A value that cannot be converted (unparsable, out of range, missing into a non-null target is
+    fine: it stays null) fails the compile, becomes null, or sends its row to quarantine
+    (``on_error``)."""
+
+    op_name = "cast"
+    dtype: str = "float32"
+    on_error: str = "fail"
+
+    def check(self, schema: Schema, key: str) -> None:
+        super().check(schema, key)
+        allowed = (*INT_DTYPES, "float32", "float64", "string", "bool")
+        if self.dtype not in allowed:
+            raise ConfigError(f"expected one of {', '.join(allowed)}, got {self.dtype!r}", f"{key}.dtype")
+        if self.on_error not in CAST_ERRORS:
+            raise ConfigError(f"expected one of {', '.join(CAST_ERRORS)}, got {self.on_error!r}", f"{key}.on_error")
+
+    def output_column(self, col: Column, name: str) -> Column:
+        role = "continuous" if is_float(self.dtype) and col.role == "other" else col.role
+        return Column(name, self.dtype, role, col.cardinality if self.dtype != "string" else None)

@@ -1,0 +1,125 @@
+"""The manifest: what a compiled dataset holds, where it came from, and how to check it.
+
+It is written last, atomically, and is the commit point of a compile: a directory without one is
+not a dataset. Paths inside it are relative to its own directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+from shardsmith.errors import InputError
+
+FORMAT = "shardsmith-manifest"
+VERSION = 1
+MANIFEST = "manifest.json"
+
+
+def canonical_json(obj) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
+def sha256_json(obj) -> str:
+    return hashlib.sha256(canonical_json(obj)).hexdigest()
+
+
+def write_manifest(directory: str, manifest: dict) -> str:
+    path = os.path.join(directory, MANIFEST)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(manifest, f, indent=1, allow_nan=False, default=str)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def read_manifest(path: str) -> dict:
+    """Read a manifest (a file, or a directory holding manifest.json); errors name the path."""
+    if os.path.isdir(path):
+        path = os.path.join(path, MANIFEST)
+    try:
+        with open(path) as f:
+            doc = json.load(f)
+    except FileNotFoundError:
+        raise InputError("no such manifest", path) from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"not a readable manifest: {exc}", path) from None
+    fmt = doc.get("format") if isinstance(doc, dict) else None
+    if fmt != FORMAT:
+        raise InputError(f"not a shardsmith manifest (format is {fmt!r})", path)
+    if doc.get("version") != VERSION:
+        raise InputError(f"manifest version {doc.get('version')} is not supported (this shardsmith reads {VERSION})",
+                         path)
+    doc["_dir"] = os.path.dirname(os.path.abspath(path))
+    return doc
+
+
+def iter_shards(manifest: dict):
+    """(stream, shard entry) for every shard file: the splits' and the quarantine's."""
+    for name, split in manifest["splits"].items():
+        for shard in split["shards"]:
+            yield name, shard
+    for shard in manifest.get("quarantine", {}).get("shards", []):
+        yield "quarantine", shard
+
+
+def file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify(manifest: dict) -> list[str]:
+    """Re-hash every shard; the problems found, as lines naming the file (empty: all good)."""
+    problems = []
+    root = manifest["_dir"]
+    for _, shard in iter_shards(manifest):
+        path = os.path.join(root, shard["path"])
+        if not os.path.exists(path):
+            problems.append(f"{path}: missing")
+            continue
+        size = os.path.getsize(path)
+        if size != shard["bytes"]:
+            problems.append(f"{path}: {size} bytes, the manifest says {shard['bytes']}")
+            continue
+        digest = file_sha256(path)
+        if digest != shard["sha256"]:
+            problems.append(f"{path}: sha256 {digest[:16]}..., the manifest says {shard['sha256'][:16]}...")
+    return problems
+
+
+def summary_lines(manifest: dict) -> list[str]:
+    """What ``shardsmith inspect`` prints."""
+    rows = manifest["rows"]
+    lines = [
+        f"dataset {manifest['name']} (created {manifest['created']}, shardsmith {manifest['code_version']})",
+        f"config sha256 {manifest['config']['sha256'][:16]}..., {len(manifest['inputs'])} input file(s), "
+        f"{sum(i['bytes'] for i in manifest['inputs']):,} bytes",
+        f"rows: in {rows['in']:,} = out {rows['out']:,} + filtered {rows['filtered']:,} "
+        f"+ quarantined {rows['quarantined']:,}",
+        "splits:",
+    ]
+    for name, split in manifest["splits"].items():
+        nbytes = sum(s["bytes"] for s in split["shards"])
+        fmts = sorted({s["format"] for s in split["shards"]})
+        lines.append(f"  {name:<8} {split['rows']:>12,} rows  {len(split['shards']):>4} shard file(s)  "
+                     f"{nbytes:>14,} bytes  {', '.join(fmts)}")
+    lines.append("schema:")
+    stats = manifest.get("stats", {})
+    first = next(iter(stats.values()), {})
+    for col in manifest["schema"]:
+        extra = ""
+        if col.get("cardinality"):
+            extra = f"  cardinality {col['cardinality']:,}, embedding {col.get('embedding_dim')}"
+        s = first.get(col["name"], {})
+        if "mean" in s:
+            extra += f"  mean {s['mean']:.4g} std {s['std']:.4g}"
+        if s.get("nulls"):
+            extra += f"  nulls {s['nulls']:,}"
+        lines.append(f"  {col['name']:<14} {col['dtype']:<8} {col['role']:<12}{extra}")
+    return lines

@@ -1,0 +1,66 @@
+"""Fitted state on disk: JSON for scalars, Parquet for tables (vocabularies). Never pickle."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import pyarrow as pa
+
+STATE_FILE = "state.json"
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-")
+
+
+def save_states(directory: str, states: dict) -> None:
+    """Write ``states`` ({step key: {column: {name: value}}}) under ``directory``."""
+    import pyarrow.parquet as pq
+
+    os.makedirs(directory, exist_ok=True)
+
+    def encode(obj, path):
+        if isinstance(obj, pa.Table):
+            rel = "/".join(_safe(p) for p in path) + ".parquet"
+            full = os.path.join(directory, rel)
+            os.makedirs(os.path.dirname(full), exist_ok=True)
+            pq.write_table(obj, full + ".tmp", compression="zstd")
+            os.replace(full + ".tmp", full)
+            return {"$parquet": rel}
+        if isinstance(obj, dict):
+            return {k: encode(v, path + [str(k)]) for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return [encode(v, path + [str(i)]) for i, v in enumerate(obj)]
+        if hasattr(obj, "item"):  # NumPy scalars
+            return obj.item()
+        return obj
+
+    doc = encode(states, [])
+    tmp = os.path.join(directory, STATE_FILE + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(doc, f, indent=1, sort_keys=True, allow_nan=True)
+    os.replace(tmp, os.path.join(directory, STATE_FILE))
+
+
+def load_states(directory: str) -> dict | None:
+    """The states saved in ``directory``, or None when none were saved (completely)."""
+    import pyarrow.parquet as pq
+
+    path = os.path.join(directory, STATE_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        doc = json.load(f)
+
+    def decode(obj):
+        if isinstance(obj, dict):
+            if set(obj) == {"$parquet"}:
+                return pq.read_table(os.path.join(directory, obj["$parquet"]))
+            return {k: decode(v) for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [decode(v) for v in obj]
+        return obj
+
+    return decode(doc)

@@ -1,0 +1,93 @@
+"""Shard writers. Every file is written under a temporary name and renamed into place once whole,
+so a reader (or a resumed compile) never sees half a shard; its sha256 is taken as it is written."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+
+import pyarrow as pa
+
+
+class HashingFile:
+    """A write-only file that keeps a running sha256 and byte count of what passes through it."""
+
+    def __init__(self, path: str):
+        self._f = open(path, "wb")
+        self.sha = hashlib.sha256()
+        self.size = 0
+        self.closed = False
+
+    def write(self, data) -> int:
+        mv = memoryview(data)
+        self.sha.update(mv)
+        self.size += mv.nbytes
+        return self._f.write(mv)
+
+    def flush(self) -> None:
+        self._f.flush()
+
+    def tell(self) -> int:
+        return self.size
+
+    def close(self) -> None:
+        if not self.closed:
+            self._f.flush()
+            os.fsync(self._f.fileno())
+            self._f.close()
+            self.closed = True
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+
+def atomic_write(final: str, write_fn) -> dict:
+    """Run ``write_fn(file)`` on a temporary file beside ``final``, then rename it into place."""
+    os.makedirs(os.path.dirname(final) or ".", exist_ok=True)
+    tmp = f"{final}.tmp-{uuid.uuid4().hex[:12]}"
+    f = HashingFile(tmp)
+    try:
+        write_fn(f)
+        f.close()
+        os.replace(tmp, final)
+    except BaseException:
+        f.close()
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return {"bytes": f.size, "sha256": f.sha.hexdigest()}
+
+
+def write_parquet(table: pa.Table, final: str, sink) -> dict:
+    import pyarrow.parquet as pq
+
+    compression = None if sink.compression == "none" else sink.compression
+
+    def write(f):
+        pq.write_table(table, f, row_group_size=sink.row_group_rows, compression=compression,
+                       compression_level=sink.compression_level, write_statistics=True)
+
+    return atomic_write(final, write)
+
+
+WRITERS = {"parquet": (".parquet", write_parquet)}
+
+
+def register_writer(fmt: str, suffix: str, fn) -> None:
+    """Add an output format: ``fn(table, final_path, sink) -> {"bytes", "sha256"}``."""
+    WRITERS[fmt] = (suffix, fn)
+
+
+def write_shard(table: pa.Table, stem: str, sink, schema) -> dict:
+    """Write ``table`` in every output format (quarantine shards: Parquet only)."""
+    formats = sink.formats if schema is not None else ("parquet",)
+    out = {}
+    for fmt in formats:
+        suffix, fn = WRITERS[fmt]
+        info = fn(table, stem + suffix, sink)
+        out[fmt] = {"path": stem + suffix, "rows": table.num_rows, **info}
+    return out
