@@ -1,0 +1,5 @@
+import sys
+
+from shardsmith.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Profiling: timers, cost model and reports of a compile."""

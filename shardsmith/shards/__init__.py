@@ -1,0 +1,1 @@
+"""Shards: writers, the manifest, fitted state on disk, and (later) the PyTorch loader."""
