@@ -104,7 +104,9 @@ def executor_for(engine: EngineConfig, backend: str, log=None):
 
 
 def _local_cluster(engine: EngineConfig, backend: str):
-    dashboard = ":0" if engine.dashboard else None
+    # The scheduler always serves HTTP (metrics); a random port avoids clashes between clusters.
+    dashboard = ":0"
+    scheduler_kwargs = {"dashboard": bool(engine.dashboard)}
     memory = "auto" if engine.memory_limit == "auto" else parse_size(engine.memory_limit, "engine.memory_limit")
     if backend == "gpu":
         from dask_cuda import LocalCUDACluster
@@ -118,9 +120,11 @@ def _local_cluster(engine: EngineConfig, backend: str):
             kwargs["rmm_pool_size"] = parse_size(engine.rmm_pool_size, "engine.rmm_pool_size")
         if engine.device_memory_limit:
             kwargs["device_memory_limit"] = parse_size(engine.device_memory_limit, "engine.device_memory_limit")
-        return LocalCUDACluster(dashboard_address=dashboard, memory_limit=memory, silence_logs=logging.ERROR, **kwargs)
+        return LocalCUDACluster(dashboard_address=dashboard, memory_limit=memory, silence_logs=logging.ERROR,
+                                scheduler_kwargs=scheduler_kwargs, **kwargs)
     from distributed import LocalCluster
 
     n = engine.n_workers or os.cpu_count() or 1
     return LocalCluster(n_workers=n, threads_per_worker=engine.threads_per_worker, processes=engine.processes,
-                        memory_limit=memory, dashboard_address=dashboard, silence_logs=logging.ERROR)
+                        memory_limit=memory, dashboard_address=dashboard, silence_logs=logging.ERROR,
+                        scheduler_kwargs=scheduler_kwargs)

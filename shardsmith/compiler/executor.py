@@ -51,10 +51,11 @@ class Result:
     timings: dict = field(default_factory=dict)
 
 
-def compile_dataset(cfg: ShardsmithConfig, log=print) -> Result:
-    """Build, optimise, plan and run ``cfg``; return the manifest of the dataset written."""
+def compile_dataset(cfg: ShardsmithConfig, log=print, passes=None) -> Result:
+    """Build, optimise, plan and run ``cfg``; return the manifest of the dataset written.
+    ``passes`` replaces the optimiser's pass list (tests compare optimised and unoptimised runs)."""
     t_start = time.perf_counter()
-    graph = optimize(build(cfg))
+    graph = optimize(build(cfg)) if passes is None else optimize(build(cfg), passes=passes)
     plan = physical_plan(graph, cfg.engine)
     backend = resolve_kind(cfg.engine.kind)
     be = get_backend(backend)

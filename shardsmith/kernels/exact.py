@@ -88,11 +88,13 @@ def merge_histograms(parts) -> tuple[np.ndarray, np.ndarray]:
     return uniq, np.bincount(inverse, weights=counts, minlength=len(uniq)).astype(np.int64)
 
 
-def quantile(keys: np.ndarray, counts: np.ndarray, q: float) -> float:
-    """The smallest histogram value v with at least ceil(q * n) values <= v (inverted CDF)."""
+def quantile(keys: np.ndarray, counts: np.ndarray, q) -> float:
+    """The smallest histogram value v with at least ceil(q * n) values <= v (inverted CDF).
+    ``q`` is a Fraction, or a float read as the decimal it prints as (0.1 means 1/10)."""
     n = int(counts.sum())
     if n == 0:
         return float("nan")
-    rank = max(1, -(-Fraction(q) * n // 1))  # ceil(q * n), exact
+    q = q if isinstance(q, Fraction) else Fraction(repr(float(q)))
+    rank = max(1, -(-q * n // 1))  # ceil(q * n), exact
     idx = int(np.searchsorted(np.cumsum(counts), int(rank), side="left"))
     return key_value(int(keys[min(idx, len(keys) - 1)]))

@@ -10,7 +10,7 @@ categorify ids (int32), the same on every backend:
   then by value ascending (numbers numerically, strings by their UTF-8 bytes).
 
 The vocabulary keeps values seen at least ``freq_threshold`` times (on ``split.fit_on`` rows), then
-the first ``max_size`` of them. It is saved as Parquet (``state/<step>/<column>.parquet``: id, value,
+the first ``max_size`` of them. It is saved as Parquet (``state/<step>/<column>/vocab.parquet``: value,
 count). The column's cardinality is ``len(vocabulary) + 3``; its suggested embedding size is
 ``min(600, round(1.6 * cardinality ** 0.56))``.
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
@@ -251,7 +252,7 @@ class Bucketize(ElementwiseOp):
     def fit(self, results: dict) -> dict:
         state = {}
         for stat, hist in results.items():
-            qs = [hist.quantile(i / self.quantiles) for i in range(1, self.quantiles)] if hist.count else []
+            qs = [hist.quantile(Fraction(i, self.quantiles)) for i in range(1, self.quantiles)] if hist.count else []
             state[stat.col] = {"boundaries": sorted(set(q for q in qs if math.isfinite(q)))}
         return state
 

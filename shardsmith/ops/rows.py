@@ -182,7 +182,7 @@ class Filter(Op):
     def check(self, schema: Schema, key: str) -> None:
         if not self.expr.strip():
             raise ConfigError("expected a predicate, e.g. \"I1 >= 0\"", f"{key}.expr")
-        kind = check_predicate(self.predicate, schema, f"{key}.expr")
+        kind = check_predicate(parse_predicate(self.expr, f"{key}.expr"), schema, f"{key}.expr")
         if kind != "bool":
             raise ConfigError(f"the predicate must be true/false, got a {kind}: {self.expr!r}", f"{key}.expr")
 

@@ -13,6 +13,8 @@ from shardsmith.compiler.ir import INT_DTYPES, Fused
 from shardsmith.compiler.sources import ARROW_TYPES
 from shardsmith.errors import ShardsmithError
 from shardsmith.kernels import xxhash64 as xx
+from shardsmith.kernels.fusion import group_columns
+from shardsmith.ops.base import ElementwiseOp
 from shardsmith.ops.categorical import FIRST_ID, NULL_ID, OOV_ID, Categorify, HashBucket, HashedCross
 from shardsmith.ops.numeric import Cast
 from shardsmith.ops.rows import Drop, Filter, Rename
@@ -161,3 +163,12 @@ def _set_columns(frame: pa.Table, new: dict) -> pa.Table:
             frame = frame.append_column(name, arr)
             names = frame.column_names
     return frame
+
+
+@LOWERINGS.register(ElementwiseOp)
+def run_elementwise(be, step, frame, state, ctx):
+    """An elementwise step outside a fused run (the fusion pass skipped): a one-step fused node."""
+    from shardsmith.compiler.sources import to_schema
+
+    node = Fused((step,), group_columns((step,), to_schema(frame.schema, {})))
+    return run_fused(be, node, frame, {step.key: state}, ctx)

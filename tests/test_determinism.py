@@ -1,0 +1,54 @@
+"""Same input and config: byte-identical shards, whatever the workers, partitions or executor."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import run_compile
+
+
+def shard_hashes(res) -> dict:
+    return {s["path"]: s["sha256"] for split in res.manifest["splits"].values() for s in split["shards"]}
+
+
+@pytest.mark.slow
+def test_workers_and_partition_sizes_do_not_change_a_byte(demo_dir, tmp_path):
+    common = ("output.shard_rows=7000",)
+    runs = {
+        "dask-1-small": run_compile(f"{demo_dir}/*.parquet", tmp_path / "a", *common, "engine.n_workers=1",
+                                    "engine.partition_bytes=1MB", engine="cpu"),
+        "dask-2-big": run_compile(f"{demo_dir}/*.parquet", tmp_path / "b", *common, "engine.n_workers=2",
+                                  "engine.partition_bytes=1GB", engine="cpu"),
+        "inprocess-small": run_compile(f"{demo_dir}/*.parquet", tmp_path / "c", *common,
+                                       "engine.partition_bytes=100KB"),
+    }
+    partitions = {k: r.manifest["plan"]["partitions"] for k, r in runs.items()}
+    assert len(set(partitions.values())) == 3, partitions  # three different partitionings
+    hashes = [shard_hashes(r) for r in runs.values()]
+    assert hashes[0] == hashes[1] == hashes[2]
+    assert len(hashes[0]) >= 5  # several shards per split, cut across partition boundaries
+    stats = [r.manifest["stats"] for r in runs.values()]
+    assert stats[0] == stats[1] == stats[2]
+
+
+def test_seed_changes_the_split(demo_dir, tmp_path):
+    a = run_compile(f"{demo_dir}/*.parquet", tmp_path / "a", "split.seed=1")
+    b = run_compile(f"{demo_dir}/*.parquet", tmp_path / "b", "split.seed=2")
+    ra = {k: v["rows"] for k, v in a.manifest["splits"].items()}
+    rb = {k: v["rows"] for k, v in b.manifest["splits"].items()}
+    assert sum(ra.values()) == sum(rb.values()) == 30_000
+    assert ra != rb
+    for rows in (ra, rb):  # 90/5/5 within a few standard deviations
+        assert abs(rows["train"] - 27_000) < 300 and abs(rows["valid"] - 1_500) < 200
+
+
+def test_rerun_is_up_to_date_and_overwrite_rebuilds(demo_dir, tmp_path):
+    a = run_compile(f"{demo_dir}/*.parquet", tmp_path / "a")
+    again = run_compile(f"{demo_dir}/*.parquet", tmp_path / "a", "engine.partition_bytes=1MB")
+    assert again.up_to_date and shard_hashes(again) == shard_hashes(a)
+    from shardsmith.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="output.dir: .* holds a dataset built from another config"):
+        run_compile(f"{demo_dir}/*.parquet", tmp_path / "a", "split.seed=9")
+    rebuilt = run_compile(f"{demo_dir}/*.parquet", tmp_path / "a", "split.seed=9", "output.overwrite=true")
+    assert not rebuilt.up_to_date and shard_hashes(rebuilt) != shard_hashes(a)

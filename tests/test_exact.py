@@ -1,0 +1,58 @@
+"""Exact statistics: sums equal the rational sum, quantiles equal a sort-based reference."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from shardsmith.kernels import exact
+from shardsmith.ops import stats as S
+
+
+def test_exact_sum_is_the_rational_sum_in_any_order():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(50_000) * np.exp(rng.uniform(-300, 300, 50_000))
+    x = np.concatenate([x, [0.0, -0.0, 5e-324, -5e-324, 1.7976931348623157e308, -1.7976931348623157e308]])
+    s = exact.exact_sum(x)
+    assert exact.to_fraction(s) == sum(Fraction(v) for v in x)
+    perm = rng.permutation(len(x))
+    parts = np.array_split(x[perm], 7)
+    assert sum(exact.exact_sum(p) for p in parts) == s
+
+
+def test_moments_do_not_depend_on_partitioning():
+    rng = np.random.default_rng(4)
+    x = rng.lognormal(2, 3, 100_001).astype(np.float32).astype(np.float64)
+    whole = S.Moments("x").finalize(S.moments_partial(x))
+    for k in (2, 3, 17):
+        parts = [S.moments_partial(p) for p in np.array_split(x, k)]
+        assert S.Moments("x").finalize(S.Moments("x").merge(parts)) == whole
+    assert whole["mean"] == pytest.approx(float(np.mean(x)), rel=1e-12)
+    assert whole["std"] == pytest.approx(float(np.std(x)), rel=1e-9)
+
+
+@pytest.mark.parametrize("bits", [3, 10, 52])
+def test_quantiles_match_sorted_reference(bits):
+    rng = np.random.default_rng(5)
+    x = np.concatenate([rng.integers(-50, 2000, 5000).astype(np.float64), rng.standard_normal(3000) * 1e3])
+    parts = [exact.histogram(p, bits) for p in np.array_split(x, 4)]
+    hist = S.Quantiles("x", bits).finalize(S.Quantiles("x", bits).merge(parts))
+    xs = np.sort(x)
+    for q in (0.0, 0.1, 0.25, 0.5, 0.9, 1.0):
+        k = max(1, int(np.ceil(q * len(xs))))
+        truth = xs[k - 1]  # inverted CDF: the smallest v with at least ceil(q n) values <= v
+        got = hist.quantile(q)
+        # Truncated toward zero to `bits` mantissa bits: never further than 2**-bits relative.
+        assert abs(got) <= abs(truth)
+        assert abs(truth - got) <= abs(truth) * 2.0**-bits
+        if bits == 52:
+            assert got == truth
+
+
+def test_integers_below_2_to_bits_are_exact():
+    x = np.array([1, 2, 2, 3, 7, 1000, 2047], dtype=np.float64)
+    hist = S.Histogram(*exact.histogram(x, 10))
+    assert hist.quantile(0.5) == 3.0
+    assert hist.quantile(1.0) == 2047.0

@@ -1,0 +1,141 @@
+"""Optimiser passes: golden before/after, the IR validator after every pass, the same rows with and
+without the passes, one pass over the data for independent statistics, kernel counts for fusion."""
+
+from __future__ import annotations
+
+import os
+
+import pyarrow.parquet as pq
+import pytest
+
+from shardsmith.backends.cpu import CpuBackend
+from shardsmith.compiler.build import build
+from shardsmith.compiler.config import compose
+from shardsmith.compiler.explain import render
+from shardsmith.compiler.ir import Fused
+from shardsmith.compiler.passes import PASSES, optimize
+from shardsmith.compiler.passes.fuse_elementwise import kernel_count
+from shardsmith.compiler.passes.plan_fit import fit_passes, plan_fit
+from shardsmith.compiler.passes.validate import validate
+from shardsmith.compiler.planner import physical_plan
+from tests.conftest import run_compile
+
+GRAPH = ("graph=[{op: fill_missing, cols: [I1, I2], value: 0}, {op: log1p, cols: [I1, I2]},"
+         " {op: filter, expr: 'label == 1'}, {op: normalize, cols: [I1]},"
+         " {op: categorify, cols: [C5]}, {op: drop, cols: [C7, I3]}, {op: clip, cols: [I4], lower: 1},"
+         " {op: drop, cols: [I4]}]")
+
+
+def graph_for(demo_dir, *overrides):
+    return build(compose([f"source.paths=[{demo_dir}/*.parquet]", *overrides]))
+
+
+def test_each_pass_golden(demo_dir):
+    g = graph_for(demo_dir, GRAPH, "split.fit_on=null")
+    trace = []
+    optimize(g, trace=trace, check=True)
+    after = {name: render(graph) for name, graph in trace}
+    # prune_columns: the clip on I4 is dead (I4 is dropped), C7 and I3 are never read.
+    assert not any("clip" in line for line in after["prune_columns"])
+    assert after["prune_columns"][0] == "source parquet: 3 file(s), 30,000 rows; reads 37 of 40 column(s)"
+    # push_filters: the filter reads an untouched source column and no fitted step precedes it.
+    assert "  pushed filter: (label == 1)" in after["push_filters"]
+    assert not any(line.startswith("graph[2]") for line in after["push_filters"])
+    # plan_fit: both fitted steps in pass 0.
+    assert "graph[3]  normalize([I1])  [fitted in pass 0]" in after["plan_fit"]
+    assert "graph[4]  categorify([C5])  [fitted in pass 0]" in after["plan_fit"]
+    # fuse_elementwise: fill + log1p + normalize on I1 is one kernel, fill + log1p on I2 another.
+    fused = [line for line in after["fuse_elementwise"] if "kernel" in line]
+    assert fused[0].startswith("graph[0]..graph[3]  fused: 3 step(s), 2 kernel(s)")
+
+
+def test_a_filter_after_a_fitted_step_stays_put(demo_dir):
+    g = optimize(graph_for(demo_dir, "graph=[{op: normalize, cols: [I1]}, {op: filter, expr: 'label == 1'}]"))
+    assert g.source.filter is None
+    assert [s.op.op_name for s in g.flat_steps()] == ["normalize", "filter"]
+
+
+def test_validator_rejects_a_corrupted_graph(demo_dir):
+    from dataclasses import replace
+
+    from shardsmith.errors import PlanError
+
+    g = graph_for(demo_dir, GRAPH)
+    bad = g.with_steps([g.steps[0], replace(g.steps[1], schema=g.steps[0].schema.drop(["I1"]))])
+    with pytest.raises(PlanError, match="does not match"):
+        validate(bad)
+
+
+def test_independent_statistics_take_one_pass(demo_dir, monkeypatch, tmp_path):
+    reads = []
+    original = CpuBackend.read
+
+    def counting(self, part, source, split):
+        reads.append(part.index)
+        return original(self, part, source, split)
+
+    monkeypatch.setattr(CpuBackend, "read", counting)
+    res = run_compile(f"{demo_dir}/*.parquet", tmp_path / "a", "engine.partition_bytes=100KB",
+                      "graph=[{op: normalize, cols: [I1]}, {op: normalize_minmax, cols: [I2]},"
+                      " {op: categorify, cols: [C1, C2]}, {op: fill_missing, cols: [I3], strategy: median},"
+                      " {op: bucketize, cols: [I5], quantiles: 4}]")
+    parts = res.manifest["plan"]["partitions"]
+    assert parts > 3
+    assert res.manifest["plan"]["fit_passes"] == 1
+    assert len(reads) == 2 * parts  # one fit pass + one transform pass
+    reads.clear()
+    # normalize after a fitted median fill depends on it: two fit passes, three reads in all.
+    res = run_compile(f"{demo_dir}/*.parquet", tmp_path / "b", "engine.partition_bytes=100KB",
+                      "graph=[{op: fill_missing, cols: [I1], strategy: median}, {op: normalize, cols: [I1]},"
+                      " {op: categorify, cols: [C1]}]")
+    assert res.manifest["plan"]["fit_passes"] == 2
+    assert len(reads) == 3 * parts
+
+
+def test_plan_fit_stages(demo_dir):
+    g = plan_fit(graph_for(demo_dir, "graph=[{op: fill_missing, cols: [I1], strategy: mean},"
+                           " {op: normalize, cols: [I1]}, {op: normalize, cols: [I2]},"
+                           " {op: filter, expr: 'I1 > 0'}, {op: categorify, cols: [C1]}]"))
+    assert [s.fit_stage for s in g.steps] == [0, 1, 0, None, 2]
+    assert fit_passes(g) == 3
+
+
+def test_fusion_counts_kernels(demo_dir):
+    unfused = optimize(graph_for(demo_dir), passes=PASSES[:-1])
+    fused = optimize(graph_for(demo_dir))
+    assert kernel_count(unfused.steps) == 0
+    # Four elementwise steps over 13 columns: one kernel for the whole column group.
+    assert kernel_count(fused.steps) == 1
+    node = fused.steps[0]
+    assert isinstance(node, Fused) and len(node.steps) == 4 and len(node.groups[0].chains) == 13
+    mixed = optimize(graph_for(demo_dir, "graph=[{op: clip, cols: [I1, I2], lower: 0},"
+                               " {op: log1p, cols: [I1]}, {op: clip, cols: [I3, label], upper: 5}]"))
+    # I1: clip>log1p, I2: clip, I3 (float32) clip-upper, label (int8) clip-upper: four signatures.
+    assert kernel_count(mixed.steps) == 4
+
+
+def test_passes_do_not_change_rows(demo_dir, tmp_path):
+    overrides = [GRAPH, "split.fit_on=null", "output.shard_rows=4000"]
+    full = run_compile(f"{demo_dir}/*.parquet", tmp_path / "full", *overrides)
+    bare = run_compile(f"{demo_dir}/*.parquet", tmp_path / "bare", *overrides, passes=(validate, plan_fit))
+    assert full.manifest["plan"]["passes_over_data"] == bare.manifest["plan"]["passes_over_data"] == 2
+
+    def table(res):
+        root = os.path.dirname(res.path)
+        return [pq.read_table(os.path.join(root, s["path"])) for sp in res.manifest["splits"].values()
+                for s in sp["shards"]]
+
+    a, b = table(full), table(bare)
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert x.equals(y)
+    assert full.manifest["rows"] == bare.manifest["rows"]
+
+
+def test_physical_plan_partitions_follow_row_groups(demo_dir):
+    g = optimize(graph_for(demo_dir))
+    small = physical_plan(g, compose(["engine.partition_bytes=1"]).engine)
+    assert len(small.partitions) == sum(len(f.row_groups) for f in g.source.files)
+    big = physical_plan(g, compose(["engine.partition_bytes=10GB"]).engine)
+    assert len(big.partitions) == len(g.source.files)
+    assert sum(p.rows for p in small.partitions) == sum(p.rows for p in big.partitions) == 30_000
