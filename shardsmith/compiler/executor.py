@@ -38,6 +38,7 @@ from shardsmith.errors import ConfigError, ShardsmithError
 from shardsmith.ops.categorical import embedding_dim
 from shardsmith.shards import manifest as mf
 from shardsmith.shards.state import load_states, save_states
+from shardsmith.shards.summary import merge_summaries
 
 JOURNAL = "journal.jsonl"
 QUARANTINE = "quarantine"
@@ -155,7 +156,7 @@ class Output:
                     self.metas[event["meta"]["partition"]] = event["meta"]
                 elif event["event"] == "shard":
                     info = event["info"]
-                    if all(os.path.exists(os.path.join(self.staging, v["path"])) for v in info.values()):
+                    if all(os.path.exists(os.path.join(self.staging, v["path"])) for v in info["files"].values()):
                         self.done_shards[(event["stream"], event["index"])] = info
 
     def record(self, event: dict) -> None:
@@ -301,8 +302,10 @@ class Run:
         pending = []
         for s, index, fut in self.shard_futures:
             if block or fut.done():
-                info = {fmt: {**v, "path": os.path.relpath(v["path"], self.out.staging)}
-                        for fmt, v in fut.result().items()}
+                res = fut.result()
+                files = {fmt: {**v, "path": os.path.relpath(v["path"], self.out.staging)}
+                         for fmt, v in res["files"].items()}
+                info = {"files": files, "summary": res["summary"]}
                 s.infos.append((index, info))
                 self.out.done_shards[(s.name, index)] = info
                 self.out.record({"event": "shard", "stream": s.name, "index": index, "info": info})
@@ -346,27 +349,21 @@ def fitted_schema(plan: Plan, states: dict) -> Schema:
     return schema
 
 
-def merge_summaries(metas: list, split: str, schema: Schema) -> dict:
-    from shardsmith.ops import stats as S
-
-    out = {}
-    for col in schema.columns:
-        parts = [m["summaries"][split][col.name] for m in metas]
-        entry = {"nulls": sum(p["nulls"] for p in parts)}
-        if "minmax" in parts[0]:
-            n, lo, hi = S.MinMax(col.name).merge([tuple(p["minmax"]) for p in parts])
-            entry.update({"count": n, "min": _json_float(lo), "max": _json_float(hi)})
-        if "moments" in parts[0]:
-            mom = S.Moments(col.name).finalize(S.Moments(col.name).merge([tuple(p["moments"]) for p in parts]))
-            entry.update({"mean": _json_float(mom["mean"]), "std": _json_float(mom["std"])})
-        out[col.name] = entry
-    return out
-
-
 def _json_float(v):
     import math
 
     return None if v is None or (isinstance(v, float) and not math.isfinite(v)) else v
+
+
+def _shards(stream: Stream) -> list[dict]:
+    return [dict(v, format=fmt) for _, info in sorted(stream.infos, key=lambda t: t[0])
+            for fmt, v in info["files"].items()]
+
+
+def _stats(stream: Stream, schema: Schema) -> dict:
+    parts = [info["summary"] for _, info in sorted(stream.infos, key=lambda t: t[0])]
+    merged = merge_summaries(parts, schema) if parts else {}
+    return {c: {k: _json_float(v) for k, v in e.items()} for c, e in merged.items()}
 
 
 def build_manifest(cfg, resolved, key, plan: Plan, states, streams, run: Run, timings, backend, ex) -> dict:
@@ -374,13 +371,8 @@ def build_manifest(cfg, resolved, key, plan: Plan, states, streams, run: Run, ti
     metas = [run.out.metas[p.index] for p in plan.partitions]
     splits = {}
     for name in plan.graph.split.names:
-        s = streams[name]
-        shards = [dict(v, format=fmt) for _, info in sorted(s.infos, key=lambda t: t[0]) for fmt, v in info.items()]
-        splits[name] = {"rows": s.planned_rows, "shards": shards}
-    q = streams[QUARANTINE]
-    quarantine = {"rows": q.planned_rows,
-                  "shards": [dict(v, format=fmt) for _, info in sorted(q.infos, key=lambda t: t[0])
-                             for fmt, v in info.items()]}
+        splits[name] = {"rows": streams[name].planned_rows, "shards": _shards(streams[name])}
+    quarantine = {"rows": streams[QUARANTINE].planned_rows, "shards": _shards(streams[QUARANTINE])}
     rows_read = sum(m["rows_read"] for m in metas)
     rows = {"in": rows_read + plan.rows_pruned, "out": sum(s["rows"] for s in splits.values()),
             "filtered": sum(m["filtered"] for m in metas) + plan.rows_pruned,
@@ -413,7 +405,7 @@ def build_manifest(cfg, resolved, key, plan: Plan, states, streams, run: Run, ti
         "quarantine": quarantine,
         "rows": rows,
         "fitted_state": "state/",
-        "stats": {name: merge_summaries(metas, name, plan.output_schema) for name in plan.graph.split.names},
+        "stats": {name: _stats(streams[name], plan.output_schema) for name in plan.graph.split.names},
         "plan": {"partitions": len(plan.partitions), "passes_over_data": plan.passes_over_data,
                  "fit_passes": len(plan.fit_programs), "shard_rows": plan.shard_rows,
                  "rows_pruned": plan.rows_pruned, "optimizer_passes": list(plan.graph.passes_applied)},

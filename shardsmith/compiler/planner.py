@@ -40,6 +40,7 @@ class Plan:
     graph: Graph
     partitions: tuple[Partition, ...]
     fit_programs: tuple[tuple, ...]  # one per fit pass: Step / Fused / Collect items
+    fit_columns: tuple[tuple[str, ...], ...]  # per fit pass: the source columns it reads
     transform: tuple  # Step / Fused items
     shard_rows: int
     rows_pruned: int  # rows in row groups that statistics pruning skipped
@@ -57,9 +58,9 @@ class Plan:
 def physical_plan(graph: Graph, engine: EngineConfig) -> Plan:
     target = parse_size(engine.partition_bytes, "engine.partition_bytes")
     parts, pruned = partition(graph, target)
-    programs = tuple(fit_program(graph, s) for s in range(fit_passes(graph)))
-    return Plan(graph, parts, programs, graph.steps, shard_rows(graph), pruned,
-                tuple(f.path for f in graph.source.files))
+    fits = [fit_program(graph, s) for s in range(fit_passes(graph))]
+    return Plan(graph, parts, tuple(p for p, _ in fits), tuple(c for _, c in fits), graph.steps,
+                shard_rows(graph), pruned, tuple(f.path for f in graph.source.files))
 
 
 def partition(graph: Graph, target: int) -> tuple[tuple[Partition, ...], int]:
@@ -101,35 +102,59 @@ def _part(index, fi, f, groups, starts, nbytes) -> Partition:
                      sum(f.row_groups[g][0] for g in groups), nbytes)
 
 
-def fit_program(graph: Graph, stage: int) -> tuple:
-    """What fit pass ``stage`` runs: the steps whose inputs exist by then (fused), and a Collect
-    where each step fitted in this pass sees its input."""
+def fit_program(graph: Graph, stage: int) -> tuple[tuple, tuple[str, ...]]:
+    """What fit pass ``stage`` runs: a Collect where each step fitted in this pass sees its input,
+    and before it only the steps those inputs need (fused), the others left out; and the source
+    columns that this needs (the pass's own projection)."""
     flat = graph.flat_steps()
     avail = availability(graph)
-    items: list = []
-    run: list[Step] = []
-    schema = graph.source_schema
-    run_schema = schema
-
-    def flush():
-        if run:
-            items.extend(fuse(tuple(run), run_schema))
-            run.clear()
-
     last = max(i for i, s in enumerate(flat) if s.fit_stage == stage)
+    chosen: list = []  # (position, step, is_collect)
     for i, step in enumerate(flat[: last + 1]):
         if step.fit_stage == stage:
-            flush()
-            stats = tuple(replace(st, bits=graph.quantile_bits) if isinstance(st, Quantiles) else st
-                          for st in step.op.statistics(schema))
-            items.append(Collect(step, stats))
+            chosen.append((i, step, True))
         elif avail[i] <= stage and (step.fit_stage is None or step.fit_stage < stage):
+            chosen.append((i, step, False))
+    chosen, live = _needed(chosen)
+    items: list = []
+    run: list[Step] = []
+    run_start = 0
+    schemas = [graph.source_schema] + [s.schema for s in flat]  # schemas[i]: the input of step i
+    for i, step, collect in chosen:
+        if collect:
+            if run:
+                items.extend(fuse(tuple(run), schemas[run_start]))
+                run = []
+            stats = tuple(replace(st, bits=graph.quantile_bits) if isinstance(st, Quantiles) else st
+                          for st in step.op.statistics(schemas[i]))
+            items.append(Collect(step, stats))
+        else:
             if not run:
-                run_schema = schema
+                run_start = i
             run.append(step)
-        schema = step.schema if avail[i] <= stage else schema
-    flush()
-    return tuple(items)
+    if graph.source.filter is not None:
+        live |= graph.source.filter.columns()
+    return tuple(items), tuple(c for c in graph.source.columns if c in live or c == graph.split.key)
+
+
+def _needed(chosen: list) -> list:
+    """Backward liveness: keep a step only if a later Collect reads what it writes, or it removes
+    rows (which every later statistic sees)."""
+    live: set[str] = set()
+    kept = []
+    for i, step, collect in reversed(chosen):
+        op = step.op
+        if collect:
+            live |= set(op.reads())
+            kept.append((i, step, True))
+        elif op.is_row_op or set(op.writes()) & live:
+            if getattr(op, "mapping", None) is not None and op.op_name == "rename":
+                inverse = {new: old for old, new in op.mapping.items()}
+                live = {inverse.get(c, c) for c in live}
+            else:
+                live = (live - set(op.writes())) | set(op.reads())
+            kept.append((i, step, False))
+    return kept[::-1], live
 
 
 def shard_rows(graph: Graph) -> int:
@@ -154,7 +179,8 @@ def describe(plan: Plan) -> list[str]:
                  f"({len(plan.fit_programs)} to fit, 1 to transform and write)")
     for s, program in enumerate(plan.fit_programs):
         fitted = [item.step.key for item in program if isinstance(item, Collect)]
-        lines.append(f"  fit pass {s}: {len(program) - len(fitted)} node(s), statistics for {', '.join(fitted)}")
+        lines.append(f"  fit pass {s}: reads {len(plan.fit_columns[s])} column(s), {len(program) - len(fitted)} "
+                     f"node(s), statistics for {', '.join(fitted)}")
     lines.append(f"  transform: {len(plan.transform)} node(s), {kernel_count(plan.transform)} fused kernel(s)")
     lines.append(f"shards: {plan.shard_rows:,} rows each, splits {', '.join(g.split.names)}")
     return lines

@@ -4,12 +4,12 @@ serialisable arguments (the plan, a partition, the fitted states) and returns ho
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from shardsmith.backends import get_backend
 from shardsmith.backends.base import SPLIT_COL, TaskContext
 from shardsmith.compiler.ir import Fused, Step
 from shardsmith.compiler.planner import Collect
-from shardsmith.ops import stats as S
 
 
 def run_program(be, program, frame, states: dict, ctx, on_collect=None, timings=None):
@@ -33,7 +33,8 @@ def fit_task(backend: str, plan, part, stage: int, states: dict) -> dict:
     """Partial statistics of fit pass ``stage`` over one partition: {step key: [partial per stat]}."""
     be = get_backend(backend)
     ctx = TaskContext(part.index, plan.files)
-    frame, _ = be.read(part, plan.graph.source, plan.graph.split)
+    source = replace(plan.graph.source, columns=plan.fit_columns[stage])
+    frame, _ = be.read(part, source, plan.graph.split)
     fit_on = plan.graph.split.fit_on
     split_index = plan.graph.split.names.index(fit_on) if fit_on is not None else None
     out: dict = {}
@@ -60,12 +61,11 @@ def transform_task(backend: str, plan, part, states: dict) -> dict:
     frame = run_program(be, plan.transform, frame, states, ctx, timings=timings)
     schema = plan.output_schema
     split_ids = be.split_ids(frame)
-    splits, split_rows, summaries = {}, {}, {}
+    splits, split_rows = {}, {}
     for i, name in enumerate(plan.graph.split.names):
         sub = be.conform(be.filter_mask(frame, split_ids == i), schema)
         splits[name] = sub
         split_rows[name] = be.num_rows(sub)
-        summaries[name] = summary_partials(be, sub, schema)
     quarantined = ctx.quarantined_rows
     meta = {
         "partition": part.index,
@@ -73,7 +73,6 @@ def transform_task(backend: str, plan, part, states: dict) -> dict:
         "filtered": n_read - after_read + (after_read - be.num_rows(frame) - quarantined),
         "quarantined": quarantined,
         "split_rows": split_rows,
-        "summaries": summaries,
         "timings": timings,
     }
     quarantine = None
@@ -88,29 +87,10 @@ def result_meta(result: dict) -> dict:
     return result["meta"]
 
 
-SUMMARY_ROLES_WITH_MOMENTS = ("continuous", "label", "weight", "other")
-
-
-def summary_partials(be, frame, schema) -> dict:
-    """Per output column: null count and min/max, plus exact moments for non-categorical numbers."""
-    from shardsmith.compiler.ir import is_numeric
-
-    out = {}
-    for col in schema.columns:
-        column = frame[col.name]
-        entry = {"nulls": int(column.null_count)}
-        if is_numeric(col.dtype):
-            x = be.finite_values(column)
-            entry["minmax"] = S.minmax_partial(x, be.xp)
-            if col.role in SUMMARY_ROLES_WITH_MOMENTS:
-                entry["moments"] = S.moments_partial(x, be.xp)
-        out[col.name] = entry
-    return out
-
-
 def write_shard_task(backend: str, pieces: list, stream: str, path: str, sink, schema) -> dict:
     """Concatenate the pieces (partition result, start, stop) of one shard and write it in every
-    output format; returns what the manifest records of each file."""
+    output format; returns what the manifest records of each file, and the shard's summary."""
+    from shardsmith.shards.summary import shard_summary
     from shardsmith.shards.writers import write_shard
 
     be = get_backend(backend)
@@ -119,7 +99,9 @@ def write_shard_task(backend: str, pieces: list, stream: str, path: str, sink, s
         frame = result["quarantine"] if stream == "quarantine" else result["splits"][stream]
         frames.append(be.slice(frame, start, stop))
     table = be.to_arrow(be.concat(frames))
-    return write_shard(table, path, sink, schema if stream != "quarantine" else None)
+    if stream == "quarantine":
+        return {"files": write_shard(table, path, sink, None), "summary": None}
+    return {"files": write_shard(table, path, sink, schema), "summary": shard_summary(table, schema)}
 
 
 __all__ = ["fit_task", "transform_task", "write_shard_task", "result_meta", "SPLIT_COL"]

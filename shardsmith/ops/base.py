@@ -192,6 +192,11 @@ class ElementwiseOp(ColumnwiseOp):
         """What must be equal for two columns' chains to share one kernel."""
         return (self.op_name,)
 
+    def keeps_values(self, in_dtype: str, out_dtype: str, params: dict) -> bool:
+        """True when every result is an input value or a parameter that ``out_dtype`` holds exactly,
+        so rounding to ``out_dtype`` after this op can be skipped (an optimisation only)."""
+        return False
+
     def apply(self, x, p: dict, xp):
         raise NotImplementedError(f"op '{self.op_name}' does not define apply()")
 

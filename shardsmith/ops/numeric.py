@@ -36,6 +36,20 @@ def _cfloat(v: float) -> str:
     return repr(float(v))
 
 
+def representable(values, dtype: str) -> bool:
+    """Whether every value (scalars or arrays) is exactly a value of ``dtype``."""
+    target = {"float32": np.float32, "float16": np.float16, "float64": np.float64}.get(dtype)
+    for v in values:
+        v = np.asarray(v, dtype=np.float64)
+        if target is None:  # integers: integral and in range
+            info = np.iinfo(dtype) if dtype != "bool" else None
+            if info is None or not np.all(np.isfinite(v) & (v == np.rint(v)) & (v >= info.min) & (v <= info.max)):
+                return False
+        elif not np.array_equal(v.astype(target).astype(np.float64), v, equal_nan=True):
+            return False
+    return True
+
+
 @register_op
 @dataclass(frozen=True)
 class FillMissing(ElementwiseOp):
@@ -81,6 +95,9 @@ class FillMissing(ElementwiseOp):
     def params(self, state: dict, col: str) -> dict[str, float]:
         return {"fill": float(self.value) if self.strategy == "constant" else state[col]["fill"]}
 
+    def keeps_values(self, in_dtype, out_dtype, params):
+        return in_dtype == out_dtype and representable(params.values(), out_dtype)
+
     def apply(self, x, p, xp):
         return xp.where(xp.isnan(x), p["fill"], x)
 
@@ -124,6 +141,9 @@ class Clip(ElementwiseOp):
         if self.upper is not None:
             p["hi"] = float(self.upper)
         return p
+
+    def keeps_values(self, in_dtype, out_dtype, params):
+        return in_dtype == out_dtype and representable(params.values(), out_dtype)
 
     def apply(self, x, p, xp):
         # Comparisons with NaN are false, so missing values pass through unchanged.

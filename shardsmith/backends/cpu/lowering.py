@@ -19,32 +19,54 @@ from shardsmith.ops.categorical import FIRST_ID, NULL_ID, OOV_ID, Categorify, Ha
 from shardsmith.ops.numeric import Cast
 from shardsmith.ops.rows import Drop, Filter, Rename
 
-BLOCK_ROWS = 1 << 14  # rows per block of a fused group: the block stays in the L2 cache
+BLOCK_ROWS = 8192  # rows per block of a fused group: (rows x columns) float64 stays in the L2 cache
 
 
 @LOWERINGS.register(Fused)
 def run_fused(be, node: Fused, frame: pa.Table, states: dict, ctx) -> pa.Table:
-    """Each column group in one blocked pass: all its ops on a cache-sized block, then the next."""
+    """Each column group in one blocked pass: every op of the chain on a cache-sized block of rows
+    and columns, then the next block; one read of the inputs, one write of the outputs."""
     new = {}
+    n = frame.num_rows
     for group in node.groups:
         ops = [node.steps[pos].op for pos, _ in group.chains[0].stages]
-        params = []
-        for j, op in enumerate(ops):
-            per_col = [op.params(states.get(node.steps[c.stages[j][0]].key, {}), c.stages[j][1]) for c in group.chains]
-            params.append({k: (np.array([p[k] for p in per_col]) if k != "boundaries" else [p[k] for p in per_col])
-                           for k in per_col[0]})
-        x = np.empty((frame.num_rows, len(group.chains)), dtype=np.float64)
-        for i, src in enumerate(group.srcs):
-            x[:, i] = float_values(frame[src])
+        params = [_group_params(node, group, j, op, states) for j, op in enumerate(ops)]
         dtypes = group.chains[0].dtypes
-        for start in range(0, frame.num_rows, BLOCK_ROWS):
-            block = x[start : start + BLOCK_ROWS]
-            for op, p, dt in zip(ops, params, dtypes):
-                block = round_to(op.apply(block, p, np), dt)
-            x[start : start + BLOCK_ROWS] = block
+        # Rounding is idempotent: skip it after an op that cannot leave the dtype's values.
+        rounding = [None if op.keeps_values(d_in, dt, p) else dt
+                    for op, p, d_in, dt in zip(ops, params, (group.src_dtype, *dtypes), dtypes)]
+        srcs = [numeric_values(frame[c]) for c in group.srcs]
+        outs = np.empty((len(srcs), n), dtype=np.float64)
+        block = np.empty((BLOCK_ROWS, len(srcs)), dtype=np.float64)
+        for start in range(0, n, BLOCK_ROWS):
+            rows = min(BLOCK_ROWS, n - start)
+            x = block[:rows]
+            for i, src in enumerate(srcs):
+                x[:, i] = src[start : start + rows]
+            for op, p, dt in zip(ops, params, rounding):
+                x = op.apply(x, p, np)
+                if dt is not None:
+                    x = round_to(x, dt)
+            outs[:, start : start + rows] = x.T
         for i, out in enumerate(group.outs):
-            new[out] = from_float(x[:, i], dtypes[-1])
+            new[out] = from_float(outs[i], dtypes[-1])
     return _set_columns(frame, new)
+
+
+def _group_params(node: Fused, group, j: int, op, states: dict) -> dict:
+    """Stage ``j``'s parameters for every column of the group, as arrays over the columns."""
+    per_col = [op.params(states.get(node.steps[c.stages[j][0]].key, {}), c.stages[j][1]) for c in group.chains]
+    return {k: (np.array([p[k] for p in per_col]) if k != "boundaries" else [p[k] for p in per_col])
+            for k in per_col[0]}
+
+
+def numeric_values(column) -> np.ndarray:
+    """The column as a NumPy array that reads as float64 with NaN for missing, copying only when
+    needed (a float column without nulls is used in place)."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if pa.types.is_floating(arr.type):
+        return arr.to_numpy(zero_copy_only=False)  # nulls come back as NaN
+    return float_values(arr)
 
 
 def round_to(x: np.ndarray, dtype: str) -> np.ndarray:
@@ -78,20 +100,43 @@ def run_drop(be, step, frame, state, ctx):
 def run_categorify(be, step, frame, state, ctx):
     new = {}
     for c, o in step.op.pairs():
-        vocab = state[c]["vocab"]["value"]
+        vocab = state[c]["vocab"]
         col = frame[c].combine_chunks()
         if pa.types.is_dictionary(col.type):
             col = col.dictionary_decode()
-        if len(vocab) == 0:
+        if vocab.num_rows == 0:
             ids = np.full(len(col), OOV_ID, dtype=np.int32)
         else:
-            idx = pc.index_in(col, value_set=vocab.cast(col.type) if vocab.type != col.type else vocab)
-            ids = idx.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32) + FIRST_ID
+            ids = _positions(col, state[c]["vocab"]).astype(np.int32) + FIRST_ID
             ids[ids == FIRST_ID - 1] = OOV_ID
         if col.null_count:
             ids[np.asarray(col.is_null())] = NULL_ID
         new[o] = pa.array(ids, type=pa.int32())
     return _set_columns(frame, new)
+
+
+_INDEX_CACHE: dict = {}
+
+
+def _positions(col: pa.Array, table: pa.Table) -> np.ndarray:
+    """Each value's position in the vocabulary table, -1 when absent (nulls: anything; fixed later).
+
+    Integer columns use a pandas hash index built once per vocabulary and worker (the fitted state
+    lives as long as the compile), not once per partition; other types use Arrow's index_in."""
+    from shardsmith.backends.cpu import is_numpy_friendly
+
+    vocab = table["value"].combine_chunks()
+    if is_numpy_friendly(col.type) and is_numpy_friendly(vocab.type):
+        import pandas as pd
+
+        cached = _INDEX_CACHE.get(id(table))
+        if cached is None or cached[0] is not table:
+            if len(_INDEX_CACHE) > 256:
+                _INDEX_CACHE.clear()
+            cached = _INDEX_CACHE[id(table)] = (table, pd.Index(vocab.to_numpy(zero_copy_only=False)))
+        return cached[1].get_indexer(col.fill_null(0).to_numpy(zero_copy_only=False))
+    idx = pc.index_in(col, value_set=vocab.cast(col.type) if vocab.type != col.type else vocab)
+    return idx.fill_null(-1).to_numpy(zero_copy_only=False)
 
 
 @LOWERINGS.register(HashBucket)
