@@ -174,10 +174,15 @@ def cmd_verify(rest: list[str]) -> int:
 def cmd_compile(rest: list[str]) -> int:
     """Hydra runs this: overrides, multirun (-m), sweepers and run directories all work."""
     multirun = any(w in ("-m", "--multirun") for w in rest)
-    if not multirun:
+    if not multirun:  # fail fast, with one line, before Hydra sets up a run directory
         from shardsmith.compiler.config import compose
+        from shardsmith.errors import ConfigError
 
-        compose([w for w in rest if _is_override(w) and not w.lstrip("+~").startswith("hydra.")])
+        try:
+            compose([w for w in rest if _is_override(w) and not w.lstrip("+~").startswith("hydra.")])
+        except ConfigError as exc:
+            if "HydraConfig was not set" not in str(exc):  # ${hydra:...} resolves only inside the run
+                raise
     from shardsmith.compiler.config import config_dir, register_configs
 
     register_configs()
