@@ -203,12 +203,23 @@ class Run:
         for stage, program in enumerate(self.plan.fit_programs):
             t0 = time.perf_counter()
             states_h = self.ex.scatter(states)
-            futures = [self.ex.submit(tasks.fit_task, self.backend, self.plan_h, p, stage, states_h)
-                       for p in self.plan.partitions]
-            partials = [f.result() for f in futures]  # in partition order: the merge order is fixed
+            stats = {item.step.key: item.stats for item in program if isinstance(item, Collect)}
+            # A binary-counter tree of merges as the partials arrive: O(log partitions) partials
+            # alive at a time, merged on the workers; every merge is exact, so the shape of the
+            # tree cannot change the result.
+            stack: list = []
+            for p in self.plan.partitions:
+                node, level = self.ex.submit(tasks.fit_task, self.backend, self.plan_h, p, stage, states_h), 0
+                while stack and stack[-1][1] == level:
+                    node, level = self.ex.submit(tasks.merge_partials, stats, stack.pop()[0], node), level + 1
+                stack.append((node, level))
+            while len(stack) > 1:
+                top = stack.pop()[0]
+                stack[-1] = (self.ex.submit(tasks.merge_partials, stats, stack[-1][0], top), stack[-1][1])
+            merged = stack[0][0].result()
             for item in program:
                 if isinstance(item, Collect):
-                    states[item.step.key] = fit_step(item, [p[item.step.key] for p in partials])
+                    states[item.step.key] = fit_step(item, merged[item.step.key])
             self.timings[f"fit_pass_{stage}"] = time.perf_counter() - t0
             self.log(f"fit pass {stage}: {len(self.plan.partitions)} partition(s), "
                      f"fitted {', '.join(i.step.key for i in program if isinstance(i, Collect))} "
@@ -273,11 +284,14 @@ class Run:
     def _assign(self, part, fut, meta, streams) -> None:
         for name, s in streams.items():
             n = _stream_rows(meta, name)
+            # Each stream keeps only its own rows alive: a small split of the 5% test split must
+            # not pin whole partitions in memory until its shard fills.
+            src = self.ex.submit(tasks.pick_stream, fut, name) if n and fut is not None else None
             offset = 0
             s.planned_rows += n
             while offset < n:
                 take = min(self.plan.shard_rows - s.pending_rows, n - offset)
-                s.pieces.append((fut, offset, offset + take))
+                s.pieces.append((src, offset, offset + take))
                 s.pending_rows += take
                 offset += take
                 if s.pending_rows == self.plan.shard_rows:
@@ -330,13 +344,9 @@ def _stream_rows(meta: dict, name: str) -> int:
     return meta["quarantined"] if name == QUARANTINE else meta["split_rows"][name]
 
 
-def fit_step(item: Collect, partials_per_partition: list) -> dict:
-    """Merge one step's partials in partition order, finalize, and let the op fit its state."""
-    results = {}
-    for i, stat in enumerate(item.stats):
-        merged = stat.merge([p[i] for p in partials_per_partition])
-        results[stat] = stat.finalize(merged)
-    return item.step.op.fit(results)
+def fit_step(item: Collect, merged: list) -> dict:
+    """Finalize one step's merged partials and let the op fit its state from them."""
+    return item.step.op.fit({stat: stat.finalize(m) for stat, m in zip(item.stats, merged)})
 
 
 # --- the manifest ------------------------------------------------------------------------------------

@@ -48,6 +48,11 @@ def fit_task(backend: str, plan, part, stage: int, states: dict) -> dict:
     return out
 
 
+def merge_partials(stats: dict, a: dict, b: dict) -> dict:
+    """Merge two fit partials ({step key: [partial per stat]}) stat by stat (exact merges)."""
+    return {key: [st.merge([pa, pb]) for st, pa, pb in zip(stats[key], a[key], b[key])] for key in stats}
+
+
 def transform_task(backend: str, plan, part, states: dict) -> dict:
     """One partition through the whole graph, cut by split; with its row accounting and the
     partial summary statistics of every output column."""
@@ -87,20 +92,24 @@ def result_meta(result: dict) -> dict:
     return result["meta"]
 
 
+def pick_stream(result: dict, stream: str):
+    """One split's rows (or the quarantine's) of a partition result."""
+    return result["quarantine"] if stream == "quarantine" else result["splits"][stream]
+
+
 def write_shard_task(backend: str, pieces: list, stream: str, path: str, sink, schema) -> dict:
-    """Concatenate the pieces (partition result, start, stop) of one shard and write it in every
-    output format; returns what the manifest records of each file, and the shard's summary."""
+    """Concatenate the pieces (frame, start, stop) of one shard and write it in every output
+    format; returns what the manifest records of each file, and the shard's summary."""
     from shardsmith.shards.summary import shard_summary
     from shardsmith.shards.writers import write_shard
 
-    be = get_backend(backend)
-    frames = []
-    for result, start, stop in pieces:
-        frame = result["quarantine"] if stream == "quarantine" else result["splits"][stream]
-        frames.append(be.slice(frame, start, stop))
-    table = be.to_arrow(be.concat(frames))
-    if stream == "quarantine":
+    if stream == "quarantine":  # quarantined rows are host Arrow tables whatever the backend
+        import pyarrow as pa
+
+        table = pa.concat_tables([frame.slice(start, stop - start) for frame, start, stop in pieces])
         return {"files": write_shard(table, path, sink, None), "summary": None}
+    be = get_backend(backend)
+    table = be.to_arrow(be.concat([be.slice(frame, start, stop) for frame, start, stop in pieces]))
     return {"files": write_shard(table, path, sink, schema), "summary": shard_summary(table, schema)}
 
 

@@ -103,11 +103,11 @@ class ValueCounts(Stat):
         nulls = sum(p[2] for p in parts)
         parts = [p for p in parts if len(p[0])]
         if not parts:
-            return (pa.array([], type=pa.int64()), np.zeros(0, np.int64), nulls)
+            return (np.zeros(0, np.int64), np.zeros(0, np.int64), nulls)
         if all(isinstance(p[0], np.ndarray) for p in parts):
             values, inverse = np.unique(np.concatenate([p[0] for p in parts]), return_inverse=True)
             counts = np.bincount(inverse, weights=np.concatenate([p[1] for p in parts]), minlength=len(values))
-            return (pa.array(values), counts.astype(np.int64), nulls)
+            return (values, counts.astype(np.int64), nulls)
         table = pa.table({"v": pa.concat_arrays([pa.array(p[0]) for p in parts]),
                           "n": pa.array(np.concatenate([np.asarray(p[1], np.int64) for p in parts]))})
         merged = table.group_by("v").aggregate([("n", "sum")])
