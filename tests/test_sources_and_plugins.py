@@ -53,7 +53,13 @@ def test_csv_dtype_overrides_and_disagreeing_files(tmp_path):
         run(tmp_path, [str(tmp_path / "*.csv")], "csv", [], source={"schema": {"v": "float32", "w": "float32"}})
 
 
-def test_plugin_module_ops(tmp_path, demo_dir):
+def test_plugin_module_ops(tmp_path, demo_dir, monkeypatch):
+    from shardsmith.ops import base
+
+    # Start from a registry without the plugin's ops (doctest collection may have imported it).
+    for name in ("square", "strlen"):
+        monkeypatch.delitem(base._REGISTRY, name, raising=False)
+    monkeypatch.delitem(sys.modules, "tests.plugins.my_ops", raising=False)
     graph = [{"op": "square", "cols": ["I1"], "out": ["I1sq"]}, {"op": "strlen", "cols": ["C1"], "out": "c1len"}]
     with pytest.raises(ConfigError, match="graph\\[0\\].op: unknown op 'square'"):
         run(tmp_path / "x", [f"{demo_dir}/part-00000.parquet"], "parquet", graph)
