@@ -52,3 +52,24 @@ def test_rerun_is_up_to_date_and_overwrite_rebuilds(demo_dir, tmp_path):
         run_compile(f"{demo_dir}/*.parquet", tmp_path / "a", "split.seed=9")
     rebuilt = run_compile(f"{demo_dir}/*.parquet", tmp_path / "a", "split.seed=9", "output.overwrite=true")
     assert not rebuilt.up_to_date and shard_hashes(rebuilt) != shard_hashes(a)
+
+
+@pytest.mark.slow
+def test_an_existing_scheduler_gives_the_same_shards(demo_dir, tmp_path):
+    from distributed import LocalCluster
+
+    local = run_compile(f"{demo_dir}/*.parquet", tmp_path / "local", "output.shard_rows=7000")
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster:
+        remote = run_compile(f"{demo_dir}/*.parquet", tmp_path / "remote", "output.shard_rows=7000",
+                             f"engine.scheduler={cluster.scheduler_address}", engine="cpu")
+        assert len(cluster.scheduler_info["workers"]) == 2
+    assert remote.manifest["engine"]["workers"] == 2
+    assert shard_hashes(remote) == shard_hashes(local)
+
+
+def test_an_unreachable_scheduler_names_the_key(demo_dir, tmp_path):
+    from shardsmith.errors import ShardsmithError
+
+    with pytest.raises(ShardsmithError, match="engine.scheduler: cannot reach the Dask scheduler tcp://127.0.0.1:9"):
+        run_compile(f"{demo_dir}/*.parquet", tmp_path / "x", "engine.scheduler=tcp://127.0.0.1:9", engine="cpu")
+    assert not (tmp_path / "x").exists()
