@@ -139,3 +139,19 @@ def test_physical_plan_partitions_follow_row_groups(demo_dir):
     big = physical_plan(g, compose(["engine.partition_bytes=10GB"]).engine)
     assert len(big.partitions) == len(g.source.files)
     assert sum(p.rows for p in small.partitions) == sum(p.rows for p in big.partitions) == 30_000
+
+
+def test_second_pipeline_composes_and_runs(demo_dir, tmp_path):
+    import pyarrow as pa
+
+    res = run_compile(f"{demo_dir}/*.parquet", tmp_path / "h", "pipeline=criteo_hashed")
+    assert res.manifest["name"] == "criteo_hashed" and res.manifest["plan"]["fit_passes"] == 2
+    raw = pa.concat_tables([pq.read_table(os.path.join(demo_dir, f)) for f in sorted(os.listdir(demo_dir))])
+    negative = sum(1 for v in raw["I2"].to_pylist() if v is not None and v < 0)
+    assert negative > 0
+    assert res.manifest["rows"] == {"in": 30_000, "out": 30_000 - negative, "filtered": negative, "quarantined": 0}
+    schema = {c["name"]: c for c in res.manifest["schema"]}
+    assert schema["C26"]["cardinality"] == 1000003 and schema["C123"]["cardinality"] == 100003
+    assert 2 <= schema["B1"]["cardinality"] <= 17
+    train = pq.read_table(os.path.join(os.path.dirname(res.path), res.manifest["splits"]["train"]["shards"][0]["path"]))
+    assert train["B1"].null_count == 0 and 0.0 <= min(train["I1"].to_pylist()) and max(train["I1"].to_pylist()) <= 1.0
