@@ -239,3 +239,11 @@ def test_cast_failure_names_file_column_and_row(source, tmp_path):
         compile_graph(source, tmp_path, [{"op": "cast", "cols": ["num"], "dtype": "int32"}])
     assert "column 'num': cannot cast 'bad" in str(e.value) and ".parquet" in str(e.value)
     assert not os.path.exists(tmp_path / "out")
+
+
+def test_one_kernel_group_keeps_each_steps_parameters(source, table, tmp_path):
+    graph = [{"op": "clip", "cols": ["x"], "lower": 0.0}, {"op": "clip", "cols": ["k"], "lower": 7},
+             {"op": "log1p", "cols": ["x"], "out": ["y"]}, {"op": "fill_missing", "cols": ["y"], "value": 9}]
+    out, _ = compile_graph(source, tmp_path, graph)
+    assert out["k"].to_pylist() == [max(v, 7) for v in table["k"].to_pylist()]
+    assert values(out, "x") == [None if v is None else max(v, 0.0) for v in values(table, "x")]

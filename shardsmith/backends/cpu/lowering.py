@@ -54,8 +54,13 @@ def run_fused(be, node: Fused, frame: pa.Table, states: dict, ctx) -> pa.Table:
 
 
 def _group_params(node: Fused, group, j: int, op, states: dict) -> dict:
-    """Stage ``j``'s parameters for every column of the group, as arrays over the columns."""
-    per_col = [op.params(states.get(node.steps[c.stages[j][0]].key, {}), c.stages[j][1]) for c in group.chains]
+    """Stage ``j``'s parameters for every column of the group, as arrays over the columns. Each
+    column asks its own step: one group can join columns of different steps (two clips with
+    different bounds share a kernel), so chain 0's op would give the wrong bounds."""
+    per_col = []
+    for c in group.chains:
+        step = node.steps[c.stages[j][0]]
+        per_col.append(step.op.params(states.get(step.key, {}), c.stages[j][1]))
     return {k: (np.array([p[k] for p in per_col]) if k != "boundaries" else [p[k] for p in per_col])
             for k in per_col[0]}
 
