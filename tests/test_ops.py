@@ -241,9 +241,11 @@ def test_cast_failure_names_file_column_and_row(source, tmp_path):
     assert not os.path.exists(tmp_path / "out")
 
 
-def test_one_kernel_group_keeps_each_steps_parameters(source, table, tmp_path):
-    graph = [{"op": "clip", "cols": ["x"], "lower": 0.0}, {"op": "clip", "cols": ["k"], "lower": 7},
-             {"op": "log1p", "cols": ["x"], "out": ["y"]}, {"op": "fill_missing", "cols": ["y"], "value": 9}]
-    out, _ = compile_graph(source, tmp_path, graph)
-    assert out["k"].to_pylist() == [max(v, 7) for v in table["k"].to_pylist()]
-    assert values(out, "x") == [None if v is None else max(v, 0.0) for v in values(table, "x")]
+def test_one_kernel_group_keeps_each_steps_parameters(tmp_path):
+    # Two clips with different bounds on two float32 columns: one kernel group, two steps.
+    t = pa.table({"a": pa.array([-2.0, 0.5, 3.0], pa.float32()), "b": pa.array([-2.0, 0.5, 3.0], pa.float32())})
+    pq.write_table(t, tmp_path / "t.parquet")
+    graph = [{"op": "clip", "cols": ["a"], "lower": 0.0}, {"op": "clip", "cols": ["b"], "lower": 1.0}]
+    out, res = compile_graph(str(tmp_path / "t.parquet"), tmp_path, graph)
+    assert out["a"].to_pylist() == [0.0, 0.5, 3.0]
+    assert out["b"].to_pylist() == [1.0, 1.0, 3.0]
