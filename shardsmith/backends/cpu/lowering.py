@@ -27,8 +27,11 @@ def run_fused(be, node: Fused, frame: pa.Table, states: dict, ctx) -> pa.Table:
     for group in node.groups:
         ops = [node.steps[pos].op for pos, _ in group.chains[0].stages]
         params = []
-        for j, op in enumerate(ops):
-            per_col = [op.params(states.get(node.steps[c.stages[j][0]].key, {}), c.stages[j][1]) for c in group.chains]
+        for j in range(len(ops)):
+            # Each column's own step: columns of one group may come from different steps (two clips
+            # with different bounds), so the parameters are those of that step's op, not chain 0's.
+            per_col = [node.steps[c.stages[j][0]].op.params(states.get(node.steps[c.stages[j][0]].key, {}),
+                                                            c.stages[j][1]) for c in group.chains]
             params.append({k: (np.array([p[k] for p in per_col]) if k != "boundaries" else [p[k] for p in per_col])
                            for k in per_col[0]})
         x = np.empty((frame.num_rows, len(group.chains)), dtype=np.float64)
