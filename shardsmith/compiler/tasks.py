@@ -118,8 +118,9 @@ def write_shard_task(backend: str, pieces: list, stream: str, path: str, sink, s
     for result, start, stop in pieces:
         frame = result["quarantine"] if stream == "quarantine" else result["splits"][stream]
         frames.append(be.slice(frame, start, stop))
-    table = be.to_arrow(be.concat(frames))
-    return write_shard(table, path, sink, schema if stream != "quarantine" else None)
+    schema = schema if stream != "quarantine" else None
+    table = be.to_arrow(be.concat(frames), schema)  # the schema: the exact Arrow types to write
+    return write_shard(table, path, sink, schema)
 
 
 __all__ = ["fit_task", "transform_task", "write_shard_task", "result_meta", "SPLIT_COL"]
