@@ -19,12 +19,12 @@ tests compare the host build of every generated source with it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 
-from shardsmith.compiler.ir import INT_DTYPES
 from shardsmith.kernels.sources import KernelSource, inline
 
 # dtype -> (C storage type, load expression of {x}, store expression of {v}, rounding function)
@@ -105,8 +105,14 @@ def pack(layout: ParamLayout, columns: list[list[dict]]) -> tuple[np.ndarray, np
     return P, (B if len(B) else np.zeros(1, dtype=np.float64)), BO
 
 
-def render(ops, layout: ParamLayout, src_dtype: str, dtypes: tuple[str, ...]) -> KernelSource:
+def render(ops, layout: ParamLayout, src_dtype: str, dtypes) -> KernelSource:
     """The kernel source for a chain of elementwise ``ops`` whose results have ``dtypes``."""
+    return _render(tuple(ops), layout, src_dtype, tuple(dtypes))
+
+
+@functools.lru_cache(maxsize=256)
+def _render(ops: tuple, layout: ParamLayout, src_dtype: str, dtypes: tuple[str, ...]) -> KernelSource:
+    """Rendered once per process and chain: ops are frozen, hashable dataclasses."""
     for d in (src_dtype, *dtypes):
         if d not in C_TYPES:
             raise ValueError(f"no CUDA type for dtype {d}")
@@ -218,10 +224,10 @@ SS_HOST_EXPORT void {name}(
 
 def group_source(node, group, states: dict) -> tuple[KernelSource, list[list[dict]], ParamLayout]:
     """The kernel of one column group of a Fused node, with its columns' parameters and layout."""
-    ops = [node.steps[pos].op for pos, _ in group.chains[0].stages]
+    ops = tuple(node.steps[pos].op for pos, _ in group.chains[0].stages)
     params = chain_params(node, group, states)
     layout = layout_of(params[0])
-    return render(ops, layout, group.src_dtype, group.chains[0].dtypes), params, layout
+    return render(ops, layout, group.src_dtype, tuple(group.chains[0].dtypes)), params, layout
 
 
 def reference(ops, params: list[list[dict]], dtypes: tuple[str, ...], x: np.ndarray) -> np.ndarray:
@@ -236,7 +242,3 @@ def reference(ops, params: list[list[dict]], dtypes: tuple[str, ...], x: np.ndar
              for k in per_col[0]}
         x = round_to(op.apply(x, p, np), dtype)
     return x
-
-
-def is_integer_dtype(dtype: str) -> bool:
-    return dtype in INT_DTYPES or dtype == "bool"

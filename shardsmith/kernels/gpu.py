@@ -10,6 +10,7 @@ subnormals that the CPU engine keeps.
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 from pathlib import Path
 
@@ -21,6 +22,7 @@ BLOCK = 256
 _MAX_GRID_X = 65535 * 16  # blocks per launch; the kernels loop over the rest (grid-stride)
 _lock = threading.Lock()
 _modules: dict[tuple[str, str], object] = {}
+_functions: dict[tuple[str, str, str], object] = {}
 
 
 def cache_dir() -> Path:
@@ -40,25 +42,36 @@ def function(src: KernelSource, entry: str):
     import cupy as cp
 
     arch = device_arch()
-    key = (src.sha256, arch)
+    fkey = (src.sha256, arch, entry)
+    fn = _functions.get(fkey)
+    if fn is not None:
+        return fn
     with _lock:
-        module = _modules.get(key)
+        module = _modules.get(fkey[:2])
         if module is None:
             module = cp.RawModule(path=str(_cubin(src, arch)))
-            _modules[key] = module
-    return module.get_function(entry)
+            _modules[fkey[:2]] = module
+        fn = _functions[fkey] = module.get_function(entry)
+    return fn
 
 
 def _cubin(src: KernelSource, arch: str) -> Path:
     from shardsmith.kernels import nvrtc
 
-    path = cache_dir() / f"{src.sha256[:32]}-{arch}.cubin"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_bytes(nvrtc.compile_source(src, arch))
-        os.replace(tmp, path)
-    return path
+    name = f"{src.sha256[:32]}-{arch}.cubin"
+    for directory in (cache_dir(), Path(tempfile.gettempdir()) / f"shardsmith-kernels-{os.getuid()}"):
+        path = directory / name
+        if path.exists():
+            return path
+        try:  # an unwritable cache (another user's home in a container) falls back to /tmp
+            directory.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+            tmp.write_bytes(nvrtc.compile_source(src, arch))
+            os.replace(tmp, path)
+            return path
+        except PermissionError:
+            continue
+    raise PermissionError(f"no writable kernel cache (set SHARDSMITH_KERNEL_CACHE): {cache_dir()}")
 
 
 def grid_for(n: int) -> int:
