@@ -3,7 +3,17 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
 import pytest
+
+if os.environ.get("SHARDSMITH_FAKE_GPU"):  # the emulated GPU (tests/fakegpu.py), before anything imports CuPy
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import fakegpu
+
+    fakegpu.install()
 
 from shardsmith.backends import gpu_unavailable_reason
 

@@ -4,6 +4,7 @@ same kernel. Marked ``gpu``: skipped, with the reason, where no GPU engine can r
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +73,10 @@ def test_arrow_columns_round_trip_through_the_device():
     for name, arr in _arrays(np.random.default_rng(1)).items():
         back = transfer.array_to_series(arr).to_arrow()
         want = arr.cast(pa.int32()) if pa.types.is_date32(arr.type) else arr
-        assert back.cast(want.type).equals(want), name
+        back = back.cast(want.type)
+        np.testing.assert_array_equal(np.asarray(back.is_valid()), np.asarray(want.is_valid()), err_msg=name)
+        np.testing.assert_array_equal(back.to_numpy(zero_copy_only=False), want.to_numpy(zero_copy_only=False),
+                                      err_msg=name)  # NaN equals NaN here, unlike Array.equals
 
 
 def test_column_views_of_sliced_columns(gpu):
@@ -184,10 +188,16 @@ def test_value_counts_partial_matches_the_cpu_engine(gpu):
         g = stat.merge([gpu.partial(stat, transfer.array_to_series(arr))])
         c = stat.merge([CpuBackend().partial(stat, arr)])
         assert g[2] == c[2], name
-        got = pa.table({"v": g[0], "n": g[1]}).sort_by("v")
-        want = pa.table({"v": c[0], "n": c[1]}).sort_by("v")
-        assert got["v"].type == want["v"].type, name
-        assert got.equals(want), name
+        assert g[0].type == c[0].type, name
+        assert _counts_by_value(g) == _counts_by_value(c), name
+
+
+def _counts_by_value(merged) -> dict:
+    """{value: count}, floats keyed by their bits (NaN payloads and -0.0 are values of their own)."""
+    values = merged[0].to_numpy(zero_copy_only=False)
+    if values.dtype.kind == "f":
+        values = values.view({4: np.uint32, 8: np.uint64}[values.itemsize])
+    return dict(zip(values.tolist(), np.asarray(merged[1]).tolist()))
 
 
 def test_moments_and_histograms_match_the_cpu_engine(gpu):
@@ -267,7 +277,7 @@ def test_read_matches_the_cpu_engine(gpu, tmp_path):
     pq.write_table(table, tmp_path / "in.parquet", row_group_size=1000)
     cfg = from_dict({"name": "t", "source": {"paths": [str(tmp_path / "in.parquet")]},
                      "graph": [{"op": "filter", "expr": "I1 > 1 or C1 == 'x'"}],
-                     "split": {"fractions": {"a": 0.3, "b": 0.7}, "key": "C2", "seed": 4},
+                     "split": {"fractions": {"a": 0.3, "b": 0.7}, "key": "C2", "seed": 4, "fit_on": None},
                      "output": {"dir": str(tmp_path / "o"), "shard_rows": 100},
                      "engine": {"kind": "gpu", "cluster": "inprocess", "partition_bytes": "1MB"}})
     plan = physical_plan(optimize(build(cfg)), cfg.engine)
@@ -299,6 +309,7 @@ def test_to_arrow_gives_the_planned_types(gpu):
                                "i": [1, 2, 3]}
 
 
+@pytest.mark.skipif(bool(os.environ.get("SHARDSMITH_FAKE_GPU")), reason="the emulated GPU runs host builds")
 def test_kernels_are_compiled_once_and_cached_on_disk(gpu, tmp_path, monkeypatch):
     from shardsmith.kernels import gpu as K
 

@@ -338,3 +338,17 @@ def _demo_graph_without_floats():
             "{op: categorify, cols: ['C?', 'C??'], freq_threshold: 3}, "
             "{op: bucketize, cols: [I1], quantiles: 8, out: [I1q]}, "
             "{op: hash_bucket, cols: [C3], num_buckets: 77, out: [C3h]}, {op: drop, cols: ['I*']}]"]
+
+
+def test_a_local_cluster_writes_the_same_shards(demo, backend):
+    """The engine as users run it: a Dask cluster (LocalCUDACluster for the GPU), against the
+    in-process CPU compile of the integer-only pipeline: the same bytes."""
+    ref, _ = _demo(demo, "cpu", "ints-ref", *_demo_graph_without_floats())
+    workers = "engine.n_workers=1" if backend == "gpu" else "engine.n_workers=2"
+    cfg = compose([f"source.paths=[{demo}/raw/*.parquet]", f"output.dir={demo}/cluster-{backend}",
+                   f"engine.kind={backend}", "engine.cluster=local", workers, "output.shard_rows=7000",
+                   "engine.partition_bytes=1MB", *_demo_graph_without_floats()])
+    got = compile_dataset(cfg, log=lambda *a: None).manifest
+    shas = lambda m: [(s["path"], s["sha256"]) for split in m["splits"].values() for s in split["shards"]]  # noqa: E731
+    assert got["engine"]["executor"] == "dask"
+    assert shas(got) == shas(ref)
