@@ -114,7 +114,8 @@ def _make_cupy():
     cuda = types.SimpleNamespace(
         UnownedMemory=UnownedMemory, MemoryPointer=MemoryPointer, Event=_Event, Device=_Device,
         get_current_stream=lambda: _Stream(), alloc_pinned_memory=_alloc_pinned_memory,
-        runtime=types.SimpleNamespace(getDeviceCount=lambda: 1),
+        runtime=types.SimpleNamespace(getDeviceCount=lambda: 1, getDeviceProperties=lambda i: {
+            "name": b"emulated GPU (host memory)", "totalGlobalMem": 8 * 2**30}),
         get_elapsed_time=lambda a, b: 1.0)
     cp.cuda = cuda
     cp.asnumpy = lambda x: np.array(x)

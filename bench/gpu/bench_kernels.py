@@ -126,6 +126,7 @@ def main() -> int:
     p.add_argument("--rows", type=int, default=64_000_000)
     p.add_argument("--cols", type=int, default=13)
     p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--copy-bytes", type=int, default=4 * 2**30)
     p.add_argument("--out", default=os.environ.get("OUT", "."))
     args = p.parse_args()
     import cupy as cp
@@ -135,9 +136,10 @@ def main() -> int:
     props = cp.cuda.runtime.getDeviceProperties(0)
     result = {"device": props["name"].decode(), "date": time.strftime("%Y-%m-%d"),
               "cupy": cp.__version__}
-    copy = copy_bandwidth(4 * 2**30, args.repeats)
+    copy = copy_bandwidth(args.copy_bytes, args.repeats)
     result["copy"] = copy
-    print(f"RESULT copy d2d: {copy['GBps_read_plus_write']:,.0f} GB/s (read + write, 4 GiB)", flush=True)
+    print(f"RESULT copy d2d: {copy['GBps_read_plus_write']:,.0f} GB/s (read + write, "
+          f"{args.copy_bytes / 2**30:.1f} GiB)", flush=True)
     chain = demo_chain(args.rows, args.cols, args.repeats)
     result["fused_demo_chain"] = chain
     ratio = chain["kernel_GBps"] / copy["GBps_read_plus_write"]

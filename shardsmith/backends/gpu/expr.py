@@ -237,7 +237,7 @@ class CudfColumns:
         C = self._C
         s = self.frame[name]
         kind = C.kind(s)
-        if kind == "string":
+        if kind == "string" or pa.types.is_timestamp(C.arrow_type(s)):  # timestamps compare with text
             return Text(s)
         values, valid = C.values_and_validity(s)
         if kind == "bool":
