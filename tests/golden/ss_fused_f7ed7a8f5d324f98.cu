@@ -169,14 +169,15 @@ extern "C" __global__ void __launch_bounds__(256) ss_fused_f7ed7a8f5d324f98(
     const ss_u64* src_ptr, const ss_u64* src_mask, const ss_i64* src_moff, const ss_u64* dst_ptr,
     const ss_u64* dst_mask, ss_u64* dst_nulls, const double* P, const double* B, const ss_i64* BO,
     ss_i64 n) {
+  // __restrict__: no output aliases an input or a parameter, so parameters stay in registers.
   const int c = blockIdx.y;
-  const ss_src_t* src = (const ss_src_t*)src_ptr[c];
-  const ss_u32* mask = (const ss_u32*)src_mask[c];
+  const ss_src_t* __restrict__ src = (const ss_src_t*)src_ptr[c];
+  const ss_u32* __restrict__ mask = (const ss_u32*)src_mask[c];
   const ss_i64 moff = src_moff[c];
-  ss_dst_t* dst = (ss_dst_t*)dst_ptr[c];
-  ss_u32* out_mask = (ss_u32*)dst_mask[c];
-  const double* p = P + (ss_i64)c * SS_NP;
-  const ss_i64* bo = BO + (ss_i64)c * SS_NB;
+  ss_dst_t* __restrict__ dst = (ss_dst_t*)dst_ptr[c];
+  ss_u32* __restrict__ out_mask = (ss_u32*)dst_mask[c];
+  const double* __restrict__ p = P + (ss_i64)c * SS_NP;
+  const ss_i64* __restrict__ bo = BO + (ss_i64)c * SS_NB;
   const ss_i64 n32 = (n + 31) & ~31LL;  // whole warps, so that every lane takes part in the ballot
   const ss_i64 stride = (ss_i64)gridDim.x * blockDim.x;
   ss_u64 nulls = 0;
