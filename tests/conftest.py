@@ -1,24 +1,34 @@
-"""Shared fixtures: small demo datasets and a compile helper that goes through the real config
-composition, optimiser and executor."""
+"""Shared test fixtures: small demo datasets and a compile helper that goes through the real config
+composition, optimiser and executor; the ``backend`` fixture of the cross-backend suites, and the
+clean skip of ``@pytest.mark.gpu`` tests where the GPU engine cannot run."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
-from shardsmith.compiler.config import compose
-from shardsmith.compiler.executor import compile_dataset
-from shardsmith.demo import generate
+if os.environ.get("SHARDSMITH_FAKE_GPU"):  # the emulated GPU (tests/fakegpu.py), before anything imports CuPy
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import fakegpu
+
+    fakegpu.install()
+
+import pyarrow as pa  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+
+from shardsmith.backends import gpu_unavailable_reason  # noqa: E402
+from shardsmith.compiler.config import compose  # noqa: E402
+from shardsmith.compiler.executor import compile_dataset  # noqa: E402
+from shardsmith.demo import generate  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def demo_dir(tmp_path_factory) -> str:
-    """30,000 demo rows in 3 files of 8,192-row row groups (several partitions per file)."""
+    """30,000 demo rows in 3 files of 4,096-row row groups (several partitions per file)."""
     d = tmp_path_factory.mktemp("demo")
     generate(30_000, str(d), files=3, row_group_rows=4096)
     return str(d)
@@ -44,3 +54,24 @@ def cli(*args, cwd=None, env=None) -> subprocess.CompletedProcess:
     """Run the real command line in a subprocess."""
     return subprocess.run([sys.executable, "-m", "shardsmith", *args], cwd=cwd, capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=600)
+
+
+def _backends():
+    reason = gpu_unavailable_reason()
+    gpu = pytest.param("gpu", marks=[pytest.mark.gpu] + ([pytest.mark.skip(reason=f"no GPU engine here: {reason}")]
+                                                         if reason else []))
+    return ["cpu", gpu]
+
+
+@pytest.fixture(params=_backends())
+def backend(request) -> str:
+    """The engine kind under test: ``cpu`` always, ``gpu`` where CuPy, cuDF and a device are usable."""
+    return request.param
+
+
+@pytest.fixture(autouse=True)
+def _skip_gpu_tests_without_gpu(request):
+    if request.node.get_closest_marker("gpu") is not None:
+        reason = gpu_unavailable_reason()
+        if reason:
+            pytest.skip(f"no GPU engine here: {reason}")

@@ -20,14 +20,28 @@ class Lowerings:
     def __init__(self, backend_name: str):
         self.backend_name = backend_name
         self.table: dict[type, Callable] = {}
+        self.notes: dict[type, Callable] = {}
 
-    def register(self, *op_classes):
+    def register(self, *op_classes, note: Callable | None = None):
+        """``note(op, schema_in) -> str | None``: what a plan should say about how this backend runs
+        the op (e.g. a part that runs on the host); ``shardsmith plan`` prints it."""
+
         def deco(fn):
             for cls in op_classes:
                 self.table[cls] = fn
+                if note is not None:
+                    self.notes[cls] = note
             return fn
 
         return deco
+
+    def note(self, op, schema_in) -> str | None:
+        for cls in type(op).__mro__:
+            if cls in self.notes:
+                return self.notes[cls](op, schema_in)
+            if cls in self.table:
+                return None
+        return None
 
     def find(self, op) -> Callable | None:
         for cls in type(op).__mro__:

@@ -10,7 +10,7 @@ import contextlib
 import logging
 import os
 
-from shardsmith.compiler.config import EngineConfig, parse_size
+from shardsmith.compiler.config import EngineConfig, parse_device_size, parse_size
 from shardsmith.errors import ShardsmithError
 
 
@@ -111,20 +111,32 @@ def _local_cluster(engine: EngineConfig, backend: str):
     if backend == "gpu":
         from dask_cuda import LocalCUDACluster
 
-        kwargs = {}
-        if engine.n_workers:  # the first n of the visible devices
-            visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-            ids = visible.split(",") if visible else [str(i) for i in range(engine.n_workers)]
-            kwargs["CUDA_VISIBLE_DEVICES"] = ",".join(ids[: engine.n_workers])
-        if engine.rmm_pool_size:
-            kwargs["rmm_pool_size"] = parse_size(engine.rmm_pool_size, "engine.rmm_pool_size")
-        if engine.device_memory_limit:
-            kwargs["device_memory_limit"] = parse_size(engine.device_memory_limit, "engine.device_memory_limit")
         return LocalCUDACluster(dashboard_address=dashboard, memory_limit=memory, silence_logs=logging.ERROR,
-                                scheduler_kwargs=scheduler_kwargs, **kwargs)
+                                scheduler_kwargs=scheduler_kwargs, **cuda_cluster_kwargs(engine))
     from distributed import LocalCluster
 
     n = engine.n_workers or os.cpu_count() or 1
     return LocalCluster(n_workers=n, threads_per_worker=engine.threads_per_worker, processes=engine.processes,
                         memory_limit=memory, dashboard_address=dashboard, silence_logs=logging.ERROR,
                         scheduler_kwargs=scheduler_kwargs)
+
+
+def cuda_cluster_kwargs(engine: EngineConfig) -> dict:
+    """LocalCUDACluster's settings from the engine config (dask-cuda 26.10's documented parameters):
+    one worker per visible GPU (the first ``n_workers`` of CUDA_VISIBLE_DEVICES), an RMM pool that
+    CuPy shares, and spilling: dask-cuda's device-to-host spilling of task results above
+    ``device_memory_limit`` (its default: 80% of the GPU), and optionally cuDF's own spilling."""
+    kwargs: dict = {"threads_per_worker": engine.gpu_threads_per_worker, "pre_import": ["cudf", "cupy"]}
+    if engine.n_workers:
+        kwargs["n_workers"] = engine.n_workers
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible:
+        kwargs["CUDA_VISIBLE_DEVICES"] = visible
+    if engine.rmm_pool_size is not None:
+        kwargs["rmm_pool_size"] = parse_device_size(engine.rmm_pool_size, "engine.rmm_pool_size")
+        kwargs["rmm_allocator_external_lib_list"] = ["cupy"]
+    if engine.device_memory_limit is not None:
+        kwargs["device_memory_limit"] = parse_device_size(engine.device_memory_limit, "engine.device_memory_limit")
+    if engine.spill_cudf:
+        kwargs["enable_cudf_spill"] = True
+    return kwargs

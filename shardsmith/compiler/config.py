@@ -63,10 +63,14 @@ class EngineConfig:
     threads_per_worker: int = 1
     processes: bool = True
     memory_limit: str = "auto"
+    # A partition's decoded size: a size ("128MB"), "auto" (CPU: 128MB; GPU: 1/32 of the smallest
+    # visible GPU's memory, dask-cudf's default), or a fraction of GPU memory ("0.05"; GPU only).
     partition_bytes: str = "128MB"
-    # GPU engine settings (engine=gpu); ignored on CPU.
-    rmm_pool_size: str | None = None
-    device_memory_limit: str | None = None
+    # GPU engine settings (engine=gpu); ignored on CPU. Sizes or fractions of one GPU's memory.
+    rmm_pool_size: str | None = None  # an RMM pool per worker (CuPy allocates from it too); null: none
+    device_memory_limit: str | None = None  # spill device -> host above this; null: dask-cuda's 80%; 0: never
+    spill_cudf: bool = False  # cuDF's own spilling of its buffers (dask-cuda's enable_cudf_spill)
+    gpu_threads_per_worker: int = 8  # host work (footers, shard writes) overlaps with the GPU's
     dashboard: bool = False
 
 
@@ -136,6 +140,39 @@ def parse_size(value, key: str) -> int:
     if size <= 0:
         raise ConfigError(f"expected a positive size, got {value!r}", key)
     return size
+
+
+def parse_fraction(value) -> float | None:
+    """A fraction in (0, 1] (``0.25``, ``"0.25"``, ``"25%"``), or None when ``value`` is not one."""
+    text = str(value).strip()
+    try:
+        frac = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return None  # a plain integer is a byte count
+    return frac if 0 < frac <= 1 and ("." in text or text.endswith("%")) else None
+
+
+def parse_device_size(value, key: str):
+    """A device memory setting: a fraction of one GPU's memory (as a float), ``0`` (off), or bytes."""
+    if str(value).strip() == "0":
+        return 0
+    frac = parse_fraction(value)
+    return frac if frac is not None else parse_size(value, key)
+
+
+def parse_partition_bytes(value, kind: str):
+    """``engine.partition_bytes``: "auto", a fraction of GPU memory (GPU only), or a size in bytes."""
+    if str(value).strip() == "auto":
+        return "auto"
+    frac = parse_fraction(value)
+    if frac is not None:
+        if kind == "cpu":
+            raise ConfigError(f"a fraction of GPU memory ({value}) needs engine.kind=gpu or auto; give a size "
+                              "like '128MB'", "engine.partition_bytes")
+        return frac
+    return parse_size(value, "engine.partition_bytes")
 
 
 def from_omegaconf(cfg) -> ShardsmithConfig:
@@ -246,9 +283,13 @@ def _validate_engine(eng: EngineConfig) -> None:
     _choice(eng.cluster, CLUSTERS, "engine.cluster")
     if eng.n_workers is not None and eng.n_workers <= 0:
         raise ConfigError(f"expected a positive worker count, got {eng.n_workers}", "engine.n_workers")
-    if eng.threads_per_worker <= 0:
-        raise ConfigError(f"expected a positive count, got {eng.threads_per_worker}", "engine.threads_per_worker")
-    parse_size(eng.partition_bytes, "engine.partition_bytes")
+    for key in ("threads_per_worker", "gpu_threads_per_worker"):
+        if getattr(eng, key) <= 0:
+            raise ConfigError(f"expected a positive count, got {getattr(eng, key)}", f"engine.{key}")
+    parse_partition_bytes(eng.partition_bytes, eng.kind)
+    for key in ("rmm_pool_size", "device_memory_limit"):
+        if getattr(eng, key) is not None:
+            parse_device_size(getattr(eng, key), f"engine.{key}")
     if eng.memory_limit != "auto":
         parse_size(eng.memory_limit, "engine.memory_limit")
     if eng.scheduler is not None and not re.match(r"^(tcp|tls|ucx|inproc)://", str(eng.scheduler)):

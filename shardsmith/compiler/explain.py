@@ -3,6 +3,7 @@ a query plan. Reads metadata only."""
 
 from __future__ import annotations
 
+from shardsmith.backends import lowerings_for, resolve_kind
 from shardsmith.compiler.build import build
 from shardsmith.compiler.config import ShardsmithConfig
 from shardsmith.compiler.ir import Fused, Graph
@@ -14,19 +15,25 @@ def explain(cfg: ShardsmithConfig, passes: bool = False) -> str:
     graph = build(cfg)
     trace: list = []
     final = optimize(graph, trace=trace)
+    lowerings = lowerings_for(resolve_kind(cfg.engine.kind))
+    for node in final.steps:  # an op the engine cannot run fails here, as it would when compiling
+        lowerings.require(node if isinstance(node, Fused) else node.op, node.key)
     lines = []
     if passes:
         lines += ["== built", *render(graph), ""]
         for name, g in trace:
             lines += [f"== after {name}", *render(g), ""]
     else:
-        lines += [f"== optimised graph (passes: {', '.join(p.__name__ for p in PASSES)})", *render(final), ""]
+        lines += [f"== optimised graph (passes: {', '.join(p.__name__ for p in PASSES)})",
+                  *render(final, lowerings), ""]
     lines += ["== physical plan", *describe(physical_plan(final, cfg.engine)), ""]
     lines += ["== output schema", *(f"  {c.name:<14} {c.dtype:<8} {c.role}" for c in final.schema.columns)]
     return "\n".join(lines)
 
 
-def render(g: Graph) -> list[str]:
+def render(g: Graph, lowerings=None) -> list[str]:
+    """The graph as text; with a backend's ``lowerings``, also what that backend notes about a step
+    (for example a part that runs on the host)."""
     src = g.source
     rows = f", {src.rows:,} rows" if src.rows >= 0 else ""
     lines = [f"source {src.format}: {len(src.files)} file(s){rows}; reads {len(src.columns)} of "
@@ -37,7 +44,10 @@ def render(g: Graph) -> list[str]:
         kept = sum(len(r) for r in src.row_groups)
         total = sum(len(f.row_groups) for f in src.files)
         lines.append(f"  row groups read: {kept} of {total} (statistics pruning)")
+    schema_in = g.source_schema
     for node in g.steps:
+        note = lowerings.note(node.op, schema_in) if lowerings is not None and not isinstance(node, Fused) else None
+        schema_in = node.schema
         if isinstance(node, Fused):
             lines.append(f"{node.key}  fused: {len(node.steps)} step(s), {len(node.groups)} kernel(s)")
             for k, group in enumerate(node.groups):
@@ -48,6 +58,8 @@ def render(g: Graph) -> list[str]:
         else:
             fit = f"  [fitted in pass {node.fit_stage}]" if node.fit_stage is not None else ""
             lines.append(f"{node.key}  {node.op.describe()}{fit}")
+        if note:
+            lines.append(f"    on the {lowerings.backend_name} engine: {note}")
     split = g.split
     fracs = ", ".join(f"{n}" for n in split.names)
     by = f"hash of '{split.key}'" if split.key else "hash of the row in its file"

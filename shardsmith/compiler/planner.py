@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from shardsmith.compiler.config import EngineConfig, parse_size
+from shardsmith.compiler.config import EngineConfig, parse_partition_bytes
 from shardsmith.compiler.ir import Fused, Graph, Schema, Step
 from shardsmith.compiler.passes.fuse_elementwise import fuse, kernel_count
 from shardsmith.compiler.passes.plan_fit import availability, fit_passes
+from shardsmith.errors import ConfigError
+from shardsmith.kernels.fusion import group_columns
+from shardsmith.ops.base import ElementwiseOp
 from shardsmith.ops.stats import Quantiles
 
 _WIDTH = {"int8": 1, "uint8": 1, "bool": 1, "int16": 2, "uint16": 2, "float16": 2, "int32": 4, "uint32": 4,
@@ -55,12 +58,45 @@ class Plan:
         return len(self.fit_programs) + 1
 
 
+CPU_PARTITION_BYTES = 128_000_000
+GPU_PARTITION_FRACTION = 1 / 32  # of the smallest visible GPU's memory: dask-cudf's default blocksize
+
+
+def partition_target(engine: EngineConfig) -> int:
+    """The decoded bytes a partition aims at (``engine.partition_bytes``; see config.py)."""
+    from shardsmith.backends import resolve_kind
+
+    value = parse_partition_bytes(engine.partition_bytes, engine.kind)
+    if isinstance(value, int):
+        return value
+    if resolve_kind(engine.kind) != "gpu":
+        if value == "auto":
+            return CPU_PARTITION_BYTES
+        raise ConfigError("a fraction of GPU memory needs the GPU engine, which cannot run here",
+                          "engine.partition_bytes")
+    from shardsmith.backends.gpu.compat import device_memory_bytes
+
+    return max(1, int(device_memory_bytes() * (GPU_PARTITION_FRACTION if value == "auto" else value)))
+
+
 def physical_plan(graph: Graph, engine: EngineConfig) -> Plan:
-    target = parse_size(engine.partition_bytes, "engine.partition_bytes")
+    target = partition_target(engine)
     parts, pruned = partition(graph, target)
     fits = [fit_program(graph, s) for s in range(fit_passes(graph))]
-    return Plan(graph, parts, tuple(p for p, _ in fits), tuple(c for _, c in fits), graph.steps,
+    return Plan(graph, parts, tuple(p for p, _ in fits), tuple(c for _, c in fits), transform_program(graph),
                 shard_rows(graph), pruned, tuple(f.path for f in graph.source.files))
+
+
+def transform_program(graph: Graph) -> tuple:
+    """The graph's nodes, with any elementwise step the fusion pass did not fuse (it was not run)
+    as a one-step fused node: elementwise ops always run through the fused kernels."""
+    out, schema = [], graph.source_schema
+    for node in graph.steps:
+        if isinstance(node, Step) and isinstance(node.op, ElementwiseOp):
+            node = Fused((node,), group_columns((node,), schema))
+        out.append(node)
+        schema = node.schema
+    return tuple(out)
 
 
 def partition(graph: Graph, target: int) -> tuple[tuple[Partition, ...], int]:

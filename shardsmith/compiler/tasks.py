@@ -109,7 +109,8 @@ def write_shard_task(backend: str, pieces: list, stream: str, path: str, sink, s
         table = pa.concat_tables([frame.slice(start, stop - start) for frame, start, stop in pieces])
         return {"files": write_shard(table, path, sink, None), "summary": None}
     be = get_backend(backend)
-    table = be.to_arrow(be.concat([be.slice(frame, start, stop) for frame, start, stop in pieces]))
+    # The schema gives the exact Arrow types to write (the GPU backend's columns map to several).
+    table = be.to_arrow(be.concat([be.slice(frame, start, stop) for frame, start, stop in pieces]), schema)
     return {"files": write_shard(table, path, sink, schema), "summary": shard_summary(table, schema)}
 
 

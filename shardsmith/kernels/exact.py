@@ -21,6 +21,7 @@ import numpy as np
 
 SCALE_BITS = 1127  # sum = S * 2**-1127: the smallest subnormal is 2**-1074 with a 53-bit mantissa scale
 _CHUNK = 1 << 16  # rows per bincount: cache-sized, and 2**16 * 2**27 < 2**53 keeps each bin exact
+_GPU_CHUNK = 1 << 26  # rows per bincount on a GPU: the most that keeps each bin exact
 _EXP_OFFSET = 1100  # frexp exponents lie in [-1073, 1024]
 _BINS = 2200
 
@@ -28,7 +29,9 @@ _BINS = 2200
 def exact_sum(x, xp=np) -> int:
     """The exact sum of finite float64 values ``x`` as an integer multiple of 2**-1127."""
     x = xp.asarray(x, dtype=xp.float64)
-    chunk = _CHUNK if xp is np else len(x) or 1  # a GPU prefers one launch; atomics stay exact
+    # A GPU prefers few launches; atomics stay exact while each bin's sum stays below 2**53, i.e.
+    # below 2**26 values of under 2**27 per launch.
+    chunk = _CHUNK if xp is np else _GPU_CHUNK
     sum_hi = xp.zeros(_BINS, dtype=xp.int64)
     sum_lo = xp.zeros(_BINS, dtype=xp.int64)
     for start in range(0, len(x), chunk):

@@ -114,7 +114,10 @@ class ValueCounts(Stat):
         return (merged["v"].combine_chunks(), merged["n_sum"].to_numpy(), nulls)
 
     def finalize(self, merged):
-        return merged
+        import pyarrow as pa
+
+        values, counts, nulls = merged
+        return (values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values), counts, nulls)
 
 
 def moments_partial(x, xp=np) -> tuple[int, int, int]:

@@ -125,7 +125,8 @@ class CpuBackend:
     def slice(self, frame, start: int, stop: int):
         return frame.slice(start, stop - start)
 
-    def to_arrow(self, frame) -> pa.Table:
+    def to_arrow(self, frame, schema=None) -> pa.Table:
+        """The frame as an Arrow table: already one here (``conform`` gave it the schema's types)."""
         return frame
 
     def conform(self, frame, schema):

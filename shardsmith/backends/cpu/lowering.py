@@ -13,8 +13,6 @@ from shardsmith.compiler.ir import INT_DTYPES, Fused
 from shardsmith.compiler.sources import ARROW_TYPES
 from shardsmith.errors import ShardsmithError
 from shardsmith.kernels import xxhash64 as xx
-from shardsmith.kernels.fusion import group_columns
-from shardsmith.ops.base import ElementwiseOp
 from shardsmith.ops.categorical import FIRST_ID, NULL_ID, OOV_ID, Categorify, HashBucket, HashedCross
 from shardsmith.ops.numeric import Cast
 from shardsmith.ops.rows import Drop, Filter, Rename
@@ -139,7 +137,8 @@ def _positions(col: pa.Array, table: pa.Table) -> np.ndarray:
             if len(_INDEX_CACHE) > 256:
                 _INDEX_CACHE.clear()
             cached = _INDEX_CACHE[id(table)] = (table, pd.Index(vocab.to_numpy(zero_copy_only=False)))
-        return cached[1].get_indexer(col.fill_null(0).to_numpy(zero_copy_only=False))
+        filler = False if pa.types.is_boolean(col.type) else 0  # null rows get their id afterwards
+        return cached[1].get_indexer(col.fill_null(filler).to_numpy(zero_copy_only=False))
     idx = pc.index_in(col, value_set=vocab.cast(col.type) if vocab.type != col.type else vocab)
     return idx.fill_null(-1).to_numpy(zero_copy_only=False)
 
@@ -213,12 +212,3 @@ def _set_columns(frame: pa.Table, new: dict) -> pa.Table:
             frame = frame.append_column(name, arr)
             names = frame.column_names
     return frame
-
-
-@LOWERINGS.register(ElementwiseOp)
-def run_elementwise(be, step, frame, state, ctx):
-    """An elementwise step outside a fused run (the fusion pass skipped): a one-step fused node."""
-    from shardsmith.compiler.sources import to_schema
-
-    node = Fused((step,), group_columns((step,), to_schema(frame.schema, {})))
-    return run_fused(be, node, frame, {step.key: state}, ctx)

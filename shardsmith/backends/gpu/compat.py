@@ -21,3 +21,41 @@ def unavailable_reason() -> str | None:
     except Exception as exc:  # noqa: BLE001
         return f"cuDF does not import ({type(exc).__name__}: {exc}); install shardsmith[gpu-cu12] or [gpu-cu13]"
     return None
+
+
+FALLBACK_DEVICE_MEMORY = 8 * 1024**3  # what dask-cudf assumes when it cannot ask NVML either
+
+
+@functools.cache
+def device_memory_bytes() -> int:
+    """Total memory of the smallest GPU this process sees (CUDA_VISIBLE_DEVICES respected), asked of
+    NVML so that no CUDA context is created in the driver; 8 GiB when no GPU can be asked (a driver
+    without GPUs in front of a remote cluster: set engine.partition_bytes there)."""
+    sizes = _nvml_sizes()
+    if not sizes:
+        try:
+            import cupy
+
+            sizes = [cupy.cuda.runtime.getDeviceProperties(i)["totalGlobalMem"]
+                     for i in range(cupy.cuda.runtime.getDeviceCount())]
+        except Exception:  # noqa: BLE001 - no GPU here: fall back, as dask-cudf does
+            sizes = []
+    return min(sizes) if sizes else FALLBACK_DEVICE_MEMORY
+
+
+def _nvml_sizes() -> list[int]:
+    import os
+
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if visible is None:
+            handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
+        else:
+            handles = [pynvml.nvmlDeviceGetHandleByUUID(v.encode()) if v.startswith(("GPU-", "MIG-"))
+                       else pynvml.nvmlDeviceGetHandleByIndex(int(v)) for v in visible.split(",") if v.strip()]
+        return [int(pynvml.nvmlDeviceGetMemoryInfo(h).total) for h in handles]
+    except Exception:  # noqa: BLE001 - NVML missing or refusing: the caller falls back
+        return []

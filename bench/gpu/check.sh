@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Every GPU check of the GPU engine in one call, for a GPU machine lent for minutes.
+#
+# From the repository root, after the RAPIDS wheels are installed (shared/gpu/README.md):
+#   bash .gpu/install.sh finish && export PYTHONPATH=/tmp/gpu-site:$PWD && bash bench/gpu/check.sh
+#
+# Steps, each under its own time limit (they add up to 8 minutes at most; 4 to 5 expected), each
+# printing its result lines as they come (PASS / FAIL / RESULT / BELOW TARGET):
+#   0. the environment: GPU, driver, versions, and whether the GPU engine can run
+#   a. the GPU test suite (pytest -m gpu: device tests and the GPU half of the parity suite), then
+#      the CPU half of the parity suite (this machine's numpy / pyarrow)
+#   b. kernel throughput: the demo pipeline's fused chain against the device-to-device copy, hashes
+#   c. end to end: the demo pipeline at 20,000,000 rows, engine=gpu against engine=cpu, compared
+# Details go to $OUT (or bench/results/gpu-<time> without one): check.log, pytest-gpu.xml,
+# env.txt, bench_kernels.json, bench_e2e.json. Nothing here needs the network.
+set -uo pipefail
+cd "$(dirname "$0")/../.." || exit 2
+OUT=${OUT:-bench/results/gpu-$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+export PYTHONPATH=${PYTHONPATH:-$PWD}
+export SHARDSMITH_KERNEL_CACHE=${SHARDSMITH_KERNEL_CACHE:-/tmp/shardsmith-kernels}
+ROWS=${CHECK_ROWS:-20000000}  # smaller values only for a dry run elsewhere
+KERNEL_ROWS=${CHECK_KERNEL_ROWS:-64000000}
+LOG="$OUT/check.log"
+: > "$LOG"
+STATUS=()
+
+say() { echo "$*" | tee -a "$LOG"; }
+
+# step NAME SECONDS COMMAND...: run with a time limit, output to the terminal and the log, verdict.
+step() {
+  local name=$1 limit=$2
+  shift 2
+  say "=== $name (limit ${limit}s) $(date +%H:%M:%S)"
+  local t0=$SECONDS
+  timeout --kill-after=10 "$limit" "$@" 2>&1 | tee -a "$LOG"
+  local rc=${PIPESTATUS[0]}
+  local took=$((SECONDS - t0))
+  if [ "$rc" -eq 0 ]; then
+    say "PASS $name (${took}s)"; STATUS+=("PASS $name (${took}s)")
+  elif [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+    say "FAIL $name: stopped at its ${limit}s limit"; STATUS+=("FAIL $name: time limit")
+  else
+    say "FAIL $name: exit code $rc (${took}s)"; STATUS+=("FAIL $name: exit $rc")
+  fi
+  return 0
+}
+
+step "environment" 30 python bench/gpu/probe.py
+cp "$LOG" "$OUT/env.txt"
+
+TIMEOUT_ARGS=(-p no:cacheprovider)
+python -c "import pytest_timeout" 2>/dev/null && TIMEOUT_ARGS+=(--timeout=90)
+# Not -x: one run of this script should show every failure, not only the first.
+step "a. GPU test suite (pytest -m gpu)" 130 \
+  python -m pytest -m gpu -q --maxfail=40 "${TIMEOUT_ARGS[@]}" \
+    --junitxml="$OUT/pytest-gpu.xml" tests
+step "a. parity suite, CPU half, on this machine's numpy / pyarrow" 30 \
+  python -m pytest -m "not gpu" -q "${TIMEOUT_ARGS[@]}" tests/parity
+step "b. kernel throughput" 45 \
+  python bench/gpu/bench_kernels.py --rows "$KERNEL_ROWS" --out "$OUT"
+# Inside its budget: the GPU cold run, the CPU run, then a warm GPU run, each under its own limit.
+step "c. end to end, $ROWS rows, gpu vs cpu" 255 \
+  python bench/gpu/bench_e2e.py --rows "$ROWS" --files 8 --gpu-runs 2 --cpu-runs 1 --gpu-limit 70 \
+    --cpu-limit 130 --budget 240 --work /tmp/shardsmith-bench --out "$OUT"
+
+say "=== summary $(date +%H:%M:%S), details in $OUT"
+grep -E "^(RESULT|BELOW TARGET|FAIL)" "$LOG" | grep -v "^FAIL a\.\|^FAIL b\.\|^FAIL c\.\|^FAIL environment"
+for line in "${STATUS[@]}"; do echo "$line"; done

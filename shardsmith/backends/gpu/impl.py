@@ -1,0 +1,230 @@
+"""The GPU lowerings' bodies (registered in lowering.py, which must import without a GPU).
+
+Each follows its CPU counterpart in backends/cpu/lowering.py value for value.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import cupy as cp
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from shardsmith.backends.base import FILE_COL, ROW_COL
+from shardsmith.backends.gpu import columns as C
+from shardsmith.backends.gpu import expr, transfer
+from shardsmith.compiler.sources import ARROW_TYPES
+from shardsmith.errors import ShardsmithError
+from shardsmith.kernels import casts, codegen, gpu
+from shardsmith.kernels import lookup as L
+
+
+# --- fused elementwise chains: one generated kernel per column group -------------------------------
+def fused(be, node, frame, states: dict):
+    new = {}
+    for group in node.groups:
+        src, params, layout = codegen.group_source(node, group, states)
+        P, B, BO = codegen.pack(layout, params)
+        outs = launch_fused(src, [_as_dtype(frame[c], group.src_dtype) for c in group.srcs],
+                            group.chains[0].dtypes[-1], P, B, BO)
+        new.update(zip(group.outs, outs))
+    return set_columns(frame, new)
+
+
+def _as_dtype(series, dtype: str):
+    """The column in the physical dtype its kernel was generated for."""
+    want = np.dtype(ARROW_TYPES[dtype].to_pandas_dtype()) if dtype != "bool" else np.dtype(np.uint8)
+    have = C.values(series).dtype
+    return series if have == want else series.astype(np.bool_ if dtype == "bool" else want)
+
+
+def launch_fused(src, inputs: list, dst_dtype: str, P, B, BO) -> list:
+    """Run a fused kernel over ``inputs`` (cuDF Series of one dtype); one new Series per input."""
+    n, k = len(inputs[0]), len(inputs)
+    dst_np = np.dtype(np.uint8) if dst_dtype == "bool" else np.dtype(ARROW_TYPES[dst_dtype].to_pandas_dtype())
+    dsts = [cp.empty(n, dtype=dst_np) for _ in range(k)]
+    masks = [cp.empty(C.mask_alloc_words(n), dtype=np.uint32) for _ in range(k)]
+    src_ptrs, src_masks, moffs = [], [], []
+    for s in inputs:
+        words, off = C.mask_words(s)
+        src_ptrs.append(int(C.values(s).data.ptr) if n else 0)
+        src_masks.append(0 if words is None else int(words.data.ptr))
+        moffs.append(off)
+    dev = transfer.to_device
+    nulls = cp.zeros(k, dtype=np.uint64)
+    args = (dev(np.array(src_ptrs, dtype=np.uint64)), dev(np.array(src_masks, dtype=np.uint64)),
+            dev(np.array(moffs, dtype=np.int64)), dev(np.array([d.data.ptr for d in dsts], dtype=np.uint64)),
+            dev(np.array([m.data.ptr for m in masks], dtype=np.uint64)), nulls, dev(P), dev(B), dev(BO), np.int64(n))
+    gpu.launch(src, src.entries[0], ((n + 31) // 32) * 32, args, grid_y=k)
+    null_counts = cp.asnumpy(nulls)
+    tid = C.T.BOOL8 if dst_dtype == "bool" else None
+    return [C.from_device(d.view(np.bool_) if dst_dtype == "bool" else d, m, int(z), type_id=tid)
+            for d, m, z in zip(dsts, masks, null_counts)]
+
+
+# --- hashes ----------------------------------------------------------------------------------------
+def hash_bucket(be, step, frame):
+    op = step.op
+    return set_columns(frame, {o: C.from_device(be.buckets(be.hash(frame[c], op.seed), op.num_buckets))
+                               for c, o in op.pairs()})
+
+
+def hashed_cross(be, step, frame):
+    op = step.op
+    h = be.hash(frame[op.cols[0]], op.seed)
+    for c in op.cols[1:]:
+        h = be.hash(frame[c], h)
+    return set_columns(frame, {op.output(): C.from_device(be.buckets(h, op.num_buckets))})
+
+
+# --- categorify ------------------------------------------------------------------------------------
+_vocab_lock = threading.Lock()
+
+
+def categorify(be, step, frame, state):
+    new = {}
+    for c, o in step.op.pairs():
+        new[o] = C.from_device(categorify_ids(be, frame[c], state[c]["vocab"]))
+    return set_columns(frame, new)
+
+
+def categorify_ids(be, series, vocab) -> cp.ndarray:
+    """int32 ids of ``series`` in ``vocab`` (the fitted vocabulary table, in id order)."""
+    words, _ = C.mask_words(series)
+    valid = None if words is None else C.validity(series)
+    dev = device_vocabulary(be, series, vocab)
+    if C.kind(series) != "string":
+        return L.categorify_ids(L.exact_keys(C.values(series)), valid, dev[0], dev[1], cp)
+    h = be.hash(series, 0)
+    offsets, chars = C.string_buffers(series)
+    n, out = len(series), cp.empty(len(series), dtype=np.int32)
+    vhash, order, voffsets, vchars = dev[:4]
+    entry = "ss_categorify_str32" if offsets.dtype == np.int32 else "ss_categorify_str64"
+    _, moff = C.mask_words(series)
+    gpu.launch(gpu.lookup_source(), entry, n, (offsets, chars, gpu.ptr(words), np.int64(moff), h, vhash, order,
+                                               voffsets, vchars, np.int64(len(order)), out, np.int64(n)))
+    return out
+
+
+def device_vocabulary(be, series, vocab: pa.Table):
+    """The vocabulary on the device, sorted for lookups; kept per worker for the next partitions
+    (the state, and so the table object, is the same for every partition of a run)."""
+    key = (id(vocab), C.kind(series), str(C.arrow_type(series)))
+    with _vocab_lock:
+        hit = be._vocabularies.get(key)
+        if hit is not None and hit[0] is vocab:
+            return hit[1]
+    values = vocab["value"].combine_chunks()
+    if C.kind(series) == "string":
+        vs = transfer.array_to_series(values.cast(pa.string()) if not pa.types.is_string(values.type) else values)
+        vhash = be.hash(vs, 0)
+        order = cp.argsort(vhash).astype(np.int32)
+        voffsets, vchars = C.string_buffers(vs)
+        dev = (vhash[order], order, voffsets.astype(np.int32), vchars, vs)  # vs keeps the bytes alive
+    else:
+        target = C.arrow_type(series)
+        if values.type != target:
+            values = values.cast(target) if not pa.types.is_date32(values.type) else values.cast(pa.int32())
+        keys = L.exact_keys(C.values(transfer.array_to_series(values)))
+        dev = L.sorted_vocabulary(keys, cp)
+    with _vocab_lock:
+        if len(be._vocabularies) > 256:
+            be._vocabularies.clear()
+        be._vocabularies[key] = (vocab, dev)
+    return dev
+
+
+# --- row and column ops ----------------------------------------------------------------------------
+def filter_rows(be, step, frame):
+    return be.filter_mask(frame, expr.keep_mask(step.op.predicate, expr.CudfColumns(frame)))
+
+
+def rename(frame, mapping: dict):
+    return frame.rename(columns={k: v for k, v in mapping.items() if k in frame.columns})
+
+
+def drop(frame, cols):
+    return frame.drop(columns=[c for c in cols if c in frame.columns])
+
+
+# --- cast ------------------------------------------------------------------------------------------
+def cast(be, step, frame, ctx):
+    op = step.op
+    new, bad = {}, None
+    for c, o in op.pairs():
+        series = frame[c]
+        src = _dtype_name(series)
+        if casts.is_numeric_cast(src, op.dtype):
+            out, failed = _cast_numeric(series, src, op.dtype)
+        else:  # strings, timestamps: Arrow on the host (declared by `shardsmith plan`)
+            out, failed = _cast_on_host(series, op.dtype)
+        if op.on_error != "null" and bool(failed.any()):
+            if op.on_error == "fail":
+                _raise_first(step, frame, ctx, c, failed, series, op.dtype)
+            failed_values = series.to_arrow().filter(pa.array(cp.asnumpy(failed))).to_pylist()
+            ctx.quarantine(frame, cp.asnumpy(failed), step.key, c, [str(v) for v in failed_values],
+                           f"cannot cast to {op.dtype}")
+            bad = failed if bad is None else (bad | failed)
+        new[o] = out
+    frame = set_columns(frame, new)
+    return be.filter_mask(frame, ~bad) if bad is not None else frame
+
+
+_NUMERIC_NAMES = {C.T.INT8: "int8", C.T.INT16: "int16", C.T.INT32: "int32", C.T.INT64: "int64", C.T.UINT8: "uint8",
+                  C.T.UINT16: "uint16", C.T.UINT32: "uint32", C.T.UINT64: "uint64", C.T.FLOAT32: "float32",
+                  C.T.FLOAT64: "float64", C.T.BOOL8: "bool"}
+
+
+def _dtype_name(series) -> str:
+    return _NUMERIC_NAMES.get(C.plc_column(series).type().id(), "other")
+
+
+def _cast_numeric(series, src: str, dst: str):
+    """(the cast column, with failed values null; the failed rows) on the device (kernels/casts.py)."""
+    values = C.values(series)
+    if src == "bool":
+        values = values.view(np.bool_)
+    words, _ = C.mask_words(series)
+    valid = None if words is None else C.validity(series)
+    out, failed = casts.cast(values, src, dst, cp)
+    if valid is not None:
+        failed &= valid
+    keep = valid
+    if bool(failed.any()):
+        keep = ~failed if keep is None else (keep & ~failed)
+    return C.from_values(cp.ascontiguousarray(out), keep), failed
+
+
+def _cast_on_host(series, dst: str):
+    """Casts that involve strings or timestamps: Arrow's own cast on the host, exactly as the
+    CPU engine does it (failed values become null), then back to the device through pinned memory."""
+    from shardsmith.backends.cpu.lowering import _cast_each
+
+    arr = series.to_arrow()
+    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    target = ARROW_TYPES[dst]
+    try:
+        out, ok = pc.cast(arr, target, safe=True), np.ones(len(arr), dtype=bool)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        out, ok = _cast_each(arr, target)
+    failed = transfer.to_device(~ok & np.asarray(arr.is_valid(), dtype=bool))
+    return transfer.array_to_series(out), failed
+
+
+def _raise_first(step, frame, ctx, column: str, failed, series, dtype: str):
+    i = int(cp.argmax(failed))
+    value = series.iloc[i]
+    value = value.item() if hasattr(value, "item") else value
+    path = ctx.files[int(frame[FILE_COL].iloc[i])]
+    raise ShardsmithError(f"column '{column}': cannot cast {value!r} to {dtype} "
+                          f"(row {int(frame[ROW_COL].iloc[i])}; set on_error: null or quarantine)",
+                          f"{step.key} in {path}")
+
+
+def set_columns(frame, new: dict):
+    """Replace or append columns, keeping the frame's column order otherwise (as on the CPU)."""
+    for name, series in new.items():
+        frame[name] = series
+    return frame

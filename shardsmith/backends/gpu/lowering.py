@@ -1,0 +1,77 @@
+"""GPU lowerings: the same table as backends/cpu/lowering.py, one function per op family.
+
+This module imports without a GPU (so that plans are checked, and `shardsmith plan` explains a GPU
+compile, anywhere); the bodies live in impl.py, imported when a lowering first runs on a worker.
+An op missing here fails at plan time naming it (executor.check_lowerings): there is no silent CPU
+fallback. The one step that runs on the host, casts from or to strings or timestamps, says so
+through its note, which `shardsmith plan` prints.
+"""
+
+from __future__ import annotations
+
+from shardsmith.backends.base import Lowerings
+from shardsmith.compiler.ir import Fused
+from shardsmith.ops.categorical import Categorify, HashBucket, HashedCross
+from shardsmith.ops.numeric import Cast
+from shardsmith.ops.rows import Drop, Filter, Rename
+
+LOWERINGS = Lowerings("gpu")
+
+
+def _impl():
+    from shardsmith.backends.gpu import impl
+
+    return impl
+
+
+@LOWERINGS.register(Fused)
+def run_fused(be, node, frame, states, ctx):
+    """Each column group of the node as one generated CUDA kernel (kernels/codegen.py)."""
+    return _impl().fused(be, node, frame, states)
+
+
+@LOWERINGS.register(Filter)
+def run_filter(be, step, frame, state, ctx):
+    return _impl().filter_rows(be, step, frame)
+
+
+@LOWERINGS.register(Rename)
+def run_rename(be, step, frame, state, ctx):
+    return _impl().rename(frame, step.op.mapping)
+
+
+@LOWERINGS.register(Drop)
+def run_drop(be, step, frame, state, ctx):
+    return _impl().drop(frame, step.op.cols)
+
+
+@LOWERINGS.register(Categorify)
+def run_categorify(be, step, frame, state, ctx):
+    return _impl().categorify(be, step, frame, state)
+
+
+@LOWERINGS.register(HashBucket)
+def run_hash_bucket(be, step, frame, state, ctx):
+    return _impl().hash_bucket(be, step, frame)
+
+
+@LOWERINGS.register(HashedCross)
+def run_hashed_cross(be, step, frame, state, ctx):
+    return _impl().hashed_cross(be, step, frame)
+
+
+def _cast_note(op, schema_in) -> str | None:
+    """Which columns of a cast run on the host, and why."""
+    from shardsmith.kernels.casts import NUMERIC
+
+    device = (*NUMERIC, "date")  # a date is int32 days on the GPU: cast as an integer there
+    host = [c for c in op.cols if c in schema_in and not (schema_in[c].dtype in device and op.dtype in NUMERIC)]
+    if not host:
+        return None
+    return (f"runs on the host (pyarrow) for {', '.join(host)}: casts from or to strings or timestamps "
+            "keep Arrow's exact parsing and formatting")
+
+
+@LOWERINGS.register(Cast, note=_cast_note)
+def run_cast(be, step, frame, state, ctx):
+    return _impl().cast(be, step, frame, ctx)
