@@ -73,3 +73,24 @@ def test_an_unreachable_scheduler_names_the_key(demo_dir, tmp_path):
     with pytest.raises(ShardsmithError, match="engine.scheduler: cannot reach the Dask scheduler tcp://127.0.0.1:9"):
         run_compile(f"{demo_dir}/*.parquet", tmp_path / "x", "engine.scheduler=tcp://127.0.0.1:9", engine="cpu")
     assert not (tmp_path / "x").exists()
+
+
+def test_code_version_reads_checkouts_and_worktrees(tmp_path):
+    from shardsmith import __version__
+    from shardsmith.compiler.executor import code_version
+
+    common = tmp_path / "repo" / ".git"
+    (common / "refs" / "heads").mkdir(parents=True)
+    (common / "HEAD").write_text("ref: refs/heads/main\n")
+    (common / "refs" / "heads" / "main").write_text("a" * 40 + "\n")
+    assert code_version(str(tmp_path / "repo")) == f"{__version__}+gaaaaaaaaaa"
+    # A worktree: .git is a file naming its git dir, whose commondir holds packed refs.
+    wt_git = common / "worktrees" / "wt"
+    wt_git.mkdir(parents=True)
+    (wt_git / "HEAD").write_text("ref: refs/heads/feature\n")
+    (wt_git / "commondir").write_text("../..\n")
+    (common / "packed-refs").write_text("# pack-refs\n" + "b" * 40 + " refs/heads/feature\n")
+    (tmp_path / "wt").mkdir()
+    (tmp_path / "wt" / ".git").write_text(f"gitdir: {wt_git}\n")
+    assert code_version(str(tmp_path / "wt")) == f"{__version__}+gbbbbbbbbbb"
+    assert code_version(str(tmp_path / "nowhere")) == __version__

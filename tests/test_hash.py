@@ -79,3 +79,14 @@ def test_buckets_and_unit_interval():
     assert xx.to_buckets(h, 10).dtype == np.int32
     assert xx.to_buckets(h, 2**40).dtype == np.int64
     assert list(xx.to_unit53(h)) == [0, 2**53 - 1, 12345 >> 11]
+
+
+@pytest.mark.parametrize("width", [0, 1, 3, 4, 7, 8, 12, 31, 32, 33, 64, 70])
+def test_equal_length_strings_take_the_fast_path_with_the_same_result(width):
+    rng = np.random.default_rng(width)
+    strings = [bytes(rng.integers(0, 256, width, dtype=np.uint8)) for _ in range(200)]
+    offsets = np.arange(0, width * 200 + 1, max(width, 1))[:201] if width else np.zeros(201, np.int64)
+    data = np.frombuffer(b"".join(strings), dtype=np.uint8)
+    seeds = rng.integers(0, 2**63, 200, dtype=np.int64).view(np.uint64)
+    got = xx.xxh64_strings(offsets, data, seeds)
+    assert [int(g) for g in got] == [xxhash.xxh64_intdigest(s, int(k)) for s, k in zip(strings, seeds)]

@@ -10,8 +10,15 @@ from shardsmith.errors import PlanError
 @functools.cache
 def get_backend(name: str):
     if name == "cpu":
+        import os
+
         from shardsmith.backends.cpu import CpuBackend
 
+        threads = os.environ.get("SHARDSMITH_ARROW_THREADS")  # set for the workers of a local cluster
+        if threads:
+            import pyarrow as pa
+
+            pa.set_cpu_count(max(1, int(threads)))
         return CpuBackend()
     if name == "gpu":
         reason = gpu_unavailable_reason()

@@ -113,9 +113,18 @@ def _local_cluster(engine: EngineConfig, backend: str):
 
         return LocalCUDACluster(dashboard_address=dashboard, memory_limit=memory, silence_logs=logging.ERROR,
                                 scheduler_kwargs=scheduler_kwargs, **cuda_cluster_kwargs(engine))
+    import dask
     from distributed import LocalCluster
 
     n = engine.n_workers or os.cpu_count() or 1
+    # Dask sets MALLOC_TRIM_THRESHOLD_ in its workers, and setting it at all switches off glibc's
+    # adaptive mmap threshold: every large NumPy / Arrow temporary is then mmapped and unmapped
+    # afresh (measured on a fit task: 12x the page faults, 5x the system time of this process).
+    # Arrow gets as many threads as the worker has, not the whole machine per worker.
+    env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
+    env.pop("MALLOC_TRIM_THRESHOLD_", None)
+    env["SHARDSMITH_ARROW_THREADS"] = str(engine.threads_per_worker)
+    dask.config.set({"distributed.nanny.pre-spawn-environ": env})
     return LocalCluster(n_workers=n, threads_per_worker=engine.threads_per_worker, processes=engine.processes,
                         memory_limit=memory, dashboard_address=dashboard, silence_logs=logging.ERROR,
                         scheduler_kwargs=scheduler_kwargs)

@@ -424,16 +424,39 @@ def build_manifest(cfg, resolved, key, plan: Plan, states, streams, run: Run, ti
     }
 
 
-def code_version() -> str:
-    """The package version, plus the git commit when running from a checkout."""
-    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    head = os.path.join(here, ".git", "HEAD")
+def code_version(here: str | None = None) -> str:
+    """The package version, plus the git commit when running from a checkout (``here``: its root)."""
+    here = here or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    git = os.path.join(here, ".git")
     try:
-        with open(head) as f:
+        if os.path.isfile(git):  # a worktree or submodule: .git names the real git directory
+            with open(git) as f:
+                git = os.path.join(here, f.read().strip().removeprefix("gitdir: "))
+        with open(os.path.join(git, "HEAD")) as f:
             ref = f.read().strip()
         if ref.startswith("ref: "):
-            with open(os.path.join(here, ".git", ref[5:])) as f:
-                ref = f.read().strip()
-        return f"{__version__}+g{ref[:10]}"
+            ref = _resolve_ref(git, ref[5:])
+        return f"{__version__}+g{ref[:10]}" if ref else __version__
     except OSError:
         return __version__
+
+
+def _resolve_ref(git: str, name: str) -> str | None:
+    """A branch's commit from its loose ref, the worktree's common dir, or packed-refs."""
+    common = git
+    if os.path.exists(os.path.join(git, "commondir")):
+        with open(os.path.join(git, "commondir")) as f:
+            common = os.path.normpath(os.path.join(git, f.read().strip()))
+    for base in (git, common):
+        path = os.path.join(base, name)
+        if os.path.exists(path):
+            with open(path) as f:
+                return f.read().strip()
+    packed = os.path.join(common, "packed-refs")
+    if os.path.exists(packed):
+        with open(packed) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) == 2 and parts[1] == name:
+                    return parts[0]
+    return None

@@ -40,8 +40,10 @@ def fit_task(backend: str, plan, part, stage: int, states: dict) -> dict:
     out: dict = {}
 
     def collect(item, frame):
-        if split_index is not None:
-            frame = be.filter_mask(frame, be.split_ids(frame) == split_index)
+        if split_index is not None:  # only the columns these statistics read, then the fit rows
+            needed = list(dict.fromkeys(st.col for st in item.stats))
+            ids = be.split_ids(frame)
+            frame = be.filter_mask(be.select(frame, needed), ids == split_index)
         out[item.step.key] = [be.partial(st, frame[st.col]) for st in item.stats]
 
     run_program(be, plan.fit_programs[stage], frame, states, ctx, collect)

@@ -35,7 +35,7 @@ def run_fused(be, node: Fused, frame: pa.Table, states: dict, ctx) -> pa.Table:
                     for op, p, d_in, dt in zip(ops, params, (group.src_dtype, *dtypes), dtypes)]
         srcs = [numeric_values(frame[c]) for c in group.srcs]
         outs = np.empty((len(srcs), n), dtype=np.float64)
-        block = np.empty((BLOCK_ROWS, len(srcs)), dtype=np.float64)
+        block = np.empty((BLOCK_ROWS, len(srcs)), dtype=np.float64, order="F")  # columns contiguous
         for start in range(0, n, BLOCK_ROWS):
             rows = min(BLOCK_ROWS, n - start)
             x = block[:rows]
