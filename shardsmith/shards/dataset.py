@@ -1,0 +1,463 @@
+"""Stream a compiled dataset into PyTorch: ``ShardDataset`` (an IterableDataset of batches) and
+``ShardLoader`` (a DataLoader over it that keeps the resume state). The one module that imports torch.
+
+    >>> ds = ShardDataset("shards/criteo_synthetic", split="train", batch_size=1024, seed=7)  # doctest: +SKIP
+    >>> loader = ShardLoader(ds, num_workers=2)                                              # doctest: +SKIP
+    >>> for epoch in range(start_epoch, epochs):                                            # doctest: +SKIP
+    ...     ds.set_epoch(epoch)
+    ...     for batch in loader:          # {"label": tensor[1024], "I1": tensor[1024], ...}
+    ...         step(batch)
+    ...         if time_to_checkpoint:
+    ...             save({"model": ..., "data": loader.state_dict()})
+
+Each batch is a dict of 1-D tensors, one per column, all views of one buffer (so a batch crosses
+from a DataLoader worker in one shared-memory segment and to the GPU in one copy). Rows are read a
+unit (Parquet row group) at a time, a block of units at a time, and gathered into batches with
+NumPy ``take``: there is no per-sample Python on the way. A background thread reads the next block
+while the current one is gathered.
+
+Order, split over ranks and workers, equal batch counts and resuming: see ``shards/order.py``.
+What that means in use:
+
+* ranks and world size come from ``torch.distributed`` when it is initialised (or ``rank=`` and
+  ``world_size=``); workers from the DataLoader;
+* every rank yields ``len(dataset)`` batches per epoch (``uneven="pad"`` or ``"drop"``);
+* ``set_epoch(n)`` before each epoch (as with DistributedSampler); an epoch iterated to its end is
+  not repeated: iterating again starts the next one, unless ``set_epoch`` names another;
+* ``state_dict()`` / ``load_state_dict()``: save the state on any rank at a step that all ranks
+  reached (the states of all ranks are equal), restore it on every rank of the new job, on any
+  number of ranks and workers. It is plain JSON-able data. Counting is done in the process that
+  consumes the batches: iterate ``ShardLoader`` (or the dataset itself, without workers); a plain
+  DataLoader with workers reads the same batches but cannot count them, and persistent workers
+  would miss ``set_epoch`` and ``load_state_dict``, so ShardLoader refuses them.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import hashlib
+import json
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from shardsmith.errors import InputError, ShardsmithError
+from shardsmith.shards import order as od
+from shardsmith.shards.readers import ShardSource, load_manifest
+
+STATE_FORMAT = "shardsmith-loader-state"
+ALIGN = 8
+# NumPy types a tensor cannot take as they are, and what they become.
+WIDEN = {"uint16": "int32", "uint32": "int64", "uint64": "int64"}
+TENSOR_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+                 "float16", "float32", "float64", "bool")
+
+
+class ShardDataset(IterableDataset):
+    """Batches of a compiled dataset's split, as dicts of tensors; see the module docstring.
+
+    ``manifest``: a path or fsspec URL of manifest.json (or its directory), or a loaded manifest.
+    ``columns``: the columns to yield (default: every numeric column). ``format``: which shards to
+    read when the split has several ("parquet" first by default). ``shuffle_buffer``: rows per
+    shuffle block (rounded to whole units). ``cache_dir``: keep remote shards there.
+    ``verify``: check each shard's size and sha256 against the manifest before its first read.
+    """
+
+    def __init__(self, manifest, split: str = "train", batch_size: int = 1024, columns=None, shuffle: bool = True,
+                 seed: int = 0, drop_last: bool = False, device="cpu", *, format: str | None = None,
+                 shuffle_buffer: int = 262_144, uneven: str = "pad", rank: int | None = None,
+                 world_size: int | None = None, storage_options: dict | None = None,
+                 cache_dir: str | None = None, verify: bool = False, readahead: bool = True):
+        super().__init__()
+        self.manifest = load_manifest(manifest, storage_options)
+        _check_args(batch_size, uneven, seed, shuffle_buffer)
+        self.split, self.batch_size, self.shuffle, self.seed = split, batch_size, bool(shuffle), int(seed)
+        self.drop_last, self.uneven, self.readahead = bool(drop_last), uneven, readahead
+        self.device = _device(device)
+        self._rank, self._world = rank, world_size
+        shards, self.format = _split_shards(self.manifest, split, format)
+        self.columns = _columns(self.manifest, columns)
+        self.source = ShardSource(self.manifest, shards, [c for c, _ in self.columns],
+                                  storage_options=storage_options, cache_dir=cache_dir, verify=verify)
+        unit_rows = _unit_rows(self.manifest) if self.format == "parquet" else None
+        self.units = od.make_units([s["rows"] for s in shards], [unit_rows] * len(shards))
+        typical = max((u.rows for u in self.units), default=1)
+        self.block_units = max(1, round(shuffle_buffer / typical))
+        self.fingerprint = _fingerprint(split, self.format, shards, self.units, self.block_units)
+        self.epoch = 0
+        self._jobs = None   # the remaining jobs of the epoch (None: the epoch's start)
+        self._start = None  # the jobs when the current iteration began, and batches delivered since
+        self._steps = 0
+        self._begun = False
+        self._plans: dict = {}
+        self._ring = None
+
+    # --- the epoch and the world -------------------------------------------------------------------------
+    def set_epoch(self, epoch: int) -> None:
+        """Use the order of ``epoch``; a different epoch from the current one starts from its beginning."""
+        if int(epoch) != self.epoch:
+            self.epoch, self._jobs, self._start, self._steps = int(epoch), None, None, 0
+
+    def world(self) -> tuple[int, int]:
+        """(rank, world size): given ones, else torch.distributed's, else (0, 1)."""
+        if self._world is not None:
+            return int(self._rank or 0), int(self._world)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return 0, 1
+
+    def plan(self) -> od.EpochPlan:
+        key = self.epoch
+        if key not in self._plans:
+            self._plans = {key: od.EpochPlan(self.units, seed=self.seed, epoch=self.epoch, shuffle=self.shuffle,
+                                             block_units=self.block_units, batch_size=self.batch_size,
+                                             drop_last=self.drop_last)}
+        return self._plans[key]
+
+    def _current(self):
+        return od.advance(self._start, self._steps) if self._start is not None else self._jobs
+
+    def _jobs_for(self, workers: int):
+        ranks = self.world()[1]
+        current = self._current()
+        if current is None:
+            return od.split_jobs([(0, self.plan().batches)], ranks, workers, self.uneven)
+        return od.reshape(current, ranks, workers, self.uneven)
+
+    def _begin(self, workers: int) -> None:
+        """Called in the consuming process when an iteration starts: fix the jobs and count from 0."""
+        current = self._current()
+        if current is not None and not _any_jobs(current):
+            self.epoch, self._jobs, self._start = self.epoch + 1, None, None  # the last epoch ran to its end
+        self._jobs = self._start = self._jobs_for(workers)
+        self._steps, self._begun = 0, True
+
+    def __len__(self) -> int:
+        """Batches each rank yields in the next iteration: the rest of the current epoch, or all of
+        the next one when the current one ran to its end."""
+        rank, ranks = self.world()
+        jobs = self._current()
+        if jobs is not None and not _any_jobs(jobs):
+            plan = od.EpochPlan(self.units, seed=self.seed, epoch=self.epoch + 1, shuffle=self.shuffle,
+                                block_units=self.block_units, batch_size=self.batch_size, drop_last=self.drop_last)
+            jobs = od.split_jobs([(0, plan.batches)], ranks, 1, self.uneven)
+        elif jobs is None or len(jobs) != ranks:
+            jobs = self._jobs_for(1)
+        return sum(b - a for lst in jobs[rank] for a, b, _ in lst)
+
+    # --- iteration ---------------------------------------------------------------------------------------
+    def __iter__(self):
+        info = get_worker_info()
+        rank = self.world()[0]
+        if info is None:
+            if not self._begun:
+                self._begin(1)
+            self._begun = False
+            for batch in self._batches(self._start[rank][0]):
+                self._steps += 1
+                yield self.deliver(batch)
+            return
+        jobs = self._start
+        if jobs is None or len(jobs) != self.world()[1] or len(jobs[rank]) != info.num_workers:
+            jobs = self._jobs_for(info.num_workers)
+        yield from self._batches(jobs[rank][info.id])
+
+    def _batches(self, jobs):
+        plan = self.plan()
+        ids = od.job_ids(jobs)
+        reader = BlockReader(plan, self.source, self.columns, plan.blocks_in_order(ids), self.readahead)
+        alloc = self._host_buffer if get_worker_info() is None and self.device.type == "cuda" else _plain_buffer
+        try:
+            for b in ids.tolist():
+                yield assemble(plan, reader, b, self.columns, alloc)
+        finally:
+            reader.close()
+
+    def _host_buffer(self, nbytes: int) -> torch.Tensor:
+        if self._ring is None:
+            self._ring = PinnedRing(self.device)
+        return self._ring.take(nbytes)
+
+    def deliver(self, batch: dict) -> dict:
+        """The batch on the target device (CUDA: from pinned memory, one non-blocking copy)."""
+        if self.device.type == "cpu":
+            return batch
+        if self._ring is None:
+            self._ring = PinnedRing(self.device)
+        return self._ring.to_device(batch)
+
+    # --- resuming ------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Where the data stands: JSON-able, equal on every rank at the same step."""
+        return {"format": STATE_FORMAT, "version": 1, "dataset": self.fingerprint, "epoch": self.epoch,
+                "seed": self.seed, "batch_size": self.batch_size, "shuffle": self.shuffle,
+                "drop_last": self.drop_last, "block_units": self.block_units,
+                "jobs": _jobs_json(self._current())}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from ``state`` (from :meth:`state_dict`, possibly of a job with another world size)."""
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            raise ShardsmithError("not a ShardDataset state (no 'format': 'shardsmith-loader-state')", "state")
+        if state.get("dataset") != self.fingerprint:
+            raise ShardsmithError("the state belongs to another dataset, split or shard format", "state.dataset")
+        for key in ("seed", "batch_size", "shuffle", "drop_last", "block_units"):
+            if state.get(key) != getattr(self, key):
+                raise ShardsmithError(f"the state was saved with {key}={state.get(key)!r}, this dataset has "
+                                      f"{getattr(self, key)!r}", f"state.{key}")
+        self.epoch = int(state["epoch"])
+        self._jobs = None if state["jobs"] is None else [[[(int(a), int(b), bool(p)) for a, b, p in lst]
+                                                          for lst in rank_jobs] for rank_jobs in state["jobs"]]
+        self._start, self._steps, self._begun = None, 0, False
+
+
+class ShardLoader(DataLoader):
+    """A DataLoader over a :class:`ShardDataset` that counts the batches it hands out, so that
+    ``state_dict()`` is exact with any number of workers. Batches arrive in a fixed order."""
+
+    def __init__(self, dataset: ShardDataset, num_workers: int = 0, **kwargs):
+        if not isinstance(dataset, ShardDataset):
+            raise TypeError("ShardLoader takes a ShardDataset")
+        if kwargs.get("persistent_workers"):
+            raise ShardsmithError("persistent workers would keep a stale epoch and state; leave them off",
+                                  "persistent_workers")
+        for key in ("batch_size", "shuffle", "sampler", "batch_sampler", "collate_fn"):
+            if key in kwargs:
+                raise ShardsmithError("ShardDataset makes the batches; set it on the dataset, not the loader", key)
+        super().__init__(dataset, batch_size=None, num_workers=num_workers, **kwargs)
+
+    def __iter__(self):
+        ds = self.dataset
+        ds._begin(max(1, self.num_workers))
+        if self.num_workers == 0:
+            yield from super().__iter__()
+            return
+        ds._begun = False
+        for batch in super().__iter__():
+            ds._steps += 1
+            yield ds.deliver(batch)
+
+    def state_dict(self) -> dict:
+        return self.dataset.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.dataset.load_state_dict(state)
+
+
+# --- reading blocks and assembling batches ------------------------------------------------------------
+class BlockReader:
+    """Blocks of the epoch's stream as NumPy columns with their row permutation; the next block
+    this worker needs is read ahead on one background thread (pyarrow decodes without the GIL)."""
+
+    def __init__(self, plan: od.EpochPlan, source: ShardSource, columns, order: list[int], readahead: bool):
+        self.plan, self.source, self.columns = plan, source, columns
+        self.next = {a: b for a, b in zip(order, order[1:])}
+        self.cache: collections.OrderedDict = collections.OrderedDict()
+        self.pending: dict = {}
+        self.pool = concurrent.futures.ThreadPoolExecutor(1) if readahead else None
+
+    def get(self, j: int):
+        if j in self.cache:
+            return self.cache[j]
+        fut = self.pending.pop(j, None)
+        data = fut.result() if fut is not None else self._submit(j).result() if self.pool else self._load(j)
+        self.cache[j] = data
+        while len(self.cache) > 2:
+            self.cache.popitem(last=False)
+        nxt = self.next.get(j)
+        if self.pool is not None and nxt is not None and nxt not in self.cache and nxt not in self.pending:
+            self.pending[nxt] = self._submit(nxt)
+        return data
+
+    def _submit(self, j: int):
+        return self.pool.submit(self._load, j)
+
+    def _load(self, j: int):
+        parts = [self.source.read(u) for u in self.plan.blocks[j]]
+        cols = {}
+        for name, dtype in self.columns:
+            arrays = [p[name] for p in parts]
+            col = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+            cols[name] = col.astype(dtype, copy=False)
+        return cols, self.plan.block_permutation(j)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            for fut in self.pending.values():
+                fut.cancel()
+            self.pool.shutdown(wait=True)
+
+
+def _plain_buffer(nbytes: int) -> torch.Tensor:
+    return torch.empty(nbytes, dtype=torch.uint8)
+
+
+def batch_layout(columns, n: int) -> tuple[list[tuple[str, np.dtype, int]], int]:
+    """(column, dtype, byte offset) of each column of an n-row batch buffer, and its size."""
+    out, off = [], 0
+    for name, dtype in columns:
+        out.append((name, dtype, off))
+        off += -(-n * dtype.itemsize // ALIGN) * ALIGN
+    return out, off
+
+
+def assemble(plan: od.EpochPlan, reader: BlockReader, b: int, columns, alloc) -> dict:
+    """Batch ``b``: its rows gathered from their block(s) into one buffer, as a dict of tensor views."""
+    start, stop = plan.batch_rows(b)
+    n = stop - start
+    layout, nbytes = batch_layout(columns, n)
+    buf = alloc(max(nbytes, 1))
+    raw = buf.numpy()
+    views = {name: raw[off: off + n * dt.itemsize].view(dt) for name, dt, off in layout}
+    pos, filled = start, 0
+    while pos < stop:
+        j = plan.block_of(pos)
+        first, end = int(plan.block_starts[j]), int(plan.block_starts[j + 1])
+        cols, perm = reader.get(j)
+        take = min(stop, end) - pos
+        idx = perm[pos - first: pos - first + take]
+        for name, _, _ in layout:
+            if plan.shuffle:
+                np.take(cols[name], idx, out=views[name][filled: filled + take], mode="clip")
+            else:
+                views[name][filled: filled + take] = cols[name][pos - first: pos - first + take]
+        pos, filled = pos + take, filled + take
+    return {name: buf[off: off + n * dt.itemsize].view(_torch_dtype(dt)) for name, dt, off in layout}
+
+
+def _torch_dtype(dt: np.dtype) -> torch.dtype:
+    return torch.from_numpy(np.empty(0, dtype=dt)).dtype
+
+
+# --- CUDA: pinned host buffers, one non-blocking copy per batch ----------------------------------------
+class PinnedRing:
+    """A few reusable pinned host buffers; a buffer is reused only after its copy to the device ended."""
+
+    def __init__(self, device: torch.device, slots: int = 4):
+        self.device = device
+        self.slots: list = [None] * slots
+        self.events: list = [None] * slots
+        self.i = 0
+        self.last = None
+
+    def take(self, nbytes: int) -> torch.Tensor:
+        i = self.i
+        self.i = (i + 1) % len(self.slots)
+        if self.events[i] is not None:
+            self.events[i].synchronize()
+            self.events[i] = None
+        if self.slots[i] is None or self.slots[i].numel() < nbytes:
+            self.slots[i] = torch.empty(nbytes, dtype=torch.uint8, pin_memory=True)
+        self.last = i
+        return self.slots[i][:nbytes]
+
+    def to_device(self, batch: dict) -> dict:
+        host, views = _shared_buffer(batch)
+        if not host.is_pinned():
+            pinned = self.take(host.numel())
+            pinned.copy_(host)
+            host = pinned
+        slot = self.last
+        dev = host.to(self.device, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        if slot is not None:
+            self.events[slot] = event
+        return {name: dev[off: off + size].view(dtype) for name, (off, size, dtype) in views.items()}
+
+
+def _shared_buffer(batch: dict):
+    """The one uint8 buffer under a batch's tensors, and each tensor's (byte offset, bytes, dtype)."""
+    first = next(iter(batch.values()))
+    storage = first.untyped_storage()
+    if any(t.untyped_storage().data_ptr() != storage.data_ptr() for t in batch.values()):
+        parts = {k: t.contiguous().view(torch.uint8) for k, t in batch.items()}
+        host = torch.cat(list(parts.values())) if parts else torch.empty(0, dtype=torch.uint8)
+        offs = np.cumsum([0] + [p.numel() for p in parts.values()])
+        return host, {k: (int(offs[i]), p.numel(), batch[k].dtype) for i, (k, p) in enumerate(parts.items())}
+    host = torch.empty(0, dtype=torch.uint8).set_(storage)
+    return host, {k: (t.storage_offset() * t.element_size(), t.numel() * t.element_size(), t.dtype)
+                  for k, t in batch.items()}
+
+
+# --- checking the arguments -----------------------------------------------------------------------------------
+def _check_args(batch_size, uneven, seed, shuffle_buffer) -> None:
+    if not isinstance(batch_size, int) or batch_size <= 0:
+        raise ShardsmithError(f"expected a positive integer, got {batch_size!r}", "batch_size")
+    if uneven not in ("pad", "drop"):
+        raise ShardsmithError(f"expected 'pad' or 'drop', got {uneven!r}", "uneven")
+    if not isinstance(seed, int) or not 0 <= seed < 2**64:
+        raise ShardsmithError(f"expected an integer in [0, 2**64), got {seed!r}", "seed")
+    if not isinstance(shuffle_buffer, int) or shuffle_buffer <= 0:
+        raise ShardsmithError(f"expected a positive row count, got {shuffle_buffer!r}", "shuffle_buffer")
+
+
+def _device(device) -> torch.device:
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ShardsmithError(f"'{device}' was asked for, but torch sees no CUDA device", "device")
+    if dev.type not in ("cpu", "cuda"):
+        raise ShardsmithError(f"expected 'cpu' or 'cuda', got {device!r}", "device")
+    return dev
+
+
+def _split_shards(manifest: dict, split: str, fmt: str | None):
+    splits = manifest["splits"]
+    if split not in splits:
+        from shardsmith.errors import did_you_mean
+
+        hint = did_you_mean(split, splits)
+        raise InputError(f"no split '{split}' in the manifest (it has {', '.join(splits)}){hint}", "split")
+    shards = splits[split]["shards"]
+    have = sorted({s["format"] for s in shards})
+    if fmt is None:
+        fmt = "parquet" if "parquet" in have or not have else have[0]
+    if fmt not in ("parquet", "webdataset"):
+        raise ShardsmithError(f"expected 'parquet' or 'webdataset', got {fmt!r}", "format")
+    chosen = [s for s in shards if s["format"] == fmt]
+    if shards and not chosen:
+        raise InputError(f"split '{split}' has no {fmt} shards (it has {', '.join(have)})", "format")
+    return chosen, fmt
+
+
+def _columns(manifest: dict, columns) -> list[tuple[str, np.dtype]]:
+    schema = {c["name"]: c for c in manifest["schema"]}
+    if columns is None:
+        columns = [c["name"] for c in manifest["schema"] if c["dtype"] in TENSOR_DTYPES]
+    out = []
+    for name in columns:
+        if name not in schema:
+            from shardsmith.errors import did_you_mean
+
+            raise ShardsmithError(f"no column '{name}' in the dataset{did_you_mean(name, schema)}", "columns")
+        dtype = schema[name]["dtype"]
+        if dtype not in TENSOR_DTYPES:
+            raise ShardsmithError(f"column '{name}' is {dtype}, which has no tensor type", "columns")
+        out.append((name, np.dtype(WIDEN.get(dtype, dtype))))
+    return out
+
+
+def _unit_rows(manifest: dict) -> int:
+    """The Parquet row-group size the compiler wrote (units follow row groups)."""
+    try:
+        return int(manifest["config"]["resolved"]["output"]["row_group_rows"])
+    except (KeyError, TypeError, ValueError):
+        return 65536
+
+
+def _fingerprint(split, fmt, shards, units, block_units) -> str:
+    doc = {"split": split, "format": fmt, "shards": [(s["path"], s["rows"], s["sha256"]) for s in shards],
+           "units": [(u.shard, u.start, u.stop) for u in units], "block_units": block_units}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def _any_jobs(jobs) -> bool:
+    return any(lst for rank_jobs in jobs for lst in rank_jobs)
+
+
+def _jobs_json(jobs):
+    return None if jobs is None else [[[[a, b, p] for a, b, p in lst] for lst in rank_jobs] for rank_jobs in jobs]
+
+
+__all__ = ["ShardDataset", "ShardLoader"]
