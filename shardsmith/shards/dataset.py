@@ -81,6 +81,7 @@ class ShardDataset(IterableDataset):
         self.columns = _columns(self.manifest, columns)
         self.source = ShardSource(self.manifest, shards, [c for c, _ in self.columns],
                                   storage_options=storage_options, cache_dir=cache_dir, verify=verify)
+        self.source.check_present()
         unit_rows = _unit_rows(self.manifest) if self.format == "parquet" else None
         self.units = od.make_units([s["rows"] for s in shards], [unit_rows] * len(shards))
         typical = max((u.rows for u in self.units), default=1)

@@ -82,6 +82,14 @@ class ShardSource:
         state.update(_files=collections.OrderedDict(), _tar=None, _fs=None)
         return state
 
+    def check_present(self) -> None:
+        """Fail now, naming the file, if a local shard is missing (remote ones fail on first read)."""
+        if is_url(self.root):
+            return
+        for i in range(len(self.shards)):
+            if not os.path.exists(self.location(i)):
+                raise InputError("shard listed in the manifest is missing", self.location(i))
+
     # --- locating --------------------------------------------------------------------------------------
     def location(self, i: int) -> str:
         return posixpath.join(self.root, self.shards[i]["path"]) if is_url(self.root) else \
