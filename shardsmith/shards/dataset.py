@@ -92,6 +92,7 @@ class ShardDataset(IterableDataset):
         self._start = None  # the jobs when the current iteration began, and batches delivered since
         self._steps = 0
         self._begun = False
+        self._resolved = None  # (rank, world size) as the consuming process saw them at the last start
         self._plans: dict = {}
         self._ring = None
 
@@ -102,7 +103,10 @@ class ShardDataset(IterableDataset):
             self.epoch, self._jobs, self._start, self._steps = int(epoch), None, None, 0
 
     def world(self) -> tuple[int, int]:
-        """(rank, world size): given ones, else torch.distributed's, else (0, 1)."""
+        """(rank, world size): given ones, else torch.distributed's, else (0, 1). DataLoader workers
+        use what the consuming process found (the process group is not theirs to ask)."""
+        if get_worker_info() is not None and self._resolved is not None:
+            return self._resolved
         if self._world is not None:
             return int(self._rank or 0), int(self._world)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -132,6 +136,7 @@ class ShardDataset(IterableDataset):
         current = self._current()
         if current is not None and not _any_jobs(current):
             self.epoch, self._jobs, self._start = self.epoch + 1, None, None  # the last epoch ran to its end
+        self._resolved = self.world()
         self._jobs = self._start = self._jobs_for(workers)
         self._steps, self._begun = 0, True
 

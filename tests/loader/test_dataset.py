@@ -7,12 +7,13 @@ import os
 
 import numpy as np
 import pytest
-import torch
 
 from shardsmith.errors import InputError, ShardsmithError
-from shardsmith.shards import ShardDataset, ShardLoader
 
-from .conftest import batch_keys
+torch = pytest.importorskip("torch")
+from shardsmith.shards import ShardDataset, ShardLoader  # noqa: E402
+
+from .conftest import batch_keys  # noqa: E402
 
 BS = 1000
 pytestmark = pytest.mark.filterwarnings("ignore:This DataLoader will create:UserWarning")
