@@ -93,6 +93,7 @@ class ShardDataset(IterableDataset):
         self._steps = 0
         self._begun = False
         self._resolved = None  # (rank, world size) as the consuming process saw them at the last start
+        self._chunk = 0  # batches per message from a DataLoader worker (ShardLoader sets it; 0: plain batches)
         self._plans: dict = {}
         self._ring = None
 
@@ -168,16 +169,38 @@ class ShardDataset(IterableDataset):
         jobs = self._start
         if jobs is None or len(jobs) != self.world()[1] or len(jobs[rank]) != info.num_workers:
             jobs = self._jobs_for(info.num_workers)
-        yield from self._batches(jobs[rank][info.id])
+        if self._chunk:
+            yield from self._messages(jobs[rank][info.id], self._chunk)
+        else:
+            yield from self._batches(jobs[rank][info.id])
+
+    def _messages(self, jobs, k: int):
+        """Groups of ``k`` batches in one buffer each (see ShardLoader)."""
+        plan, spec, ids = self.plan(), BatchSpec(self.columns), od.job_ids(jobs)
+        reader = BlockReader(plan, self.source, spec, plan.blocks_in_order(ids), self.readahead)
+        try:
+            for i in range(0, len(ids), k):
+                group = ids[i: i + k].tolist()
+                rows = [plan.batch_rows(b)[1] - plan.batch_rows(b)[0] for b in group]
+                sizes = [max(spec.nbytes(n), 1) for n in rows]
+                buf = torch.empty(sum(sizes), dtype=torch.uint8)
+                offsets = np.concatenate([[0], np.cumsum(sizes)]).tolist()
+                for j, b in enumerate(group):
+                    piece = buf[offsets[j]: offsets[j + 1]]
+                    assemble(plan, reader, b, spec, lambda _n, piece=piece: piece)
+                yield {"__shardsmith_batches__": buf, "__rows__": torch.tensor(rows, dtype=torch.int64)}
+        finally:
+            reader.close()
 
     def _batches(self, jobs):
         plan = self.plan()
         ids = od.job_ids(jobs)
-        reader = BlockReader(plan, self.source, self.columns, plan.blocks_in_order(ids), self.readahead)
+        spec = BatchSpec(self.columns)
+        reader = BlockReader(plan, self.source, spec, plan.blocks_in_order(ids), self.readahead)
         alloc = self._host_buffer if get_worker_info() is None and self.device.type == "cuda" else _plain_buffer
         try:
             for b in ids.tolist():
-                yield assemble(plan, reader, b, self.columns, alloc)
+                yield assemble(plan, reader, b, spec, alloc)
         finally:
             reader.close()
 
@@ -220,9 +243,14 @@ class ShardDataset(IterableDataset):
 
 class ShardLoader(DataLoader):
     """A DataLoader over a :class:`ShardDataset` that counts the batches it hands out, so that
-    ``state_dict()`` is exact with any number of workers. Batches arrive in a fixed order."""
+    ``state_dict()`` is exact with any number of workers. Batches arrive in a fixed order.
 
-    def __init__(self, dataset: ShardDataset, num_workers: int = 0, **kwargs):
+    Workers send ``batches_per_message`` batches in one buffer (each message a shared-memory
+    segment: they cost about a millisecond each here, more than assembling a batch), and the
+    loader hands them out in the order the DataLoader would have for single batches: one batch
+    per worker in turn."""
+
+    def __init__(self, dataset: ShardDataset, num_workers: int = 0, batches_per_message: int = 8, **kwargs):
         if not isinstance(dataset, ShardDataset):
             raise TypeError("ShardLoader takes a ShardDataset")
         if kwargs.get("persistent_workers"):
@@ -231,6 +259,9 @@ class ShardLoader(DataLoader):
         for key in ("batch_size", "shuffle", "sampler", "batch_sampler", "collate_fn"):
             if key in kwargs:
                 raise ShardsmithError("ShardDataset makes the batches; set it on the dataset, not the loader", key)
+        if not isinstance(batches_per_message, int) or batches_per_message < 1:
+            raise ShardsmithError(f"expected a positive integer, got {batches_per_message!r}", "batches_per_message")
+        self.batches_per_message = batches_per_message
         super().__init__(dataset, batch_size=None, num_workers=num_workers, **kwargs)
 
     def __iter__(self):
@@ -240,7 +271,15 @@ class ShardLoader(DataLoader):
             yield from super().__iter__()
             return
         ds._begun = False
-        for batch in super().__iter__():
+        k = self.batches_per_message
+        ds._chunk = k  # the workers start (and take their copy of the dataset) inside super().__iter__()
+        try:
+            messages = super().__iter__()
+        finally:
+            ds._chunk = 0
+        rank = ds._resolved[0]
+        counts = [sum(b - a for a, b, _ in lst) for lst in ds._start[rank]]
+        for batch in interleave(messages, counts, k, BatchSpec(ds.columns)):
             ds._steps += 1
             yield ds.deliver(batch)
 
@@ -251,13 +290,38 @@ class ShardLoader(DataLoader):
         self.dataset.load_state_dict(state)
 
 
+def interleave(messages, counts: list[int], k: int, spec: BatchSpec):
+    """Batches from workers' messages (``k`` batches each, ``counts[w]`` batches from worker w in
+    all), in the order of a DataLoader over single batches: worker 0, 1, ... in turn, skipping
+    the finished. The DataLoader hands out the messages in that turn order; a round of messages
+    (one per worker still busy) is split and dealt out batch by batch."""
+    it = iter(messages)
+    chunks = [-(-c // k) for c in counts]
+    for r in range(max(chunks, default=0)):
+        batches = [unpack(next(it), spec) for w in range(len(counts)) if chunks[w] > r]
+        for j in range(k):
+            for lst in batches:
+                if j < len(lst):
+                    yield lst[j]
+
+
+def unpack(message: dict, spec: BatchSpec) -> list[dict]:
+    buf, rows = message["__shardsmith_batches__"], message["__rows__"].tolist()
+    out, off = [], 0
+    for n in rows:
+        size = max(spec.nbytes(n), 1)
+        out.append(spec.views(buf[off: off + size], n))
+        off += size
+    return out
+
+
 # --- reading blocks and assembling batches ------------------------------------------------------------
 class BlockReader:
     """Blocks of the epoch's stream as NumPy columns with their row permutation; the next block
     this worker needs is read ahead on one background thread (pyarrow decodes without the GIL)."""
 
-    def __init__(self, plan: od.EpochPlan, source: ShardSource, columns, order: list[int], readahead: bool):
-        self.plan, self.source, self.columns = plan, source, columns
+    def __init__(self, plan: od.EpochPlan, source: ShardSource, spec: BatchSpec, order: list[int], readahead: bool):
+        self.plan, self.source, self.spec = plan, source, spec
         self.next = {a: b for a, b in zip(order, order[1:])}
         self.cache: collections.OrderedDict = collections.OrderedDict()
         self.pending: dict = {}
@@ -281,12 +345,7 @@ class BlockReader:
 
     def _load(self, j: int):
         parts = [self.source.read(u) for u in self.plan.blocks[j]]
-        cols = {}
-        for name, dtype in self.columns:
-            arrays = [p[name] for p in parts]
-            col = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
-            cols[name] = col.astype(dtype, copy=False)
-        return cols, self.plan.block_permutation(j)
+        return self.spec.block(parts, self.plan.block_permutation(j) if self.plan.shuffle else None)
 
     def close(self) -> None:
         if self.pool is not None:
@@ -299,37 +358,72 @@ def _plain_buffer(nbytes: int) -> torch.Tensor:
     return torch.empty(nbytes, dtype=torch.uint8)
 
 
-def batch_layout(columns, n: int) -> tuple[list[tuple[str, np.dtype, int]], int]:
-    """(column, dtype, byte offset) of each column of an n-row batch buffer, and its size."""
-    out, off = [], 0
-    for name, dtype in columns:
-        out.append((name, dtype, off))
-        off += -(-n * dtype.itemsize // ALIGN) * ALIGN
-    return out, off
+class BatchSpec:
+    """How a batch lies in memory: the columns of each dtype form one (columns, rows) block of the
+    batch buffer, unbound into 1-D views. A block of the stream is kept the same way, its rows
+    already in shuffled order, so a batch is a few strided copies (one per dtype), not a gather."""
+
+    def __init__(self, columns):
+        self.names = [name for name, _ in columns]
+        by_dtype: dict = {}
+        for name, dt in columns:
+            by_dtype.setdefault(dt, []).append(name)
+        self.groups = sorted(by_dtype.items(), key=lambda kv: -kv[0].itemsize)
+        self.torch_dtypes = {dt: _torch_dtype(dt) for dt, _ in self.groups}
+
+    def block(self, parts: list[dict], perm) -> dict:
+        """A block's columns as one (columns, rows) matrix per dtype, rows in shuffled order (NumPy
+        fancy indexing: the one random access pass over the block)."""
+        out = {}
+        for dt, names in self.groups:
+            n = sum(len(p[names[0]]) for p in parts)
+            mat = np.empty((len(names), n), dtype=dt)
+            for i, name in enumerate(names):
+                col = parts[0][name] if len(parts) == 1 else np.concatenate([p[name] for p in parts])
+                col = col.astype(dt, copy=False)
+                mat[i] = col if perm is None else col[perm]
+            out[dt] = mat
+        return out
+
+    def _sizes(self, n: int):
+        off = 0
+        for dt, names in self.groups:
+            size = n * dt.itemsize * len(names)
+            yield dt, names, off, size
+            off += -(-size // ALIGN) * ALIGN
+
+    def nbytes(self, n: int) -> int:
+        return sum(-(-size // ALIGN) * ALIGN for _, _, _, size in self._sizes(n))
+
+    def fill(self, raw: np.ndarray, n: int, start: int, block: dict, lo: int, hi: int) -> None:
+        """Copy block rows [lo, hi) into batch rows [start, start + hi - lo) of the buffer ``raw``."""
+        for dt, names, off, size in self._sizes(n):
+            dest = raw[off: off + size].view(dt).reshape(len(names), n)
+            dest[:, start: start + hi - lo] = block[dt][:, lo:hi]
+
+    def views(self, buf: torch.Tensor, n: int) -> dict:
+        """The batch's columns as 1-D tensor views of ``buf``, in the requested column order."""
+        out = {}
+        for dt, names, off, size in self._sizes(n):
+            t = buf[off: off + size].view(self.torch_dtypes[dt]).view(len(names), n)
+            out.update(zip(names, t.unbind(0)))
+        return {name: out[name] for name in self.names}
 
 
-def assemble(plan: od.EpochPlan, reader: BlockReader, b: int, columns, alloc) -> dict:
+def assemble(plan: od.EpochPlan, reader: BlockReader, b: int, spec: BatchSpec, alloc) -> dict:
     """Batch ``b``: its rows gathered from their block(s) into one buffer, as a dict of tensor views."""
     start, stop = plan.batch_rows(b)
     n = stop - start
-    layout, nbytes = batch_layout(columns, n)
-    buf = alloc(max(nbytes, 1))
+    buf = alloc(max(spec.nbytes(n), 1))
     raw = buf.numpy()
-    views = {name: raw[off: off + n * dt.itemsize].view(dt) for name, dt, off in layout}
-    pos, filled = start, 0
+    pos = start
     while pos < stop:
         j = plan.block_of(pos)
         first, end = int(plan.block_starts[j]), int(plan.block_starts[j + 1])
-        cols, perm = reader.get(j)
         take = min(stop, end) - pos
-        idx = perm[pos - first: pos - first + take]
-        for name, _, _ in layout:
-            if plan.shuffle:
-                np.take(cols[name], idx, out=views[name][filled: filled + take], mode="clip")
-            else:
-                views[name][filled: filled + take] = cols[name][pos - first: pos - first + take]
-        pos, filled = pos + take, filled + take
-    return {name: buf[off: off + n * dt.itemsize].view(_torch_dtype(dt)) for name, dt, off in layout}
+        spec.fill(raw, n, pos - start, reader.get(j), pos - first, pos - first + take)
+        pos += take
+    return spec.views(buf, n)
 
 
 def _torch_dtype(dt: np.dtype) -> torch.dtype:
@@ -383,8 +477,11 @@ def _shared_buffer(batch: dict):
         offs = np.cumsum([0] + [p.numel() for p in parts.values()])
         return host, {k: (int(offs[i]), p.numel(), batch[k].dtype) for i, (k, p) in enumerate(parts.items())}
     host = torch.empty(0, dtype=torch.uint8).set_(storage)
-    return host, {k: (t.storage_offset() * t.element_size(), t.numel() * t.element_size(), t.dtype)
-                  for k, t in batch.items()}
+    spans = {k: (t.storage_offset() * t.element_size(), t.numel() * t.element_size(), t.dtype)
+             for k, t in batch.items()}
+    lo = min(off for off, _, _ in spans.values())
+    hi = max(off + size for off, size, _ in spans.values())
+    return host[lo:hi], {k: (off - lo, size, dt) for k, (off, size, dt) in spans.items()}
 
 
 # --- checking the arguments -----------------------------------------------------------------------------------

@@ -219,6 +219,17 @@ def column_numpy(col: pa.ChunkedArray, name: str, where: str) -> np.ndarray:
             raise InputError(f"column '{name}' has {col.null_count} null(s), which a tensor cannot hold; fill them "
                              "in the pipeline (fill_missing)", where)
         return col.to_numpy(zero_copy_only=False)
-    if col.num_chunks == 1:
-        return col.chunk(0).to_numpy(zero_copy_only=False)
-    return col.to_numpy()
+    chunks = [_chunk_numpy(c) for c in col.chunks]
+    if len(chunks) == 1:
+        return chunks[0]
+    return np.concatenate(chunks) if chunks else np.zeros(0, dtype=col.type.to_pandas_dtype())
+
+
+def _chunk_numpy(arr: pa.Array) -> np.ndarray:
+    """A null-free chunk as a NumPy view of its data buffer (pyarrow's to_numpy may import pandas
+    for some types, seconds in every fresh worker); bit-packed bools are unpacked."""
+    t = arr.type
+    if pa.types.is_integer(t) or pa.types.is_floating(t):
+        dtype = np.dtype(t.to_pandas_dtype())
+        return np.frombuffer(arr.buffers()[1], dtype=dtype, count=len(arr), offset=arr.offset * dtype.itemsize)
+    return arr.to_numpy(zero_copy_only=False)

@@ -263,3 +263,30 @@ def test_cuda_batches_match_the_cpu_ones(dataset_dir):
         assert len(gpu) == len(cpu)
         for a, b in zip(cpu, gpu):
             assert all(b[k].is_cuda and torch.equal(a[k], b[k].cpu()) for k in a)
+
+
+def test_messages_of_several_batches_keep_the_single_batch_order(dataset_dir):
+    seqs = []
+    for k in (1, 3, 8):
+        ds = ShardDataset(dataset_dir, batch_size=BS, seed=8)
+        seqs.append([batch_keys(b).tolist() for b in ShardLoader(ds, num_workers=2, batches_per_message=k)])
+    assert seqs[0] == seqs[1] == seqs[2]
+
+
+def test_interleave_deals_message_rounds_batch_by_batch():
+    from shardsmith.shards.dataset import BatchSpec, interleave
+
+    spec = BatchSpec([("x", np.dtype("int64"))])
+    counts, k = [5, 3, 0, 4], 2
+    lists = [[100 * w + i for i in range(c)] for w, c in enumerate(counts)]
+    messages, r = [], 0  # what a DataLoader sends: one message per busy worker, in turn
+    while any(lists[w][r * k:] for w in range(len(counts))):
+        for w in range(len(counts)):
+            part = lists[w][r * k: (r + 1) * k]
+            if part:
+                buf = torch.tensor(part, dtype=torch.int64).view(torch.uint8)
+                messages.append({"__shardsmith_batches__": buf, "__rows__": torch.ones(len(part), dtype=torch.int64)})
+        r += 1
+    got = [int(b["x"][0]) for b in interleave(messages, counts, k, spec)]
+    expect = [lst[j] for j in range(max(counts)) for lst in lists if j < len(lst)]  # one batch per worker in turn
+    assert got == expect
