@@ -47,6 +47,14 @@ def section(report: dict, analysis: str = "") -> str:
         lines.append(f"| {name} | " + " | ".join(_fmt(by[(name, w)]) if (name, w) in by else "-" for w in workers)
                      + " |")
     lines += ["", *ratio_lines(by, workers), "", METHOD]
+    gpu = report.get("gpu")
+    if gpu:
+        h2d = gpu["pinned_h2d_bytes_per_s"]
+        parts = [f"num_workers={k.split('_')[1]}: batches delivered at {v['bytes_per_s'] / 1e9:.2f} GB/s, "
+                 f"{100 * v['fraction_of_h2d']:.0f}% of it (target 80%)"
+                 for k, v in gpu.items() if k.startswith("workers_")]
+        head = f"GPU ({gpu['device']}): pinned host-to-device copy {h2d / 1e9:.1f} GB/s; "
+        lines += ["", head + "; ".join(parts) + "."]
     if analysis:
         lines += ["", analysis]
     return "\n".join(lines) + "\n"

@@ -441,6 +441,11 @@ class PinnedRing:
         self.i = 0
         self.last = None
 
+    def _slot_of(self, host: torch.Tensor) -> int | None:
+        ptr = host.untyped_storage().data_ptr()
+        return next((i for i, t in enumerate(self.slots) if t is not None and t.untyped_storage().data_ptr() == ptr),
+                    None)
+
     def take(self, nbytes: int) -> torch.Tensor:
         i = self.i
         self.i = (i + 1) % len(self.slots)
@@ -454,15 +459,15 @@ class PinnedRing:
 
     def to_device(self, batch: dict) -> dict:
         host, views = _shared_buffer(batch)
-        if not host.is_pinned():
+        slot = self._slot_of(host)
+        if slot is None and not host.is_pinned():
             pinned = self.take(host.numel())
             pinned.copy_(host)
-            host = pinned
-        slot = self.last
+            host, slot = pinned, self.last
         dev = host.to(self.device, non_blocking=True)
         event = torch.cuda.Event()
         event.record()
-        if slot is not None:
+        if slot is not None:  # the slot is reused only once this copy has finished
             self.events[slot] = event
         return {name: dev[off: off + size].view(dtype) for name, (off, size, dtype) in views.items()}
 
