@@ -22,8 +22,9 @@ What that means in use:
 * ranks and world size come from ``torch.distributed`` when it is initialised (or ``rank=`` and
   ``world_size=``); workers from the DataLoader;
 * every rank yields ``len(dataset)`` batches per epoch (``uneven="pad"`` or ``"drop"``);
-* ``set_epoch(n)`` before each epoch (as with DistributedSampler); an epoch iterated to its end is
-  not repeated: iterating again starts the next one, unless ``set_epoch`` names another;
+* ``set_epoch(n)`` before each epoch (as with DistributedSampler); once an epoch's last batch is
+  delivered the position is the next epoch's start, so iterating again (or restoring a state
+  saved then) starts epoch n + 1, unless ``set_epoch`` names another;
 * ``state_dict()`` / ``load_state_dict()``: save the state on any rank at a step that all ranks
   reached (the states of all ranks are equal), restore it on every rank of the new job, on any
   number of ranks and workers. It is plain JSON-able data. Counting is done in the process that
@@ -100,6 +101,7 @@ class ShardDataset(IterableDataset):
     # --- the epoch and the world -------------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
         """Use the order of ``epoch``; a different epoch from the current one starts from its beginning."""
+        self._roll_over()
         if int(epoch) != self.epoch:
             self.epoch, self._jobs, self._start, self._steps = int(epoch), None, None, 0
 
@@ -132,11 +134,15 @@ class ShardDataset(IterableDataset):
             return od.split_jobs([(0, self.plan().batches)], ranks, workers, self.uneven)
         return od.reshape(current, ranks, workers, self.uneven)
 
-    def _begin(self, workers: int) -> None:
-        """Called in the consuming process when an iteration starts: fix the jobs and count from 0."""
+    def _roll_over(self) -> None:
+        """An epoch whose every batch was delivered is over: the position becomes the next one's start."""
         current = self._current()
         if current is not None and not _any_jobs(current):
-            self.epoch, self._jobs, self._start = self.epoch + 1, None, None  # the last epoch ran to its end
+            self.epoch, self._jobs, self._start, self._steps = self.epoch + 1, None, None, 0
+
+    def _begin(self, workers: int) -> None:
+        """Called in the consuming process when an iteration starts: fix the jobs and count from 0."""
+        self._roll_over()
         self._resolved = self.world()
         self._jobs = self._start = self._jobs_for(workers)
         self._steps, self._begun = 0, True
@@ -145,12 +151,9 @@ class ShardDataset(IterableDataset):
         """Batches each rank yields in the next iteration: the rest of the current epoch, or all of
         the next one when the current one ran to its end."""
         rank, ranks = self.world()
+        self._roll_over()
         jobs = self._current()
-        if jobs is not None and not _any_jobs(jobs):
-            plan = od.EpochPlan(self.units, seed=self.seed, epoch=self.epoch + 1, shuffle=self.shuffle,
-                                block_units=self.block_units, batch_size=self.batch_size, drop_last=self.drop_last)
-            jobs = od.split_jobs([(0, plan.batches)], ranks, 1, self.uneven)
-        elif jobs is None or len(jobs) != ranks:
+        if jobs is None or len(jobs) != ranks:
             jobs = self._jobs_for(1)
         return sum(b - a for lst in jobs[rank] for a, b, _ in lst)
 
@@ -219,7 +222,9 @@ class ShardDataset(IterableDataset):
 
     # --- resuming ------------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        """Where the data stands: JSON-able, equal on every rank at the same step."""
+        """Where the data stands: JSON-able, equal on every rank at the same step. After an epoch's
+        last batch it is the next epoch's start."""
+        self._roll_over()
         return {"format": STATE_FORMAT, "version": 1, "dataset": self.fingerprint, "epoch": self.epoch,
                 "seed": self.seed, "batch_size": self.batch_size, "shuffle": self.shuffle,
                 "drop_last": self.drop_last, "block_units": self.block_units,

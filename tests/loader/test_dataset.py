@@ -290,3 +290,16 @@ def test_interleave_deals_message_rounds_batch_by_batch():
     got = [int(b["x"][0]) for b in interleave(messages, counts, k, spec)]
     expect = [lst[j] for j in range(max(counts)) for lst in lists if j < len(lst)]  # one batch per worker in turn
     assert got == expect
+
+
+def test_after_the_last_batch_the_position_is_the_next_epochs_start(dataset_dir):
+    ds = ShardDataset(dataset_dir, batch_size=BS, seed=2)
+    first = [batch_keys(b).tolist() for b in ds]
+    state = ds.state_dict()
+    assert state["epoch"] == 1 and state["jobs"] is None and len(ds) == len(first)
+    ds.set_epoch(1)  # the loop's own set_epoch(1) keeps that position
+    second = [batch_keys(b).tolist() for b in ds]
+    again = ShardDataset(dataset_dir, batch_size=BS, seed=2)
+    again.load_state_dict(state)
+    again.set_epoch(0)  # naming another epoch starts it from its beginning
+    assert [batch_keys(b).tolist() for b in again] == first != second
