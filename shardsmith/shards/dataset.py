@@ -548,6 +548,8 @@ def _columns(manifest: dict, columns) -> list[tuple[str, np.dtype]]:
         if dtype not in TENSOR_DTYPES:
             raise ShardsmithError(f"column '{name}' is {dtype}, which has no tensor type", "columns")
         out.append((name, np.dtype(WIDEN.get(dtype, dtype))))
+    if not out:
+        raise ShardsmithError("no columns to yield (the dataset has no numeric column, or none was named)", "columns")
     return out
 
 

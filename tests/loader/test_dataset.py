@@ -226,6 +226,8 @@ def test_bad_arguments_name_the_argument(dataset_dir):
         ShardDataset(dataset_dir, split="trian")
     with pytest.raises(ShardsmithError, match="columns: no column 'C99'"):
         ShardDataset(dataset_dir, columns=["C99"])
+    with pytest.raises(ShardsmithError, match="columns: no columns to yield"):
+        ShardDataset(dataset_dir, columns=[])
     with pytest.raises(ShardsmithError, match="batch_size"):
         ShardDataset(dataset_dir, batch_size=0)
     with pytest.raises(ShardsmithError, match="uneven"):
