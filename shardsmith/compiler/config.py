@@ -51,6 +51,8 @@ class OutputConfig:
     row_group_rows: int = 65536
     compression: str = "zstd"
     compression_level: int | None = None
+    # WebDataset shards: "none" (part-NNNNN.tar) or "gzip" (part-NNNNN.tar.gz, whole-file gzip).
+    webdataset_compression: str = "none"
     overwrite: bool = False
 
 
@@ -276,6 +278,7 @@ def _validate_output(out: OutputConfig) -> None:
     if out.row_group_rows <= 0:
         raise ConfigError(f"expected a positive row count, got {out.row_group_rows}", "output.row_group_rows")
     _choice(out.compression, COMPRESSIONS, "output.compression")
+    _choice(out.webdataset_compression, ("none", "gzip"), "output.webdataset_compression")
 
 
 def _validate_engine(eng: EngineConfig) -> None:

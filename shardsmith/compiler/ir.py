@@ -152,6 +152,7 @@ class Sink:
     compression: str
     compression_level: int | None
     overwrite: bool
+    webdataset_compression: str = "none"
 
 
 @dataclass(frozen=True)

@@ -47,14 +47,19 @@ def read_manifest(path: str) -> dict:
         raise InputError("no such manifest", path) from None
     except (OSError, ValueError) as exc:
         raise InputError(f"not a readable manifest: {exc}", path) from None
+    check_manifest(doc, path)
+    doc["_dir"] = os.path.dirname(os.path.abspath(path))
+    return doc
+
+
+def check_manifest(doc, path: str) -> None:
+    """Fail, naming ``path``, unless ``doc`` is a manifest this version reads."""
     fmt = doc.get("format") if isinstance(doc, dict) else None
     if fmt != FORMAT:
         raise InputError(f"not a shardsmith manifest (format is {fmt!r})", path)
     if doc.get("version") != VERSION:
         raise InputError(f"manifest version {doc.get('version')} is not supported (this shardsmith reads {VERSION})",
                          path)
-    doc["_dir"] = os.path.dirname(os.path.abspath(path))
-    return doc
 
 
 def iter_shards(manifest: dict):

@@ -62,7 +62,7 @@ def atomic_write(final: str, write_fn) -> dict:
     return {"bytes": f.size, "sha256": f.sha.hexdigest()}
 
 
-def write_parquet(table: pa.Table, final: str, sink) -> dict:
+def write_parquet(table: pa.Table, final: str, sink, schema=None) -> dict:
     import pyarrow.parquet as pq
 
     compression = None if sink.compression == "none" else sink.compression
@@ -78,7 +78,9 @@ WRITERS = {"parquet": (".parquet", write_parquet)}
 
 
 def register_writer(fmt: str, suffix: str, fn) -> None:
-    """Add an output format: ``fn(table, final_path, sink) -> {"bytes", "sha256"}``."""
+    """Add an output format: ``fn(table, final_path, sink, schema=...) -> {"bytes", "sha256"}`` (and
+    ``"path"`` when the writer changes the file name, e.g. adds a compression suffix). ``schema`` is the
+    output schema (with column roles), or None for quarantine shards."""
     WRITERS[fmt] = (suffix, fn)
 
 
@@ -88,6 +90,6 @@ def write_shard(table: pa.Table, stem: str, sink, schema) -> dict:
     out = {}
     for fmt in formats:
         suffix, fn = WRITERS[fmt]
-        info = fn(table, stem + suffix, sink)
+        info = fn(table, stem + suffix, sink, schema=schema)
         out[fmt] = {"path": stem + suffix, "rows": table.num_rows, **info}
     return out

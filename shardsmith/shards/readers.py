@@ -1,0 +1,235 @@
+"""Reading a split's shards for the loader: local paths or fsspec URLs, an optional local cache for
+remote shards, sha256 checks on request, and units of rows decoded straight into NumPy columns.
+
+Errors name the shard (its path or URL): a missing shard, a corrupt one, a checksum mismatch, a
+shard whose row count disagrees with the manifest.
+"""
+
+from __future__ import annotations
+
+import collections
+import gzip
+import hashlib
+import json
+import os
+import posixpath
+import uuid
+
+import numpy as np
+import pyarrow as pa
+
+from shardsmith.errors import InputError
+from shardsmith.shards import manifest as mf
+from shardsmith.shards.order import Unit
+from shardsmith.shards.webdataset import read_tar_columns, sample_layout
+
+
+def is_url(path: str) -> bool:
+    return "://" in str(path) and not str(path).startswith("file://")
+
+
+def load_manifest(source, storage_options: dict | None = None) -> dict:
+    """A manifest from a local path or fsspec URL (a file, or a directory holding manifest.json),
+    or an already loaded manifest dict. The result's ``_dir`` is where shard paths are relative to."""
+    if isinstance(source, dict):
+        if "_dir" not in source:
+            raise InputError("a manifest dict must come from read_manifest (it has no '_dir')", "manifest")
+        return source
+    source = str(source)
+    if not is_url(source):
+        return mf.read_manifest(source.removeprefix("file://"))
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(source, **(storage_options or {}))
+    if not path.endswith(".json"):
+        path = posixpath.join(path, mf.MANIFEST)
+    url = _unstrip(fs, path)
+    try:
+        with fs.open(path, "rb") as f:
+            doc = json.loads(f.read())
+    except FileNotFoundError:
+        raise InputError("no such manifest", url) from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"not a readable manifest: {exc}", url) from None
+    mf.check_manifest(doc, url)
+    doc["_dir"] = _unstrip(fs, posixpath.dirname(path))
+    return doc
+
+
+def _unstrip(fs, path: str) -> str:
+    return fs.unstrip_protocol(path)
+
+
+class ShardSource:
+    """The shards of one split in one format, and how to read units of them."""
+
+    def __init__(self, manifest: dict, shards: list[dict], columns: list[str], *, storage_options=None,
+                 cache_dir: str | None = None, verify: bool = False):
+        self.root = manifest["_dir"]
+        self.shards = shards
+        self.columns = columns
+        self.storage_options = storage_options or {}
+        self.cache_dir = cache_dir
+        self.verify = verify
+        self.layout = sample_layout([(c["name"], c["dtype"], c["role"]) for c in manifest["schema"]])
+        self._checked: set[int] = set()
+        self._files: collections.OrderedDict = collections.OrderedDict()
+        self._tar: tuple[int, dict] | None = None
+        self._fs = None
+
+    def __getstate__(self):  # DataLoader workers get a fresh copy without open files
+        state = dict(self.__dict__)
+        state.update(_files=collections.OrderedDict(), _tar=None, _fs=None)
+        return state
+
+    def check_present(self) -> None:
+        """Fail now, naming the file, if a local shard is missing (remote ones fail on first read)."""
+        if is_url(self.root):
+            return
+        for i in range(len(self.shards)):
+            if not os.path.exists(self.location(i)):
+                raise InputError("shard listed in the manifest is missing", self.location(i))
+
+    # --- locating --------------------------------------------------------------------------------------
+    def location(self, i: int) -> str:
+        return posixpath.join(self.root, self.shards[i]["path"]) if is_url(self.root) else \
+            os.path.join(self.root, self.shards[i]["path"])
+
+    def fs(self):
+        if self._fs is None:
+            import fsspec
+
+            self._fs = fsspec.core.url_to_fs(self.root, **self.storage_options)[0]
+        return self._fs
+
+    def local_path(self, i: int) -> str | None:
+        """A local file holding shard ``i`` (downloaded to the cache if remote and cached), else None."""
+        where = self.location(i)
+        if not is_url(where):
+            if not os.path.exists(where):
+                raise InputError("shard listed in the manifest is missing", where)
+            return where
+        if self.cache_dir is None:
+            return None
+        shard = self.shards[i]
+        name = hashlib.sha256(where.encode()).hexdigest()[:16] + "-" + posixpath.basename(shard["path"])
+        path = os.path.join(self.cache_dir, name)
+        if not os.path.exists(path) or os.path.getsize(path) != shard["bytes"]:
+            self._download(where, path)
+        return path
+
+    def _download(self, url: str, path: str) -> None:
+        os.makedirs(self.cache_dir, exist_ok=True)
+        tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+        try:
+            self.fs().get_file(url, tmp)
+            os.replace(tmp, path)
+        except FileNotFoundError:
+            raise InputError("shard listed in the manifest is missing", url) from None
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+    def check(self, i: int) -> None:
+        """With ``verify``: the shard's size and sha256 match the manifest (once per shard)."""
+        if not self.verify or i in self._checked:
+            return
+        shard, where = self.shards[i], self.location(i)
+        h = hashlib.sha256()
+        size = 0
+        with self._open(i) as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                h.update(block)
+                size += len(block)
+        if size != shard["bytes"] or h.hexdigest() != shard["sha256"]:
+            raise InputError(f"checksum mismatch: {size} bytes, sha256 {h.hexdigest()[:16]}...; the manifest says "
+                             f"{shard['bytes']} bytes, sha256 {shard['sha256'][:16]}...", where)
+        self._checked.add(i)
+
+    def _open(self, i: int):
+        local = self.local_path(i)
+        if local is not None:
+            return open(local, "rb")
+        try:
+            return self.fs().open(self.location(i), "rb")
+        except FileNotFoundError:
+            raise InputError("shard listed in the manifest is missing", self.location(i)) from None
+
+    # --- reading ---------------------------------------------------------------------------------------
+    def read(self, unit: Unit) -> dict[str, np.ndarray]:
+        """The unit's rows as one NumPy array per column."""
+        self.check(unit.shard)
+        where = self.location(unit.shard)
+        try:
+            if self.shards[unit.shard]["format"] == "webdataset":
+                return self._read_tar(unit, where)
+            return self._read_parquet(unit, where)
+        except InputError:
+            raise
+        except (OSError, pa.ArrowException, ValueError, EOFError) as exc:
+            raise InputError(f"cannot read shard: {exc}", where) from None
+
+    def _parquet(self, i: int):
+        import pyarrow.parquet as pq
+
+        if i in self._files:
+            self._files.move_to_end(i)
+            return self._files[i]
+        local = self.local_path(i)
+        pf = pq.ParquetFile(local if local is not None else self._open(i))
+        expected = self.shards[i]["rows"]
+        if pf.metadata.num_rows != expected:
+            raise InputError(f"{pf.metadata.num_rows} rows, the manifest says {expected}", self.location(i))
+        bounds = np.concatenate([[0], np.cumsum([pf.metadata.row_group(g).num_rows
+                                                 for g in range(pf.metadata.num_row_groups)])])
+        self._files[i] = (pf, bounds)
+        while len(self._files) > 8:
+            _, (old, _) = self._files.popitem(last=False)
+            old.close()
+        return self._files[i]
+
+    def _read_parquet(self, unit: Unit, where: str) -> dict[str, np.ndarray]:
+        pf, bounds = self._parquet(unit.shard)
+        first = int(np.searchsorted(bounds, unit.start, side="right") - 1)
+        last = int(np.searchsorted(bounds, unit.stop - 1, side="right") - 1)
+        table = pf.read_row_groups(list(range(first, last + 1)), columns=self.columns, use_threads=True)
+        table = table.slice(unit.start - int(bounds[first]), unit.rows)
+        return {c: column_numpy(table.column(c), c, where) for c in self.columns}
+
+    def _read_tar(self, unit: Unit, where: str) -> dict[str, np.ndarray]:
+        if self._tar is None or self._tar[0] != unit.shard:
+            with self._open(unit.shard) as f:
+                data = f.read()
+            if data[:2] == b"\x1f\x8b":
+                data = gzip.decompress(data)
+            cols = read_tar_columns(data, self.layout, self.shards[unit.shard]["rows"], where)
+            missing = [c for c in self.columns if c not in cols]
+            if missing:
+                raise InputError(f"column(s) {', '.join(missing)} are not in the WebDataset samples", where)
+            self._tar = (unit.shard, cols)
+        cols = self._tar[1]
+        return {c: cols[c][unit.start: unit.stop] for c in self.columns}
+
+
+def column_numpy(col: pa.ChunkedArray, name: str, where: str) -> np.ndarray:
+    """A column as NumPy, zero-copy where Arrow allows. Float nulls become NaN; integer or bool
+    nulls have no tensor value, so they fail, naming the column."""
+    if col.null_count:
+        if not pa.types.is_floating(col.type):
+            raise InputError(f"column '{name}' has {col.null_count} null(s), which a tensor cannot hold; fill them "
+                             "in the pipeline (fill_missing)", where)
+        return col.to_numpy(zero_copy_only=False)
+    chunks = [_chunk_numpy(c) for c in col.chunks]
+    if len(chunks) == 1:
+        return chunks[0]
+    return np.concatenate(chunks) if chunks else np.zeros(0, dtype=col.type.to_pandas_dtype())
+
+
+def _chunk_numpy(arr: pa.Array) -> np.ndarray:
+    """A null-free chunk as a NumPy view of its data buffer (pyarrow's to_numpy may import pandas
+    for some types, seconds in every fresh worker); bit-packed bools are unpacked."""
+    t = arr.type
+    if pa.types.is_integer(t) or pa.types.is_floating(t):
+        dtype = np.dtype(t.to_pandas_dtype())
+        return np.frombuffer(arr.buffers()[1], dtype=dtype, count=len(arr), offset=arr.offset * dtype.itemsize)
+    return arr.to_numpy(zero_copy_only=False)
