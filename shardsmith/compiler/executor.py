@@ -36,6 +36,8 @@ from shardsmith.compiler.passes import optimize
 from shardsmith.compiler.planner import Collect, Plan, physical_plan
 from shardsmith.errors import ConfigError, ShardsmithError
 from shardsmith.ops.categorical import embedding_dim
+from shardsmith.profiling.profile import Profiler
+from shardsmith.profiling.spans import PROFILE_KEY
 from shardsmith.shards import manifest as mf
 from shardsmith.shards.state import load_states, save_states
 
@@ -54,13 +56,16 @@ class Result:
 def compile_dataset(cfg: ShardsmithConfig, log=print) -> Result:
     """Build, optimise, plan and run ``cfg``; return the manifest of the dataset written."""
     t_start = time.perf_counter()
-    graph = optimize(build(cfg))
-    plan = physical_plan(graph, cfg.engine)
-    backend = resolve_kind(cfg.engine.kind)
-    be = get_backend(backend)
-    check_lowerings(plan, be)
-    resolved = to_dict(cfg)
-    key = dataset_key(resolved, plan)
+    prof = Profiler(cfg, log)
+    with prof.stage("plan", section=True):
+        graph = optimize(build(cfg))
+        plan = physical_plan(graph, cfg.engine)
+        backend = resolve_kind(cfg.engine.kind)
+        be = get_backend(backend)
+        check_lowerings(plan, be)
+        resolved = to_dict(cfg)
+        key = dataset_key(resolved, plan)
+    prof.set_backend(backend)
     out = Output(graph.sink.dir, key, graph.sink.overwrite)
     existing = out.existing_manifest()
     if existing is not None:
@@ -68,12 +73,16 @@ def compile_dataset(cfg: ShardsmithConfig, log=print) -> Result:
         return Result(existing, os.path.join(out.final, mf.MANIFEST), up_to_date=True)
     out.open()
     try:
-        with executor_for(cfg.engine, backend, log) as ex:
-            run = Run(plan, backend, ex, out, log)
-            states = run.fit()
-            streams = run.transform_and_write(states)
+        with prof.cluster(executor_for(cfg.engine, backend, log)) as ex:
+            run = Run(plan, backend, ex, out, log, prof)
+            with prof.section("fit"):
+                states = run.fit()
+            with prof.section("transform+write"):
+                streams = run.transform_and_write(states)
         timings = {"wall": time.perf_counter() - t_start, **run.timings}
-        manifest = build_manifest(cfg, resolved, key, plan, states, streams, run, timings, backend, ex)
+        with prof.stage("manifest", section=True):
+            manifest = build_manifest(cfg, resolved, key, plan, states, streams, run, timings, backend, ex)
+        manifest["profile"] = prof.write(out.staging, plan, manifest)
         out.commit(manifest)
     except KeyboardInterrupt:
         log(f"interrupted: rerun the same command to resume from {out.staging}")
@@ -185,8 +194,10 @@ class Output:
 
 
 class Run:
-    def __init__(self, plan: Plan, backend: str, ex, out: Output, log):
+    def __init__(self, plan: Plan, backend: str, ex, out: Output, log, prof: Profiler | None = None):
         self.plan, self.backend, self.ex, self.out, self.log = plan, backend, ex, out, log
+        # Profiling (profiling/profile.py): spans from tasks, progress display; off by default here.
+        self.prof = prof if prof is not None else Profiler.disabled(log)
         self.timings: dict = collections.defaultdict(float)
         self.window = max(2, 2 * getattr(ex, "n_workers", 1))
         self.plan_h = ex.scatter(plan)
@@ -201,17 +212,24 @@ class Run:
         for stage, program in enumerate(self.plan.fit_programs):
             t0 = time.perf_counter()
             states_h = self.ex.scatter(states)
-            futures = [self.ex.submit(tasks.fit_task, self.backend, self.plan_h, p, stage, states_h)
+            progress = self.prof.progress(f"fit pass {stage}", self.plan.partitions)
+            futures = [progress.watch(self.ex.submit(tasks.fit_task, self.backend, self.plan_h, p, stage, states_h,
+                                                     self.prof.task_opts), p)
                        for p in self.plan.partitions]
             partials = [f.result() for f in futures]  # in partition order: the merge order is fixed
-            for item in program:
-                if isinstance(item, Collect):
-                    states[item.step.key] = fit_step(item, [p[item.step.key] for p in partials])
+            progress.close()
+            for p in partials:
+                self.prof.add(p.pop(PROFILE_KEY, None))
+            with self.prof.stage(f"fit{stage} merge"):
+                for item in program:
+                    if isinstance(item, Collect):
+                        states[item.step.key] = fit_step(item, [p[item.step.key] for p in partials])
             self.timings[f"fit_pass_{stage}"] = time.perf_counter() - t0
             self.log(f"fit pass {stage}: {len(self.plan.partitions)} partition(s), "
                      f"fitted {', '.join(i.step.key for i in program if isinstance(i, Collect))} "
                      f"in {time.perf_counter() - t0:.2f} s")
-        save_states(self.out.path("state"), states)
+        with self.prof.stage("save state"):
+            save_states(self.out.path("state"), states)
         self.out.record({"event": "fit"})
         return states
 
@@ -224,6 +242,7 @@ class Run:
         parts = list(self.plan.partitions)
         self.skip = self._resumable(streams)
         self.shard_futures: list = []
+        self.progress = self.prof.progress("transform", parts)
         nxt = 0
         while nxt < len(parts) or queue:
             while nxt < len(parts) and len(queue) < self.window:
@@ -233,6 +252,7 @@ class Run:
             if meta is None:
                 meta = fut.result()["meta"] if not hasattr(self.ex, "client") else \
                     self.ex.submit(tasks.result_meta, fut).result()
+                self.prof.add(meta.pop("profile", None))
                 self.out.metas[part.index] = meta
                 self.out.record({"event": "partition", "meta": meta})
             self._assign(part, fut, meta, streams)
@@ -240,14 +260,17 @@ class Run:
         for s in streams.values():
             self._flush(s, final=True)
         self._drain(block=True)
+        self.progress.close()
         self.timings["transform_write"] = time.perf_counter() - t0
         return streams
 
     def _start(self, part, states_h, streams):
         """Submit a partition unless a resumed run knows its rows only feed written shards."""
         if part.index in self.skip:
+            self.progress.advance(part)
             return part, None, self.out.metas[part.index]
-        return part, self.ex.submit(tasks.transform_task, self.backend, self.plan_h, part, states_h), None
+        fut = self.ex.submit(tasks.transform_task, self.backend, self.plan_h, part, states_h, self.prof.task_opts)
+        return part, self.progress.watch(fut, part), None
 
     def _resumable(self, streams) -> set[int]:
         """Partitions whose row counts the journal knows (in an unbroken prefix, so their offsets
@@ -292,7 +315,8 @@ class Run:
             s.infos.append((index, done))
         else:
             fut = self.ex.submit(tasks.write_shard_task, self.backend, list(s.pieces), s.name,
-                                 self.out.path(stem), self.plan.graph.sink, self.plan.output_schema)
+                                 self.out.path(stem), self.plan.graph.sink, self.plan.output_schema,
+                                 self.prof.task_opts)
             self.shard_futures.append((s, index, fut))
         s.pieces, s.pending_rows = [], 0
 
@@ -300,8 +324,10 @@ class Run:
         pending = []
         for s, index, fut in self.shard_futures:
             if block or fut.done():
+                written = dict(fut.result())
+                self.prof.add(written.pop(PROFILE_KEY, None))
                 info = {fmt: {**v, "path": os.path.relpath(v["path"], self.out.staging)}
-                        for fmt, v in fut.result().items()}
+                        for fmt, v in written.items()}
                 s.infos.append((index, info))
                 self.out.done_shards[(s.name, index)] = info
                 self.out.record({"event": "shard", "stream": s.name, "index": index, "info": info})
