@@ -336,3 +336,20 @@ def test_gpu_stages_carry_cuda_event_times(demo_data, compile_fn, tmp_path):
     assert any(w.get("peak_gpu_bytes") for w in profile["workers"])
     assert profile["machine"]["gpus"]
     assert not math.isnan(profile["wall_s"])
+
+
+def test_a_local_cluster_logs_its_dashboard_address(monkeypatch):
+    from shardsmith.compiler import cluster
+    from shardsmith.compiler.config import EngineConfig
+
+    lines = []
+    with cluster.executor_for(EngineConfig(n_workers=1), "cpu", lines.append):
+        pass
+    assert lines[0].startswith("started a local CPU cluster: 1 worker(s), dashboard http://127.0.0.1:")
+    monkeypatch.setattr(cluster, "_has_bokeh", lambda: False)
+
+    class Ex:
+        dashboard = "http://127.0.0.1:1/status"
+
+    assert "no dashboard: it needs bokeh" in cluster._dashboard_note(EngineConfig(), Ex())
+    assert cluster._dashboard_note(EngineConfig(dashboard=False), Ex()) == ""
