@@ -92,6 +92,8 @@ def compile_dataset(cfg: ShardsmithConfig, log=print) -> Result:
         raise
     log(f"wrote {out.final}/{mf.MANIFEST}: {manifest['rows']['out']:,} rows in "
         f"{sum(len(s['shards']) for s in manifest['splits'].values())} shard file(s), {timings['wall']:.1f} s")
+    if manifest.get("profile"):
+        log(f"profile: {out.final}/{manifest['profile']} (see 'shardsmith report {out.final}')")
     return Result(manifest, os.path.join(out.final, mf.MANIFEST), timings=timings)
 
 

@@ -353,3 +353,73 @@ def test_a_local_cluster_logs_its_dashboard_address(monkeypatch):
 
     assert "no dashboard: it needs bokeh" in cluster._dashboard_note(EngineConfig(), Ex())
     assert cluster._dashboard_note(EngineConfig(dashboard=False), Ex()) == ""
+
+
+class _Backend:
+    """Just enough of a backend for a Recorder: frames are lists."""
+
+    def num_rows(self, frame):
+        return len(frame)
+
+    def nbytes(self, frame):
+        return 8 * len(frame)
+
+
+def test_recorder_pushes_an_nvtx_range_per_stage(monkeypatch):
+    import sys
+    import types
+
+    from shardsmith.profiling import nvtx
+    from shardsmith.profiling.spans import recorder
+
+    calls = []
+    fake = types.SimpleNamespace(push_range=lambda message, domain: calls.append(("push", message, domain)),
+                                 pop_range=lambda domain: calls.append(("pop", domain)))
+    monkeypatch.setitem(sys.modules, "nvtx", fake)
+    nvtx._module.cache_clear()
+    try:
+        rec = recorder(_Backend(), "transform", 3, {"nvtx": True})
+        span = rec.start("graph[0]", "op", [1, 2, 3])
+        rec.stop(span, [1, 2])
+        out = rec.finish()
+    finally:
+        nvtx._module.cache_clear()
+    assert calls == [("push", "transform:graph[0]", "shardsmith"), ("pop", "shardsmith")]
+    (s,) = out["spans"]
+    assert (s["rows_in"], s["rows_out"], s["bytes_in"], s["bytes_out"]) == (3, 2, 24, 16)
+    assert s["partition"] == 3 and s["wall"] >= 0 and "gpu" not in s
+
+
+def test_recorder_reads_cuda_events_once_at_the_end(monkeypatch):
+    """The GPU timer with a stand-in for CuPy: events are read after the task, not between stages."""
+    import sys
+    import types
+
+    from shardsmith.profiling.spans import recorder
+
+    log = []
+
+    class Event:
+        def __init__(self):
+            self.t = None
+
+        def record(self):
+            self.t = len(log)
+            log.append("record")
+
+        def synchronize(self):
+            log.append("sync")
+
+    def elapsed(start, end):
+        return 1000.0 * (end.t - start.t)  # milliseconds, as CUDA reports them
+
+    cuda = types.SimpleNamespace(Event=Event, get_elapsed_time=elapsed)
+    monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(cuda=cuda))
+    rec = recorder(_Backend(), "transform", 0, {"gpu": True})
+    for key in ("read", "graph[0]"):
+        span = rec.start(key, "op", [1])
+        rec.stop(span, [1])
+    assert "sync" not in log
+    out = rec.finish()
+    assert log.count("sync") == 2
+    assert [s["gpu"] for s in out["spans"]] == [1.0, 1.0]

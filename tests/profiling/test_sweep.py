@@ -114,3 +114,15 @@ def test_optuna_sweeper_minimises_the_cost(demo_data, tmp_path):
     assert best.best_value == pytest.approx(cheapest["wall_s"] / 1000)
     assert best.best_params["engine.partition_bytes"] == cheapest["engine"]["partition_bytes"]
     assert report.choose(report.load_runs(str(sweep_dir)), None)["path"].startswith(cheapest["hydra"]["run_dir"])
+
+
+def test_a_single_run_leaves_its_profile_in_the_hydra_run_directory(demo_data, tmp_path, capsys):
+    run_dir, out = tmp_path / "run", tmp_path / "ds"
+    assert main(["compile", "engine=inprocess", f"source.paths=[{demo_data}/*.parquet]", f"output.dir={out}",
+                 f"hydra.run.dir={run_dir}"]) == 0
+    copy = json.load(open(run_dir / "profile.json"))
+    original = json.load(open(out / "profile.json"))
+    assert copy["hydra"]["mode"] == "run" and copy["hydra"]["job_num"] is None
+    assert f"output.dir={out}" in copy["hydra"]["overrides"]
+    assert {k: v for k, v in copy.items() if k != "hydra"} == original
+    assert f"see 'shardsmith report {out}'" in "".join(capsys.readouterr())
