@@ -7,6 +7,9 @@ wall time of each and the median of the paired differences.
 Each compile runs in a fresh ``python -m shardsmith compile`` process; compared are the manifest's
 ``timings.wall`` (plan to the last shard written: the same clock for both settings) and the CPU
 seconds of the whole command, which other work on a shared machine disturbs less.
+``--same-process`` runs the in-process engine in this process instead (no interpreter start-up in
+the figures; CPU time from ``time.process_time``, sampler thread included), which allows many more
+pairs in the same time.
 """
 
 from __future__ import annotations
@@ -44,14 +47,37 @@ def compile_once(data: str, out: str, engine: str, enabled: bool) -> dict:
     return row
 
 
+def compile_here(data: str, out: str, enabled: bool) -> dict:
+    from shardsmith.compiler.config import compose
+    from shardsmith.compiler.executor import compile_dataset
+
+    shutil.rmtree(out, ignore_errors=True)
+    cfg = compose([f"source.paths=[{data}/*.parquet]", f"output.dir={out}", "engine=inprocess",
+                   f"profiling.enabled={str(enabled).lower()}", "profiling.progress=off"])
+    cpu = time.process_time()
+    result = compile_dataset(cfg, log=lambda *_: None)
+    row = {"engine": "inprocess (same process)", "profiling": enabled, "wall_s": result.timings["wall"],
+           "cpu_s": round(time.process_time() - cpu, 4)}
+    if enabled:
+        acc = json.load(open(os.path.join(out, "profile.json")))["accounting"]
+        row.update(recorder_s=acc["recorder_overhead_s"], sampler_cpu_s=acc["sampler_cpu_s"],
+                   assembly_s=acc["assembly_s"])
+    return row
+
+
+def _quartiles(values: list[float]) -> list[float] | None:
+    return [round(q, 4) for q in statistics.quantiles(values, n=4)] if len(values) >= 2 else None
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", type=int, default=2_000_000)
     p.add_argument("--reps", type=int, default=6, help="pairs per engine")
     p.add_argument("--engine", action="append", help="engine config names (default: inprocess and cpu)")
     p.add_argument("--work", default=os.path.join(HERE, "results", "profiling"))
+    p.add_argument("--same-process", action="store_true", help="in-process engine, in this process")
     args = p.parse_args()
-    engines = args.engine or ["inprocess", "cpu"]
+    engines = ["inprocess (same process)"] if args.same_process else args.engine or ["inprocess", "cpu"]
     data = os.path.join(args.work, f"data-{args.rows}")
     if not os.path.isdir(data):
         from shardsmith.demo import generate
@@ -59,11 +85,16 @@ def main() -> int:
         generate(args.rows, data)
     rows = []
     for engine in engines:
-        compile_once(data, os.path.join(args.work, "warm"), engine, True)  # page cache and imports warm
+        def run(enabled, out, engine=engine):
+            if args.same_process:
+                return compile_here(data, out, enabled)
+            return compile_once(data, out, engine, enabled)
+
+        run(True, os.path.join(args.work, "warm"))  # page cache and imports warm
         for i in range(args.reps):
             order = (True, False) if i % 2 == 0 else (False, True)
             for enabled in order:
-                rows.append(compile_once(data, os.path.join(args.work, "out"), engine, enabled))
+                rows.append(run(enabled, os.path.join(args.work, "out")))
                 print(json.dumps(rows[-1]), flush=True)
     summary = {}
     for engine in engines:
@@ -81,13 +112,17 @@ def main() -> int:
             "median_cpu_on_s": statistics.median(cpu_on), "median_cpu_off_s": statistics.median(cpu_off),
             "cpu_overhead_pct": 100 * statistics.median([a - b for a, b in zip(cpu_on, cpu_off)])
             / statistics.median(cpu_off),
+            # The spread of the paired differences: how much of the above is the machine's noise.
+            "wall_diff_quartiles_s": _quartiles(diffs),
+            "cpu_diff_quartiles_s": _quartiles([a - b for a, b in zip(cpu_on, cpu_off)]),
             "self_measured_pct": 100 * statistics.median(self_cost) / statistics.median(on),
         }
     report = {"rows": args.rows, "cpu_count": os.cpu_count(), "when": time.strftime("%Y-%m-%d %H:%M"),
-              "summary": summary}
+              "load_average": os.getloadavg(), "summary": summary}
     print(json.dumps(report, indent=1))
     os.makedirs(args.work, exist_ok=True)
-    with open(os.path.join(args.work, "overhead.json"), "w") as f:
+    name = "overhead-same-process.json" if args.same_process else "overhead.json"
+    with open(os.path.join(args.work, name), "w") as f:
         json.dump({"report": report, "runs": rows}, f, indent=1)
     return 0
 

@@ -7,9 +7,12 @@ import platform
 import shutil
 import subprocess
 
-PACKAGES = ("shardsmith", "numpy", "pyarrow", "pandas", "dask", "distributed", "hydra-core", "omegaconf",
-            "psutil", "cudf-cu12", "cudf-cu13", "cupy-cuda12x", "cupy-cuda13x", "dask-cuda", "rmm-cu12",
-            "rmm-cu13", "nvtx")
+# Distribution name -> the module whose __version__ it is. Only modules this process imported are
+# listed (a GPU run imports the GPU ones): looking installed packages up in their metadata costs
+# tens of milliseconds per run.
+PACKAGES = {"numpy": "numpy", "pyarrow": "pyarrow", "pandas": "pandas", "polars": "polars", "dask": "dask",
+            "distributed": "distributed", "hydra-core": "hydra", "omegaconf": "omegaconf", "psutil": "psutil",
+            "cudf": "cudf", "cupy": "cupy", "dask-cuda": "dask_cuda", "rmm": "rmm", "nvtx": "nvtx"}
 
 
 def cpu_model() -> str:
@@ -57,12 +60,13 @@ def machine(backend: str) -> dict:
 
 
 def versions(code_version: str) -> dict:
-    from importlib.metadata import PackageNotFoundError, version
+    import sys
 
-    out = {"python": platform.python_version(), "shardsmith_code": code_version}
-    for name in PACKAGES:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            continue
+    from shardsmith import __version__
+
+    out = {"python": platform.python_version(), "shardsmith": __version__, "shardsmith_code": code_version}
+    for dist, module in PACKAGES.items():
+        version = getattr(sys.modules.get(module), "__version__", None)
+        if version is not None:
+            out[dist] = str(version)
     return out

@@ -40,7 +40,9 @@ class Profiler:
     """One per compile. With ``profiling.enabled=false`` it only drives the progress display."""
 
     def __init__(self, cfg, log=print):
-        p = cfg.profiling
+        from shardsmith.compiler.config import ProfilingConfig
+
+        self.pcfg = p = cfg.profiling if cfg is not None else ProfilingConfig(enabled=False)
         self.cfg, self.log, self.enabled = cfg, log, p.enabled
         self.progress_mode = p.progress
         self.t0, self.epoch0 = time.perf_counter(), time.time()
@@ -57,12 +59,7 @@ class Profiler:
     @classmethod
     def disabled(cls, log=print) -> Profiler:
         """Measures nothing; shows progress as the default config would."""
-        from shardsmith.compiler.config import ProfilingConfig
-
-        class _Cfg:
-            profiling = ProfilingConfig(enabled=False)
-
-        return cls(_Cfg(), log)
+        return cls(None, log)
 
     def set_backend(self, backend: str) -> None:
         self.backend = backend
@@ -139,7 +136,7 @@ class Profiler:
             return
         from shardsmith.profiling.sampler import Sampler, start_on_worker
 
-        interval = self.cfg.profiling.sample_interval
+        interval = self.pcfg.sample_interval
         client = getattr(ex, "client", None)
         self._driver_sampler = Sampler(interval, gpu=client is None and self.backend == "gpu").start()
         if client is not None:
