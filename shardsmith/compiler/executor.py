@@ -204,6 +204,10 @@ class Run:
         self.window = max(2, 2 * getattr(ex, "n_workers", 1))
         self.plan_h = ex.scatter(plan)
 
+    def _record(self, event: dict) -> None:
+        with self.prof.stage("journal"):  # a write and flush per event: visible in the profile
+            self.out.record(event)
+
     # --- fitting ------------------------------------------------------------------------------------
     def fit(self) -> dict:
         saved = load_states(self.out.path("state"))
@@ -232,7 +236,7 @@ class Run:
                      f"in {time.perf_counter() - t0:.2f} s")
         with self.prof.stage("save state"):
             save_states(self.out.path("state"), states)
-        self.out.record({"event": "fit"})
+        self._record({"event": "fit"})
         return states
 
     # --- transform and write ---------------------------------------------------------------------------
@@ -256,7 +260,7 @@ class Run:
                     self.ex.submit(tasks.result_meta, fut).result()
                 self.prof.add(meta.pop("profile", None))
                 self.out.metas[part.index] = meta
-                self.out.record({"event": "partition", "meta": meta})
+                self._record({"event": "partition", "meta": meta})
             self._assign(part, fut, meta, streams)
             self._drain(block=False)
         for s in streams.values():
@@ -332,7 +336,7 @@ class Run:
                         for fmt, v in written.items()}
                 s.infos.append((index, info))
                 self.out.done_shards[(s.name, index)] = info
-                self.out.record({"event": "shard", "stream": s.name, "index": index, "info": info})
+                self._record({"event": "shard", "stream": s.name, "index": index, "info": info})
             else:
                 pending.append((s, index, fut))
         self.shard_futures = pending

@@ -158,7 +158,8 @@ def _plots():
 
 def figure(svg: str, title: str, caption: str) -> str:
     data = base64.b64encode(svg.encode("utf-8")).decode("ascii")
-    return (f'<figure><h2>{html.escape(title)}</h2><img class="plot" alt="{html.escape(title)}" '
+    return (f'<figure><h2>{html.escape(title)}</h2>'
+            f'<img class="plot" decoding="sync" alt="{html.escape(title)}" '
             f'src="data:image/svg+xml;base64,{data}"><figcaption>{html.escape(caption)}</figcaption></figure>')
 
 

@@ -63,6 +63,7 @@ def catalog(plan) -> list[dict]:
     out.append(_entry("transform:split", "split", "cut by split, conform dtypes, summary statistics", "transform"))
     out.append(_entry("write:shards", "write", "write shards (all formats)", "transform"))
     out.append(_entry("write:quarantine", "write", "write quarantined rows"))
+    out.append(_entry("driver:journal", "driver", "append progress to the resume journal"))
     out.append(_entry("driver:cluster stop", "startup", "stop or disconnect from the cluster"))
     out.append(_entry("driver:manifest", "driver", "merge summaries, build the manifest"))
     return out
