@@ -23,12 +23,16 @@ commands:
   plan         print the optimised graph and the physical plan; reads no data (--passes)
   inspect      print a dataset's schema, splits, rows, sizes and stats (a manifest path)
   verify       re-hash every shard of a dataset; exit 1 on a mismatch (a manifest path)
+  report       write report.html of a run's profile and print where the time went (a dataset or
+               run directory); --compare MULTIRUN_DIR [--deadline 10m] ranks the runs of a sweep
 
 examples:
   shardsmith demo
   shardsmith compile pipeline=criteo_synthetic engine.n_workers=2 output.dir=/tmp/out split.seed=7
   shardsmith compile -m engine.partition_bytes=64MB,256MB engine.n_workers=1,2
   shardsmith plan --passes pipeline=criteo_synthetic
+  shardsmith report shards/criteo_synthetic
+  shardsmith report --compare multirun/2026-11-26/10-00-00 --deadline 5m
 """
 
 log = logging.getLogger("shardsmith")
@@ -41,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     command, rest = argv[0], argv[1:]
     handlers = {"demo": cmd_demo, "demo-data": cmd_demo_data, "compile": cmd_compile, "plan": cmd_plan,
-                "inspect": cmd_inspect, "verify": cmd_verify}
+                "inspect": cmd_inspect, "verify": cmd_verify, "report": cmd_report}
     if command not in handlers:
         from shardsmith.errors import did_you_mean
 
@@ -171,6 +175,25 @@ def cmd_verify(rest: list[str]) -> int:
     return 0
 
 
+def cmd_report(rest: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="shardsmith report", description="Profile report of a run, or of a sweep.")
+    p.add_argument("run_dir", help="a dataset or run directory (or a profile.json); with --compare, a multirun "
+                                   "directory")
+    p.add_argument("--compare", action="store_true", help="compare the runs of a sweep (one table, cost vs time)")
+    p.add_argument("--deadline", help="with --compare: the longest acceptable wall time, e.g. 90s, 10m, 1.5h")
+    p.add_argument("--cost-per-hour", type=float, help="price the runs at this node price per hour")
+    p.add_argument("--out", help="where to write the HTML (default: report.html or compare.html in the directory)")
+    p.add_argument("--no-html", action="store_true", help="print the summary only")
+    args = p.parse_args(rest)
+    from shardsmith.profiling import report
+
+    if args.compare:
+        return report.compare_command(args.run_dir, args.deadline, args.cost_per_hour, args.out, not args.no_html)
+    if args.deadline:
+        raise ShardsmithError("--deadline goes with --compare", "--deadline")
+    return report.report_command(args.run_dir, args.cost_per_hour, args.out, not args.no_html)
+
+
 def cmd_compile(rest: list[str]) -> int:
     """Hydra runs this: overrides, multirun (-m), sweepers and run directories all work."""
     multirun = any(w in ("-m", "--multirun") for w in rest)
@@ -192,13 +215,15 @@ def cmd_compile(rest: list[str]) -> int:
     def _task(cfg) -> float | None:
         from shardsmith.compiler.config import from_omegaconf
         from shardsmith.compiler.executor import compile_dataset
+        from shardsmith.profiling.sweep import job_config, job_finish
 
         try:
-            result = compile_dataset(from_omegaconf(cfg), log=log.info)
+            result = compile_dataset(job_config(from_omegaconf(cfg), log.info), log=log.info)
+            # The profile is copied into the run directory; a sweeper minimises cost (or wall time).
+            return job_finish(result, log.info)
         except ShardsmithError as exc:
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(exc.exit_code)
-        return result.timings.get("wall")
 
     saved = sys.argv
     sys.argv = ["shardsmith compile", *rest]

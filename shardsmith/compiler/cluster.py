@@ -98,13 +98,28 @@ def executor_for(engine: EngineConfig, backend: str, log=None):
     with cluster, Client(cluster) as client:
         ex = DaskExecutor(client)
         if log:
-            where = f", dashboard {ex.dashboard}" if engine.dashboard and ex.dashboard else ""
-            log(f"started a local {backend.upper()} cluster: {ex.n_workers} worker(s){where}")
+            log(f"started a local {backend.upper()} cluster: {ex.n_workers} worker(s){_dashboard_note(engine, ex)}")
         yield ex
 
 
+def _has_bokeh() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("bokeh") is not None
+
+
+def _dashboard_note(engine: EngineConfig, ex) -> str:
+    """The dashboard's address, or why there is none (Dask's dashboard needs bokeh)."""
+    if not engine.dashboard:
+        return ""
+    if not _has_bokeh():
+        return "; no dashboard: it needs bokeh (pip install 'shardsmith[dashboard]')"
+    return f", dashboard {ex.dashboard}" if ex.dashboard else ""
+
+
 def _local_cluster(engine: EngineConfig, backend: str):
-    # The scheduler always serves HTTP (metrics); a random port avoids clashes between clusters.
+    # Dask's scheduler serves HTTP either way (None means its default port 8787, which a second
+    # compile on the machine would find taken): a free port always; the dashboard if asked for.
     dashboard = ":0"
     scheduler_kwargs = {"dashboard": bool(engine.dashboard)}
     memory = "auto" if engine.memory_limit == "auto" else parse_size(engine.memory_limit, "engine.memory_limit")

@@ -73,7 +73,8 @@ class EngineConfig:
     device_memory_limit: str | None = None  # spill device -> host above this; null: dask-cuda's 80%; 0: never
     spill_cudf: bool = False  # cuDF's own spilling of its buffers (dask-cuda's enable_cudf_spill)
     gpu_threads_per_worker: int = 8  # host work (footers, shard writes) overlaps with the GPU's
-    dashboard: bool = False
+    # Start the Dask dashboard of a local cluster (needs bokeh: shardsmith[dashboard]); its address is logged.
+    dashboard: bool = True
 
 
 @dataclass
@@ -84,10 +85,19 @@ class StatsConfig:
 
 @dataclass
 class ProfilingConfig:
+    # profile.json next to the manifest (and in the Hydra run directory): see profiling/profile.py.
     enabled: bool = True
+    # The cost model (profiling/cost.py): the node's price per hour, in `currency`; on the GPU
+    # engine with gpus_per_node set, a run pays for the GPUs it uses (workers / gpus_per_node).
     cost_per_hour: float | None = None
+    currency: str = "USD"
     gpus_per_node: int = 0
+    # The input size the profile projects time and cost to (null: 1TB).
     project_to_bytes: str | None = None
+    # Seconds between memory / CPU samples of each worker process.
+    sample_interval: float = 0.1
+    # auto: a progress bar on a terminal, log lines otherwise; or bar, log, off.
+    progress: str = "auto"
 
 
 @dataclass
@@ -243,6 +253,7 @@ def validate(cfg: ShardsmithConfig) -> None:
     _validate_engine(cfg.engine)
     if not 1 <= cfg.stats.quantile_bits <= 52:
         raise ConfigError(f"expected 1..52, got {cfg.stats.quantile_bits}", "stats.quantile_bits")
+    _validate_profiling(cfg.profiling)
 
 
 def _validate_split(split: SplitConfig) -> None:
@@ -297,6 +308,19 @@ def _validate_engine(eng: EngineConfig) -> None:
         parse_size(eng.memory_limit, "engine.memory_limit")
     if eng.scheduler is not None and not re.match(r"^(tcp|tls|ucx|inproc)://", str(eng.scheduler)):
         raise ConfigError(f"expected an address like tcp://host:8786, got {eng.scheduler!r}", "engine.scheduler")
+
+
+def _validate_profiling(p: ProfilingConfig) -> None:
+    price = p.cost_per_hour
+    if price is not None and (isinstance(price, bool) or not isinstance(price, (int, float)) or price < 0):
+        raise ConfigError(f"expected a price >= 0 per hour, got {p.cost_per_hour!r}", "profiling.cost_per_hour")
+    if not isinstance(p.gpus_per_node, int) or p.gpus_per_node < 0:
+        raise ConfigError(f"expected a GPU count >= 0, got {p.gpus_per_node!r}", "profiling.gpus_per_node")
+    if p.project_to_bytes is not None:
+        parse_size(p.project_to_bytes, "profiling.project_to_bytes")
+    if not isinstance(p.sample_interval, (int, float)) or not 0.01 <= p.sample_interval <= 60:
+        raise ConfigError(f"expected seconds in [0.01, 60], got {p.sample_interval!r}", "profiling.sample_interval")
+    _choice(p.progress, ("auto", "bar", "log", "off"), "profiling.progress")
 
 
 def to_dict(cfg: ShardsmithConfig) -> dict:

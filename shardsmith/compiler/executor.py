@@ -36,6 +36,8 @@ from shardsmith.compiler.passes import optimize
 from shardsmith.compiler.planner import Collect, Plan, physical_plan
 from shardsmith.errors import ConfigError, ShardsmithError
 from shardsmith.ops.categorical import embedding_dim
+from shardsmith.profiling.profile import Profiler
+from shardsmith.profiling.spans import PROFILE_KEY
 from shardsmith.shards import manifest as mf
 from shardsmith.shards.state import load_states, save_states
 from shardsmith.shards.summary import merge_summaries
@@ -56,13 +58,16 @@ def compile_dataset(cfg: ShardsmithConfig, log=print, passes=None) -> Result:
     """Build, optimise, plan and run ``cfg``; return the manifest of the dataset written.
     ``passes`` replaces the optimiser's pass list (tests compare optimised and unoptimised runs)."""
     t_start = time.perf_counter()
-    graph = optimize(build(cfg)) if passes is None else optimize(build(cfg), passes=passes)
-    plan = physical_plan(graph, cfg.engine)
-    backend = resolve_kind(cfg.engine.kind)
-    be = get_backend(backend)
-    check_lowerings(plan, be)
-    resolved = to_dict(cfg)
-    key = dataset_key(resolved, plan)
+    prof = Profiler(cfg, log)
+    with prof.stage("plan", section=True):
+        graph = optimize(build(cfg)) if passes is None else optimize(build(cfg), passes=passes)
+        plan = physical_plan(graph, cfg.engine)
+        backend = resolve_kind(cfg.engine.kind)
+        be = get_backend(backend)
+        check_lowerings(plan, be)
+        resolved = to_dict(cfg)
+        key = dataset_key(resolved, plan)
+    prof.set_backend(backend)
     out = Output(graph.sink.dir, key, graph.sink.overwrite)
     existing = out.existing_manifest()
     if existing is not None:
@@ -70,12 +75,16 @@ def compile_dataset(cfg: ShardsmithConfig, log=print, passes=None) -> Result:
         return Result(existing, os.path.join(out.final, mf.MANIFEST), up_to_date=True)
     out.open()
     try:
-        with executor_for(cfg.engine, backend, log) as ex:
-            run = Run(plan, backend, ex, out, log)
-            states = run.fit()
-            streams = run.transform_and_write(states)
+        with prof.cluster(executor_for(cfg.engine, backend, log)) as ex:
+            run = Run(plan, backend, ex, out, log, prof)
+            with prof.section("fit"):
+                states = run.fit()
+            with prof.section("transform+write"):
+                streams = run.transform_and_write(states)
         timings = {"wall": time.perf_counter() - t_start, **run.timings}
-        manifest = build_manifest(cfg, resolved, key, plan, states, streams, run, timings, backend, ex)
+        with prof.stage("manifest", section=True):
+            manifest = build_manifest(cfg, resolved, key, plan, states, streams, run, timings, backend, ex)
+        manifest["profile"] = prof.write(out.staging, plan, manifest)
         out.commit(manifest)
     except KeyboardInterrupt:
         log(f"interrupted: rerun the same command to resume from {out.staging}")
@@ -85,6 +94,8 @@ def compile_dataset(cfg: ShardsmithConfig, log=print, passes=None) -> Result:
         raise
     log(f"wrote {out.final}/{mf.MANIFEST}: {manifest['rows']['out']:,} rows in "
         f"{sum(len(s['shards']) for s in manifest['splits'].values())} shard file(s), {timings['wall']:.1f} s")
+    if manifest.get("profile"):
+        log(f"profile: {out.final}/{manifest['profile']} (see 'shardsmith report {out.final}')")
     return Result(manifest, os.path.join(out.final, mf.MANIFEST), timings=timings)
 
 
@@ -187,11 +198,17 @@ class Output:
 
 
 class Run:
-    def __init__(self, plan: Plan, backend: str, ex, out: Output, log):
+    def __init__(self, plan: Plan, backend: str, ex, out: Output, log, prof: Profiler | None = None):
         self.plan, self.backend, self.ex, self.out, self.log = plan, backend, ex, out, log
+        # Profiling (profiling/profile.py): spans from tasks, progress display; off by default here.
+        self.prof = prof if prof is not None else Profiler.disabled(log)
         self.timings: dict = collections.defaultdict(float)
         self.window = max(2, 2 * getattr(ex, "n_workers", 1))
         self.plan_h = ex.scatter(plan)
+
+    def _record(self, event: dict) -> None:
+        with self.prof.stage("journal"):  # a write and flush per event: visible in the profile
+            self.out.record(event)
 
     # --- fitting ------------------------------------------------------------------------------------
     def fit(self) -> dict:
@@ -204,29 +221,40 @@ class Run:
             t0 = time.perf_counter()
             states_h = self.ex.scatter(states)
             stats = {item.step.key: item.stats for item in program if isinstance(item, Collect)}
+            progress = self.prof.progress(f"fit pass {stage}", self.plan.partitions)
             # A binary-counter tree of merges as the partials arrive: O(log partitions) partials
             # alive at a time, merged on the workers; every merge is exact, so the shape of the
             # tree cannot change the result.
             stack: list = []
             for p in self.plan.partitions:
-                node, level = self.ex.submit(tasks.fit_task, self.backend, self.plan_h, p, stage, states_h), 0
+                node = progress.watch(self.ex.submit(tasks.fit_task, self.backend, self.plan_h, p, stage, states_h,
+                                                     self.prof.task_opts), p)
+                level = 0
                 while stack and stack[-1][1] == level:
-                    node, level = self.ex.submit(tasks.merge_partials, stats, stack.pop()[0], node), level + 1
+                    node, level = self._merge(stats, stack.pop()[0], node, stage), level + 1
                 stack.append((node, level))
             while len(stack) > 1:
                 top = stack.pop()[0]
-                stack[-1] = (self.ex.submit(tasks.merge_partials, stats, stack[-1][0], top), stack[-1][1])
-            merged = stack[0][0].result()
-            for item in program:
-                if isinstance(item, Collect):
-                    states[item.step.key] = fit_step(item, merged[item.step.key])
+                stack[-1] = (self._merge(stats, stack[-1][0], top, stage), stack[-1][1])
+            merged = dict(stack[0][0].result())
+            progress.close()
+            for spans in merged.pop(PROFILE_KEY, None) or []:
+                self.prof.add(spans)
+            with self.prof.stage(f"fit{stage} merge"):
+                for item in program:
+                    if isinstance(item, Collect):
+                        states[item.step.key] = fit_step(item, merged[item.step.key])
             self.timings[f"fit_pass_{stage}"] = time.perf_counter() - t0
             self.log(f"fit pass {stage}: {len(self.plan.partitions)} partition(s), "
                      f"fitted {', '.join(i.step.key for i in program if isinstance(i, Collect))} "
                      f"in {time.perf_counter() - t0:.2f} s")
-        save_states(self.out.path("state"), states)
-        self.out.record({"event": "fit"})
+        with self.prof.stage("save state"):
+            save_states(self.out.path("state"), states)
+        self._record({"event": "fit"})
         return states
+
+    def _merge(self, stats, a, b, stage: int):
+        return self.ex.submit(tasks.merge_partials, stats, a, b, self.backend, stage, self.prof.task_opts)
 
     # --- transform and write ---------------------------------------------------------------------------
     def transform_and_write(self, states: dict) -> dict:
@@ -237,6 +265,7 @@ class Run:
         parts = list(self.plan.partitions)
         self.skip = self._resumable(streams)
         self.shard_futures: list = []
+        self.progress = self.prof.progress("transform", parts)
         nxt = 0
         while nxt < len(parts) or queue:
             while nxt < len(parts) and len(queue) < self.window:
@@ -246,21 +275,25 @@ class Run:
             if meta is None:
                 meta = fut.result()["meta"] if not hasattr(self.ex, "client") else \
                     self.ex.submit(tasks.result_meta, fut).result()
+                self.prof.add(meta.pop("profile", None))
                 self.out.metas[part.index] = meta
-                self.out.record({"event": "partition", "meta": meta})
+                self._record({"event": "partition", "meta": meta})
             self._assign(part, fut, meta, streams)
             self._drain(block=False)
         for s in streams.values():
             self._flush(s, final=True)
         self._drain(block=True)
+        self.progress.close()
         self.timings["transform_write"] = time.perf_counter() - t0
         return streams
 
     def _start(self, part, states_h, streams):
         """Submit a partition unless a resumed run knows its rows only feed written shards."""
         if part.index in self.skip:
+            self.progress.advance(part)
             return part, None, self.out.metas[part.index]
-        return part, self.ex.submit(tasks.transform_task, self.backend, self.plan_h, part, states_h), None
+        fut = self.ex.submit(tasks.transform_task, self.backend, self.plan_h, part, states_h, self.prof.task_opts)
+        return part, self.progress.watch(fut, part), None
 
     def _resumable(self, streams) -> set[int]:
         """Partitions whose row counts the journal knows (in an unbroken prefix, so their offsets
@@ -308,7 +341,8 @@ class Run:
             s.infos.append((index, done))
         else:
             fut = self.ex.submit(tasks.write_shard_task, self.backend, list(s.pieces), s.name,
-                                 self.out.path(stem), self.plan.graph.sink, self.plan.output_schema)
+                                 self.out.path(stem), self.plan.graph.sink, self.plan.output_schema,
+                                 self.prof.task_opts)
             self.shard_futures.append((s, index, fut))
         s.pieces, s.pending_rows = [], 0
 
@@ -316,13 +350,14 @@ class Run:
         pending = []
         for s, index, fut in self.shard_futures:
             if block or fut.done():
-                res = fut.result()
+                res = dict(fut.result())
+                self.prof.add(res.pop(PROFILE_KEY, None))
                 files = {fmt: {**v, "path": os.path.relpath(v["path"], self.out.staging)}
                          for fmt, v in res["files"].items()}
                 info = {"files": files, "summary": res["summary"]}
                 s.infos.append((index, info))
                 self.out.done_shards[(s.name, index)] = info
-                self.out.record({"event": "shard", "stream": s.name, "index": index, "info": info})
+                self._record({"event": "shard", "stream": s.name, "index": index, "info": info})
             else:
                 pending.append((s, index, fut))
         self.shard_futures = pending

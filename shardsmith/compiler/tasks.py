@@ -1,5 +1,8 @@
 """What runs on a worker, per partition: one function per kind of task. Each takes plain,
-serialisable arguments (the plan, a partition, the fitted states) and returns host data."""
+serialisable arguments (the plan, a partition, the fitted states) and returns host data.
+
+Every task takes an optional ``prof`` (profiling options); when given, the task records a span per
+stage (profiling/spans.py) and returns them under PROFILE_KEY."""
 
 from __future__ import annotations
 
@@ -10,12 +13,16 @@ from shardsmith.backends import get_backend
 from shardsmith.backends.base import SPLIT_COL, TaskContext
 from shardsmith.compiler.ir import Fused, Step
 from shardsmith.compiler.planner import Collect
+from shardsmith.profiling.spans import PROFILE_KEY, recorder
+from shardsmith.profiling.stages import stage_key, stage_kind
 
 
-def run_program(be, program, frame, states: dict, ctx, on_collect=None, timings=None):
-    """Apply a program's items in order; ``on_collect(item, frame)`` at each Collect."""
+def run_program(be, program, frame, states: dict, ctx, on_collect=None, timings=None, rec=None):
+    """Apply a program's items in order; ``on_collect(item, frame)`` at each Collect. ``rec``
+    (profiling/spans.py) records a span per item."""
     for item in program:
         t0 = time.perf_counter()
+        span = rec.start(stage_key(item), stage_kind(item), frame) if rec is not None else None
         if isinstance(item, Collect):
             on_collect(item, frame)
         elif isinstance(item, Fused):
@@ -23,18 +30,24 @@ def run_program(be, program, frame, states: dict, ctx, on_collect=None, timings=
         elif isinstance(item, Step):
             fn = be.lowerings.require(item.op, item.key)
             frame = fn(be, item, frame, states.get(item.key, {}), ctx)
+        if rec is not None:
+            rec.stop(span, frame)
         if timings is not None:
             key = item.step.key if isinstance(item, Collect) else item.key
             timings[key] = timings.get(key, 0.0) + time.perf_counter() - t0
     return frame
 
 
-def fit_task(backend: str, plan, part, stage: int, states: dict) -> dict:
-    """Partial statistics of fit pass ``stage`` over one partition: {step key: [partial per stat]}."""
+def fit_task(backend: str, plan, part, stage: int, states: dict, prof: dict | None = None) -> dict:
+    """Partial statistics of fit pass ``stage`` over one partition: {step key: [partial per stat]}
+    (and the task's spans, as a list, under PROFILE_KEY when ``prof`` options are given)."""
     be = get_backend(backend)
     ctx = TaskContext(part.index, plan.files)
+    rec = recorder(be, f"fit{stage}", part.index, prof)
+    span = rec.start("read", "read")
     source = replace(plan.graph.source, columns=plan.fit_columns[stage])
-    frame, _ = be.read(part, source, plan.graph.split)
+    frame, n_read = be.read(part, source, plan.graph.split)
+    rec.stop(span, frame, rows_in=n_read)
     fit_on = plan.graph.split.fit_on
     split_index = plan.graph.split.names.index(fit_on) if fit_on is not None else None
     out: dict = {}
@@ -46,26 +59,40 @@ def fit_task(backend: str, plan, part, stage: int, states: dict) -> dict:
             frame = be.filter_mask(be.select(frame, needed), ids == split_index)
         out[item.step.key] = [be.partial(st, frame[st.col]) for st in item.stats]
 
-    run_program(be, plan.fit_programs[stage], frame, states, ctx, collect)
+    run_program(be, plan.fit_programs[stage], frame, states, ctx, collect, rec=rec)
+    if rec.enabled:
+        out[PROFILE_KEY] = [rec.finish()]
     return out
 
 
-def merge_partials(stats: dict, a: dict, b: dict) -> dict:
-    """Merge two fit partials ({step key: [partial per stat]}) stat by stat (exact merges)."""
-    return {key: [st.merge([pa, pb]) for st, pa, pb in zip(stats[key], a[key], b[key])] for key in stats}
+def merge_partials(stats: dict, a: dict, b: dict, backend: str = "cpu", stage: int = 0,
+                   prof: dict | None = None) -> dict:
+    """Merge two fit partials ({step key: [partial per stat]}) stat by stat (exact merges); the
+    tasks' profiles, if any, travel along, with this merge's own span."""
+    rec = recorder(get_backend(backend), f"fit{stage}", None, prof)
+    span = rec.start("merge", "merge")
+    out = {key: [st.merge([pa, pb]) for st, pa, pb in zip(stats[key], a[key], b[key])] for key in stats}
+    rec.stop(span)
+    if rec.enabled or PROFILE_KEY in a or PROFILE_KEY in b:
+        out[PROFILE_KEY] = a.get(PROFILE_KEY, []) + b.get(PROFILE_KEY, []) + ([rec.finish()] if rec.enabled else [])
+    return out
 
 
-def transform_task(backend: str, plan, part, states: dict) -> dict:
-    """One partition through the whole graph, cut by split; with its row accounting and the
-    partial summary statistics of every output column."""
+def transform_task(backend: str, plan, part, states: dict, prof: dict | None = None) -> dict:
+    """One partition through the whole graph, cut by split; with its row accounting (and its
+    spans when ``prof`` is given)."""
     be = get_backend(backend)
     ctx = TaskContext(part.index, plan.files)
+    rec = recorder(be, "transform", part.index, prof)
     timings: dict = {}
     t0 = time.perf_counter()
+    span = rec.start("read", "read")
     frame, n_read = be.read(part, plan.graph.source, plan.graph.split)
+    rec.stop(span, frame, rows_in=n_read)
     timings["read"] = time.perf_counter() - t0
     after_read = be.num_rows(frame)
-    frame = run_program(be, plan.transform, frame, states, ctx, timings=timings)
+    frame = run_program(be, plan.transform, frame, states, ctx, timings=timings, rec=rec)
+    span = rec.start("split", "split", frame)
     schema = plan.output_schema
     split_ids = be.split_ids(frame)
     splits, split_rows = {}, {}
@@ -73,6 +100,7 @@ def transform_task(backend: str, plan, part, states: dict) -> dict:
         sub = be.conform(be.filter_mask(frame, split_ids == i), schema)
         splits[name] = sub
         split_rows[name] = be.num_rows(sub)
+    rec.stop(span, rows=sum(split_rows.values()), nbytes=_total_bytes(be, splits.values()))
     quarantined = ctx.quarantined_rows
     meta = {
         "partition": part.index,
@@ -82,12 +110,19 @@ def transform_task(backend: str, plan, part, states: dict) -> dict:
         "split_rows": split_rows,
         "timings": timings,
     }
+    if rec.enabled:
+        meta["profile"] = rec.finish()
     quarantine = None
     if ctx.quarantined:
         import pyarrow as pa
 
         quarantine = pa.concat_tables(ctx.quarantined)
     return {"splits": splits, "quarantine": quarantine, "meta": meta}
+
+
+def _total_bytes(be, frames) -> int | None:
+    nbytes = getattr(be, "nbytes", None)
+    return sum(nbytes(f) for f in frames) if nbytes else None
 
 
 def result_meta(result: dict) -> dict:
@@ -99,21 +134,32 @@ def pick_stream(result: dict, stream: str):
     return result["quarantine"] if stream == "quarantine" else result["splits"][stream]
 
 
-def write_shard_task(backend: str, pieces: list, stream: str, path: str, sink, schema) -> dict:
+def write_shard_task(backend: str, pieces: list, stream: str, path: str, sink, schema,
+                     prof: dict | None = None) -> dict:
     """Concatenate the pieces (frame, start, stop) of one shard and write it in every output
-    format; returns what the manifest records of each file, and the shard's summary."""
+    format; returns what the manifest records of each file, the shard's summary, and (when
+    ``prof`` is given) the task's span under PROFILE_KEY."""
     from shardsmith.shards.summary import shard_summary
     from shardsmith.shards.writers import write_shard
 
+    be = get_backend(backend)
+    rec = recorder(be, "write", None, prof)
+    rows = sum(stop - start for _, start, stop in pieces)
+    span = rec.start("quarantine" if stream == "quarantine" else "shards", "write", rows=rows)
     if stream == "quarantine":  # quarantined rows are host Arrow tables whatever the backend
         import pyarrow as pa
 
         table = pa.concat_tables([frame.slice(start, stop - start) for frame, start, stop in pieces])
-        return {"files": write_shard(table, path, sink, None), "summary": None}
-    be = get_backend(backend)
-    # The schema gives the exact Arrow types to write (the GPU backend's columns map to several).
-    table = be.to_arrow(be.concat([be.slice(frame, start, stop) for frame, start, stop in pieces]), schema)
-    return {"files": write_shard(table, path, sink, schema), "summary": shard_summary(table, schema)}
+        out = {"files": write_shard(table, path, sink, None), "summary": None}
+    else:
+        # The schema gives the exact Arrow types to write (the GPU backend's columns map to several).
+        table = be.to_arrow(be.concat([be.slice(frame, start, stop) for frame, start, stop in pieces]), schema)
+        out = {"files": write_shard(table, path, sink, schema), "summary": shard_summary(table, schema)}
+    if rec.enabled:
+        rec.stop(span, rows=table.num_rows, nbytes=sum(v["bytes"] for v in out["files"].values()),
+                 bytes_in=table.get_total_buffer_size(), stream=stream)
+        out[PROFILE_KEY] = rec.finish()
+    return out
 
 
 __all__ = ["fit_task", "transform_task", "write_shard_task", "result_meta", "SPLIT_COL"]

@@ -106,6 +106,10 @@ class CpuBackend:
     def num_rows(self, frame) -> int:
         return frame.num_rows
 
+    def nbytes(self, frame) -> int:
+        """Bytes of the frame's buffers (profiling: bytes in and out of a stage); O(columns)."""
+        return frame.get_total_buffer_size()
+
     def filter_mask(self, frame, mask: np.ndarray):
         return frame.filter(pa.array(mask))
 

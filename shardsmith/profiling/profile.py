@@ -1,0 +1,259 @@
+"""The driver's side of profiling: it times its own stages, starts the memory samplers, collects
+the spans that tasks return, and writes ``profile.json`` next to the manifest.
+
+``profile.json`` (format ``shardsmith-profile``, version 1), times in seconds from the start of
+the compile unless named ``*_s``::
+
+    wall_s, sections       the driver's timeline (plan, cluster start, fit, transform+write, ...)
+    stages                 per stage, in pipeline order: calls, wall/CPU/GPU seconds, rows and
+                           bytes in and out, rows/s, bytes/s, CPU share, bound (and why)
+    workers                per process: peak RSS (sampled), lifetime max RSS, peak GPU memory,
+                           memory limit, spilled bytes, busy seconds, utilisation, Dask metrics
+    samples                per process: t, rss, cpu (cores busy), gpu_mem, managed, spilled, executing
+    spans                  per stage call: stage index, worker, partition, start, end (the waterfall)
+    cost                   the cost model (profiling/cost.py) and its projection
+    accounting             sum of stage seconds vs wall, the measured profiling overhead
+    machine, versions      CPU model, cores, memory, GPUs; package versions
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import sys
+import time
+import uuid
+
+from shardsmith.profiling import nvtx
+from shardsmith.profiling.progress import Progress
+from shardsmith.profiling.spans import worker_id
+
+FORMAT = "shardsmith-profile"
+VERSION = 1
+PROFILE = "profile.json"
+MAX_SPANS = 50_000  # beyond this the waterfall keeps the longest spans only
+
+
+class Profiler:
+    """One per compile. With ``profiling.enabled=false`` it only drives the progress display."""
+
+    def __init__(self, cfg, log=print):
+        from shardsmith.compiler.config import ProfilingConfig
+
+        self.pcfg = p = cfg.profiling if cfg is not None else ProfilingConfig(enabled=False)
+        self.cfg, self.log, self.enabled = cfg, log, p.enabled
+        self.progress_mode = p.progress
+        self.t0, self.epoch0 = time.perf_counter(), time.time()
+        self.spans: list[dict] = []
+        self.sections: list[dict] = []
+        self.samplers: list[dict] = []
+        self.task_overhead_s = 0.0
+        self.backend = "cpu"
+        self.executor = {"name": "inprocess", "workers": 1}
+        self.task_opts: dict | None = {"gpu": False, "nvtx": False} if self.enabled else None
+        self._run_id = uuid.uuid4().hex
+        self._driver_sampler = None
+
+    @classmethod
+    def disabled(cls, log=print) -> Profiler:
+        """Measures nothing; shows progress as the default config would."""
+        return cls(None, log)
+
+    def set_backend(self, backend: str) -> None:
+        self.backend = backend
+        if self.enabled:
+            self.task_opts = {"gpu": backend == "gpu", "nvtx": backend == "gpu" and nvtx.available()}
+
+    # --- the driver's own stages --------------------------------------------------------------------
+    @contextlib.contextmanager
+    def stage(self, key: str, kind: str = "driver", section: bool = False):
+        """Time a piece of the driver's work as stage ``driver:<key>`` (and a timeline section)."""
+        if not self.enabled:
+            yield
+            return
+        start, t, cpu = time.time(), time.perf_counter(), time.thread_time()
+        with nvtx.annotate(f"driver:{key}", self.backend == "gpu"):
+            try:
+                yield
+            finally:
+                wall = time.perf_counter() - t
+                self.spans.append({"phase": "driver", "key": key, "kind": kind, "worker": worker_id(),
+                                   "partition": None, "start": start, "wall": wall,
+                                   "cpu": time.thread_time() - cpu, "rows_in": None, "rows_out": None,
+                                   "bytes_in": None, "bytes_out": None})
+                if section:
+                    self.sections.append({"name": key, "start": start - self.epoch0, "wall": wall})
+
+    @contextlib.contextmanager
+    def section(self, name: str):
+        """A top-level part of the timeline whose work is done by tasks (fit, transform+write)."""
+        start, t = time.time(), time.perf_counter()
+        with nvtx.annotate(f"shardsmith:{name}", self.enabled and self.backend == "gpu"):
+            try:
+                yield
+            finally:
+                self.sections.append({"name": name, "start": start - self.epoch0,
+                                      "wall": time.perf_counter() - t})
+
+    @contextlib.contextmanager
+    def cluster(self, executor_cm):
+        """Wrap ``executor_for(...)``: time its start and stop, sample memory while it runs."""
+        with self.stage("cluster start", kind="startup", section=True):
+            ex = executor_cm.__enter__()
+            client = getattr(ex, "client", None)
+            if client is not None:  # imports on workers count as startup, not as their first read
+                client.run(warm_up, self.backend)
+        exc = (None, None, None)
+        try:
+            self._start_sampling(ex)
+            try:
+                yield ex
+            finally:
+                self._stop_sampling(ex)
+        except BaseException:
+            exc = sys.exc_info()
+            raise
+        finally:
+            with self.stage("cluster stop", kind="startup", section=True):
+                executor_cm.__exit__(*exc)
+
+    # --- what tasks send back -----------------------------------------------------------------------
+    def add(self, task_profile: dict | None) -> None:
+        if task_profile:
+            self.spans.extend(task_profile["spans"])
+            self.task_overhead_s += task_profile["overhead_s"]
+
+    def progress(self, label: str, partitions) -> Progress:
+        return Progress(label, partitions, self.progress_mode, self.log)
+
+    # --- memory samplers ----------------------------------------------------------------------------
+    def _start_sampling(self, ex) -> None:
+        self.executor = {"name": ex.name, "workers": getattr(ex, "n_workers", 1),
+                         "dashboard": getattr(ex, "dashboard", None)}
+        if not self.enabled:
+            return
+        from shardsmith.profiling.sampler import Sampler, start_on_worker
+
+        interval = self.pcfg.sample_interval
+        client = getattr(ex, "client", None)
+        self._driver_sampler = Sampler(interval, gpu=client is None and self.backend == "gpu").start()
+        if client is not None:
+            client.run(start_on_worker, self._run_id, interval, self.backend == "gpu")
+
+    def _stop_sampling(self, ex) -> None:
+        if self._driver_sampler is None:
+            return
+        from shardsmith.profiling.sampler import stop_on_worker
+
+        client = getattr(ex, "client", None)
+        role = "driver" if client is not None else "inprocess"
+        self.samplers.append(dict(self._driver_sampler.stop(), role=role))
+        self._driver_sampler = None
+        if client is not None:
+            try:
+                results = client.run(stop_on_worker, self._run_id)
+            except Exception as exc:  # noqa: BLE001 - a lost worker must not fail a finished compile
+                self.log(f"profiling: could not collect worker memory samples ({type(exc).__name__}: {exc})")
+                return
+            self.samplers.extend(dict(r, role="worker") for r in results.values() if r)
+
+    # --- the profile --------------------------------------------------------------------------------
+    def write(self, directory: str, plan, manifest: dict) -> str | None:
+        """Assemble the profile and write it into ``directory``; returns its name (None if off)."""
+        t = time.perf_counter()  # the run ends here: assembling its profile is not part of it
+        if not self.enabled:
+            return None
+        from shardsmith.profiling.assemble import assemble
+
+        try:
+            doc = assemble(self, plan, manifest, wall_s=t - self.t0)
+            doc["accounting"]["assembly_s"] = time.perf_counter() - t
+            write_json(os.path.join(directory, PROFILE), doc)
+        except Exception as exc:  # noqa: BLE001 - a profiling fault must not cost the user the dataset
+            self.log(f"profiling: could not write {PROFILE} ({type(exc).__name__}: {exc}); the dataset is fine")
+            return None
+        return PROFILE
+
+
+def warm_up(backend: str) -> None:
+    """Import what tasks import (run on every worker when the cluster starts)."""
+    import pyarrow.parquet  # noqa: F401
+
+    import shardsmith.compiler.tasks  # noqa: F401
+    import shardsmith.shards.writers  # noqa: F401
+    from shardsmith.backends import get_backend
+
+    get_backend(backend)
+
+
+def write_json(path: str, doc: dict) -> None:
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    with open(tmp, "w") as f:
+        json.dump(doc, f, indent=1, allow_nan=False, default=_json_default)
+    os.replace(tmp, path)
+
+
+def _json_default(obj):
+    if hasattr(obj, "item"):  # NumPy scalars
+        return obj.item()
+    return str(obj)
+
+
+def now_iso() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def read_profile(path: str) -> dict:
+    """A profile from its file, a dataset directory or a (Hydra) run directory; errors name the path."""
+    from shardsmith.errors import InputError
+
+    found = _find_profile(path)
+    try:
+        with open(found) as f:
+            doc = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"not a readable profile: {exc}", found) from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise InputError("not a shardsmith profile", found)
+    if doc.get("version") != VERSION:
+        raise InputError(f"profile version {doc.get('version')} is not supported (this shardsmith reads {VERSION})",
+                         found)
+    doc["_path"] = os.path.abspath(found)
+    return doc
+
+
+def _find_profile(path: str) -> str:
+    from shardsmith.errors import InputError
+
+    if not os.path.isdir(path):
+        if not os.path.isfile(path):
+            raise InputError("no such file or directory", path)
+        return path
+    if os.path.isfile(os.path.join(path, PROFILE)):
+        return os.path.join(path, PROFILE)
+    found = find_profiles(path)
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise InputError("no profile.json here (a dataset directory, a run directory or a profile.json path)",
+                         path)
+    raise InputError(f"{len(found)} profiles under this directory: name one, or compare them with "
+                     f"'shardsmith report --compare {path}'", path)
+
+
+def find_profiles(root: str, depth: int = 3) -> list[str]:
+    """profile.json files at most ``depth`` directories below ``root``, in path order; the search
+    stops at the first one on each path (a job's copy, not the dataset's inside the job directory)."""
+    out = []
+    root = os.path.abspath(root)
+    base = root.rstrip(os.sep).count(os.sep)
+    for here, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        if PROFILE in files and here != root:
+            out.append(os.path.join(here, PROFILE))
+            dirs[:] = []
+        if here.count(os.sep) - base >= depth:
+            dirs[:] = []
+    return sorted(out)
