@@ -259,4 +259,6 @@ def value_counts(column):
         values = pa.array(keys.to_numpy(zero_copy_only=False) != 0, type=pa.bool_())
     else:
         values = _arrow_cast(keys, _plain_type(target))
+        if pa.types.is_integer(values.type):  # as the CPU engine: NumPy values merge without Arrow's group-by
+            values = values.to_numpy(zero_copy_only=False)
     return values, counts, int(column.null_count)
