@@ -14,6 +14,7 @@ timeout 120 python -m pytest -q -p no:cacheprovider -m gpu tests/loader/test_dat
 echo "=== data"
 timeout 90 python -c "from shardsmith.demo import generate; generate(20_000_000, '$W/raw', files=8)" || exit 1
 for run in "gpu engine=gpu" "gpuinproc engine=gpu engine.cluster=inprocess" "cpu engine=cpu"; do
+  # shellcheck disable=SC2086  # the words of a run are meant to split
   set -- $run
   name=$1; shift
   echo "=== compile $name"
