@@ -44,6 +44,11 @@ def fit_task(backend: str, plan, part, stage: int, states: dict, prof: dict | No
     be = get_backend(backend)
     ctx = TaskContext(part.index, plan.files)
     rec = recorder(be, f"fit{stage}", part.index, prof)
+    with be.exclusive():
+        return _fit(be, ctx, rec, plan, part, stage, states)
+
+
+def _fit(be, ctx, rec, plan, part, stage: int, states: dict) -> dict:
     span = rec.start("read", "read")
     source = replace(plan.graph.source, columns=plan.fit_columns[stage])
     frame, n_read = be.read(part, source, plan.graph.split)
@@ -84,6 +89,11 @@ def transform_task(backend: str, plan, part, states: dict, prof: dict | None = N
     be = get_backend(backend)
     ctx = TaskContext(part.index, plan.files)
     rec = recorder(be, "transform", part.index, prof)
+    with be.exclusive():
+        return _transform(be, ctx, rec, plan, part, states)
+
+
+def _transform(be, ctx, rec, plan, part, states: dict) -> dict:
     timings: dict = {}
     t0 = time.perf_counter()
     span = rec.start("read", "read")

@@ -3,6 +3,7 @@ hash tables and filters. The only place (with backends/gpu) that computes on dat
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
@@ -98,6 +99,10 @@ class CpuBackend:
         if isinstance(stat, S.Quantiles):
             return exact.histogram(x, stat.bits)
         raise NotImplementedError(f"statistic {type(stat).__name__} on the cpu backend")
+
+    def exclusive(self):
+        """No device to share: tasks run side by side."""
+        return contextlib.nullcontext()
 
     def finite_values(self, column) -> np.ndarray:
         return finite_values(column)
