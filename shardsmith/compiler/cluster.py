@@ -131,16 +131,18 @@ def _local_cluster(engine: EngineConfig, backend: str):
     import dask
     from distributed import LocalCluster
 
-    n = engine.n_workers or os.cpu_count() or 1
+    cores = os.cpu_count() or 1
+    threads = engine.threads_per_worker or (1 if engine.processes else cores)
+    n = engine.n_workers or (cores if engine.processes else 1)
     # Dask sets MALLOC_TRIM_THRESHOLD_ in its workers, and setting it at all switches off glibc's
     # adaptive mmap threshold: every large NumPy / Arrow temporary is then mmapped and unmapped
     # afresh (measured on a fit task: 12x the page faults, 5x the system time of this process).
     # Arrow gets as many threads as the worker has, not the whole machine per worker.
     env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
     env.pop("MALLOC_TRIM_THRESHOLD_", None)
-    env["SHARDSMITH_ARROW_THREADS"] = str(engine.threads_per_worker)
+    env["SHARDSMITH_ARROW_THREADS"] = str(threads)
     dask.config.set({"distributed.nanny.pre-spawn-environ": env})
-    return LocalCluster(n_workers=n, threads_per_worker=engine.threads_per_worker, processes=engine.processes,
+    return LocalCluster(n_workers=n, threads_per_worker=threads, processes=engine.processes,
                         memory_limit=memory, dashboard_address=dashboard, silence_logs=logging.ERROR,
                         scheduler_kwargs=scheduler_kwargs)
 

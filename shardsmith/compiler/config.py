@@ -62,8 +62,11 @@ class EngineConfig:
     cluster: str = "local"
     scheduler: str | None = None
     n_workers: int | None = None
-    threads_per_worker: int = 1
-    processes: bool = True
+    # null: one worker of all cores' threads (processes: false), or single-threaded worker processes.
+    threads_per_worker: int | None = None
+    # Threads share the data and skip serialisation; the work (Arrow, NumPy) runs without the GIL.
+    # Measured on the 2M-row demo, 2 cores: threads 6.6 s, processes 10.1 s, in-process 8.2 s.
+    processes: bool = False
     memory_limit: str = "auto"
     # A partition's decoded size: a size ("128MB"), "auto" (CPU: 128MB; GPU: 1/32 of the smallest
     # visible GPU's memory, dask-cudf's default), or a fraction of GPU memory ("0.05"; GPU only).
@@ -298,7 +301,7 @@ def _validate_engine(eng: EngineConfig) -> None:
     if eng.n_workers is not None and eng.n_workers <= 0:
         raise ConfigError(f"expected a positive worker count, got {eng.n_workers}", "engine.n_workers")
     for key in ("threads_per_worker", "gpu_threads_per_worker"):
-        if getattr(eng, key) <= 0:
+        if getattr(eng, key) is not None and getattr(eng, key) <= 0:
             raise ConfigError(f"expected a positive count, got {getattr(eng, key)}", f"engine.{key}")
     parse_partition_bytes(eng.partition_bytes, eng.kind)
     for key in ("rmm_pool_size", "device_memory_limit"):

@@ -199,4 +199,4 @@ def test_the_shipped_gpu_and_auto_engine_configs_compose():
     gpu = compose(["engine=gpu", "source.paths=[x.parquet]"]).engine
     assert (gpu.kind, gpu.partition_bytes, gpu.rmm_pool_size, gpu.gpu_threads_per_worker) == ("gpu", "auto", "0.5", 8)
     auto = compose(["engine=auto", "source.paths=[x.parquet]"]).engine
-    assert (auto.kind, auto.threads_per_worker, auto.partition_bytes) == ("auto", 1, "auto")
+    assert (auto.kind, auto.threads_per_worker, auto.partition_bytes) == ("auto", None, "auto")  # null: per core

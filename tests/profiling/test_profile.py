@@ -180,7 +180,7 @@ def test_profiling_off_writes_no_profile_and_the_same_shards(demo_data, compile_
 
 
 def test_a_local_dask_cluster_is_profiled_per_worker(demo_data, compile_fn, tmp_path):
-    result, profile = compile_fn(demo_data, str(tmp_path / "ds"), "engine.n_workers=2",
+    result, profile = compile_fn(demo_data, str(tmp_path / "ds"), "engine.n_workers=2", "engine.processes=true",
                                    "engine.partition_bytes=1MB")
     assert profile["engine"]["executor"] == "dask" and profile["engine"]["workers"] == 2
     workers = [w for w in profile["workers"] if w["role"] == "worker"]
@@ -345,7 +345,7 @@ def test_a_local_cluster_logs_its_dashboard_address(monkeypatch):
     lines = []
     with cluster.executor_for(EngineConfig(n_workers=1), "cpu", lines.append):
         pass
-    assert lines[0].startswith("started a local CPU cluster: 1 worker(s), dashboard http://127.0.0.1:")
+    assert lines[0].startswith("started a local CPU cluster: 1 worker(s), dashboard http://")
     monkeypatch.setattr(cluster, "_has_bokeh", lambda: False)
 
     class Ex:

@@ -68,8 +68,10 @@ def test_jobs_sharing_an_absolute_output_dir_say_they_measured_nothing(demo_data
 @pytest.mark.slow
 def test_the_sweep_from_the_issue_runs_on_local_clusters(demo_data, tmp_path, capsys):
     sweep_dir = tmp_path / "mr"
+    # The issue's sweep, over worker processes so that each job's profile has a row per worker.
     rc = main(["compile", "-m", "engine.partition_bytes=64MB,256MB,1GB", "engine.n_workers=1,2",
-               f"source.paths=[{demo_data}/*.parquet]", f"hydra.sweep.dir={sweep_dir}", "profiling.cost_per_hour=2.5"])
+               "engine.processes=true", f"source.paths=[{demo_data}/*.parquet]", f"hydra.sweep.dir={sweep_dir}",
+               "profiling.cost_per_hour=2.5"])
     assert rc == 0
     jobs = _jobs(sweep_dir)
     assert len(jobs) == 6
