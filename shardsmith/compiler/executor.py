@@ -273,8 +273,7 @@ class Run:
                 nxt += 1
             part, fut, meta = queue.popleft()
             if meta is None:
-                meta = fut.result()["meta"] if not hasattr(self.ex, "client") else \
-                    self.ex.submit(tasks.result_meta, fut).result()
+                meta = self.ex.submit(tasks.result_meta, fut).result()  # only the meta reaches the driver
                 self.prof.add(meta.pop("profile", None))
                 self.out.metas[part.index] = meta
                 self._record({"event": "partition", "meta": meta})

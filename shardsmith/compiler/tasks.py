@@ -6,7 +6,6 @@ stage (profiling/spans.py) and returns them under PROFILE_KEY."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 
 from shardsmith.backends import get_backend
@@ -17,11 +16,10 @@ from shardsmith.profiling.spans import PROFILE_KEY, recorder
 from shardsmith.profiling.stages import stage_key, stage_kind
 
 
-def run_program(be, program, frame, states: dict, ctx, on_collect=None, timings=None, rec=None):
+def run_program(be, program, frame, states: dict, ctx, on_collect=None, rec=None):
     """Apply a program's items in order; ``on_collect(item, frame)`` at each Collect. ``rec``
     (profiling/spans.py) records a span per item."""
     for item in program:
-        t0 = time.perf_counter()
         span = rec.start(stage_key(item), stage_kind(item), frame) if rec is not None else None
         if isinstance(item, Collect):
             on_collect(item, frame)
@@ -32,9 +30,6 @@ def run_program(be, program, frame, states: dict, ctx, on_collect=None, timings=
             frame = fn(be, item, frame, states.get(item.key, {}), ctx)
         if rec is not None:
             rec.stop(span, frame)
-        if timings is not None:
-            key = item.step.key if isinstance(item, Collect) else item.key
-            timings[key] = timings.get(key, 0.0) + time.perf_counter() - t0
     return frame
 
 
@@ -94,14 +89,11 @@ def transform_task(backend: str, plan, part, states: dict, prof: dict | None = N
 
 
 def _transform(be, ctx, rec, plan, part, states: dict) -> dict:
-    timings: dict = {}
-    t0 = time.perf_counter()
     span = rec.start("read", "read")
     frame, n_read = be.read(part, plan.graph.source, plan.graph.split)
     rec.stop(span, frame, rows_in=n_read)
-    timings["read"] = time.perf_counter() - t0
     after_read = be.num_rows(frame)
-    frame = run_program(be, plan.transform, frame, states, ctx, timings=timings, rec=rec)
+    frame = run_program(be, plan.transform, frame, states, ctx, rec=rec)
     span = rec.start("split", "split", frame)
     schema = plan.output_schema
     split_ids = be.split_ids(frame)
@@ -118,7 +110,6 @@ def _transform(be, ctx, rec, plan, part, states: dict) -> dict:
         "filtered": n_read - after_read + (after_read - be.num_rows(frame) - quarantined),
         "quarantined": quarantined,
         "split_rows": split_rows,
-        "timings": timings,
     }
     if rec.enabled:
         meta["profile"] = rec.finish()
