@@ -30,7 +30,7 @@ def child(mode: str, data: str, work: str, interval: float) -> None:
                    f"profiling.sample_interval={interval}", "profiling.progress=off"])
     import pyarrow.parquet  # noqa: F401  (the compile's own imports, in every mode)
 
-    from shardsmith.compiler.executor import compile_dataset
+    from shardsmith.runtime import compile_dataset
 
     if mode != "imports":
         shutil.rmtree(out, ignore_errors=True)

@@ -49,7 +49,7 @@ def compile_once(data: str, out: str, engine: str, enabled: bool) -> dict:
 
 def compile_here(data: str, out: str, enabled: bool) -> dict:
     from shardsmith.compiler.config import compose
-    from shardsmith.compiler.executor import compile_dataset
+    from shardsmith.runtime import compile_dataset
 
     shutil.rmtree(out, ignore_errors=True)
     cfg = compose([f"source.paths=[{data}/*.parquet]", f"output.dir={out}", "engine=inprocess",

@@ -113,8 +113,8 @@ def cmd_demo(rest: list[str]) -> int:
     args = p.parse_args(opts)
     _setup_logging()
     from shardsmith.compiler.config import compose
-    from shardsmith.compiler.executor import compile_dataset
     from shardsmith.demo import generate
+    from shardsmith.runtime import compile_dataset
     from shardsmith.shards.manifest import summary_lines
 
     if not (os.path.isdir(args.data) and any(f.endswith(".parquet") for f in os.listdir(args.data))):
@@ -133,7 +133,7 @@ def cmd_plan(rest: list[str]) -> int:
     p.add_argument("--passes", action="store_true", help="show the graph after each optimiser pass")
     args = p.parse_args(opts)
     from shardsmith.compiler.config import compose
-    from shardsmith.compiler.explain import explain
+    from shardsmith.runtime.explain import explain
 
     print(explain(compose(overrides), passes=args.passes))
     return 0
@@ -214,8 +214,8 @@ def cmd_compile(rest: list[str]) -> int:
     @hydra.main(config_path=str(config_dir()), config_name="config", version_base=None)
     def _task(cfg) -> float | None:
         from shardsmith.compiler.config import from_omegaconf
-        from shardsmith.compiler.executor import compile_dataset
         from shardsmith.profiling.sweep import job_config, job_finish
+        from shardsmith.runtime import compile_dataset
 
         try:
             result = compile_dataset(job_config(from_omegaconf(cfg), log.info), log=log.info)

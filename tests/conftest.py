@@ -22,8 +22,8 @@ import pyarrow.parquet as pq  # noqa: E402
 
 from shardsmith.backends import gpu_unavailable_reason  # noqa: E402
 from shardsmith.compiler.config import compose  # noqa: E402
-from shardsmith.compiler.executor import compile_dataset  # noqa: E402
 from shardsmith.demo import generate  # noqa: E402
+from shardsmith.runtime import compile_dataset  # noqa: E402
 
 
 @pytest.fixture(scope="session")

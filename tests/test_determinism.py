@@ -75,22 +75,43 @@ def test_an_unreachable_scheduler_names_the_key(demo_dir, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-def test_code_version_reads_checkouts_and_worktrees(tmp_path):
-    from shardsmith import __version__
-    from shardsmith.compiler.executor import code_version
+def test_code_identity_is_the_deciding_source(tmp_path):
+    """The dataset key's code part hashes the sources that decide the shards: an edit to an op
+    changes it, an edit to the report does not; the version comes from the package metadata."""
+    import importlib.metadata
+    import shutil
 
-    common = tmp_path / "repo" / ".git"
-    (common / "refs" / "heads").mkdir(parents=True)
-    (common / "HEAD").write_text("ref: refs/heads/main\n")
-    (common / "refs" / "heads" / "main").write_text("a" * 40 + "\n")
-    assert code_version(str(tmp_path / "repo")) == f"{__version__}+gaaaaaaaaaa"
-    # A worktree: .git is a file naming its git dir, whose commondir holds packed refs.
-    wt_git = common / "worktrees" / "wt"
-    wt_git.mkdir(parents=True)
-    (wt_git / "HEAD").write_text("ref: refs/heads/feature\n")
-    (wt_git / "commondir").write_text("../..\n")
-    (common / "packed-refs").write_text("# pack-refs\n" + "b" * 40 + " refs/heads/feature\n")
-    (tmp_path / "wt").mkdir()
-    (tmp_path / "wt" / ".git").write_text(f"gitdir: {wt_git}\n")
-    assert code_version(str(tmp_path / "wt")) == f"{__version__}+gbbbbbbbbbb"
-    assert code_version(str(tmp_path / "nowhere")) == __version__
+    from shardsmith.runtime import identity
+
+    pkg = tmp_path / "shardsmith"
+    shutil.copytree(identity.PACKAGE, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    before = identity.tree_sha256(pkg)
+    assert before == identity.code_sha256()
+    (pkg / "profiling" / "report.py").write_text((pkg / "profiling" / "report.py").read_text() + "\n# edited\n")
+    assert identity.tree_sha256(pkg) == before
+    (pkg / "ops" / "numeric.py").write_text((pkg / "ops" / "numeric.py").read_text() + "\n# edited\n")
+    assert identity.tree_sha256(pkg) != before
+    assert identity.code_version() == importlib.metadata.version("shardsmith")
+
+
+def test_changed_op_code_never_returns_stale_shards(demo_dir, tmp_path):
+    """A rerun with the same config and inputs but edited op code is not 'up to date' (here it
+    refuses to replace the old dataset without output.overwrite, instead of returning it)."""
+    import shutil
+
+    from shardsmith.runtime import identity
+    from tests.conftest import cli
+
+    out = tmp_path / "out"
+    args = ["compile", f"source.paths=[{demo_dir}/*.parquet]", f"output.dir={out}", "engine=inprocess",
+            "output.overwrite=false", f"hydra.run.dir={tmp_path / 'run'}"]
+    assert cli(*args).returncode == 0
+    again = cli(*args)
+    assert again.returncode == 0 and "up to date" in again.stderr
+    pkg = tmp_path / "edited" / "shardsmith"
+    shutil.copytree(identity.PACKAGE, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    numeric = pkg / "ops" / "numeric.py"
+    numeric.write_text(numeric.read_text() + "\n# a changed op: the key must change with it\n")
+    edited = cli(*args, env={"PYTHONPATH": str(tmp_path / "edited")})
+    assert "up to date" not in edited.stderr
+    assert "holds a dataset built from another config" in edited.stderr  # refuses to overwrite, so not stale

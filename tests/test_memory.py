@@ -12,7 +12,7 @@ from shardsmith.demo import generate
 SCRIPT = """
 import resource, sys
 from shardsmith.compiler.config import compose
-from shardsmith.compiler.executor import compile_dataset
+from shardsmith.runtime import compile_dataset
 # Exact vocabularies grow with the number of distinct values, whatever the engine: keep categorify
 # to the low-cardinality columns and hash the others, so that what is measured is the engine.
 graph = ("graph=[{op: fill_missing, cols: ['I*'], value: 0}, {op: log1p, cols: ['I*']},"

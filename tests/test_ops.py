@@ -14,8 +14,8 @@ import pytest
 import xxhash
 
 from shardsmith.compiler.config import from_dict
-from shardsmith.compiler.executor import compile_dataset
 from shardsmith.kernels.xxhash64 import NULL_SEED_XOR
+from shardsmith.runtime import compile_dataset
 
 N = 3000
 

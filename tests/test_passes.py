@@ -12,12 +12,12 @@ from shardsmith.backends.cpu import CpuBackend
 from shardsmith.compiler.build import build
 from shardsmith.compiler.config import compose
 from shardsmith.compiler.explain import render
-from shardsmith.compiler.ir import Fused
 from shardsmith.compiler.passes import PASSES, optimize
 from shardsmith.compiler.passes.fuse_elementwise import kernel_count
 from shardsmith.compiler.passes.plan_fit import fit_passes, plan_fit
 from shardsmith.compiler.passes.validate import validate
 from shardsmith.compiler.planner import physical_plan
+from shardsmith.ir import Fused
 from tests.conftest import run_compile
 
 GRAPH = ("graph=[{op: fill_missing, cols: [I1, I2], value: 0}, {op: log1p, cols: [I1, I2]},"

@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from shardsmith.compiler.config import from_dict
-from shardsmith.compiler.executor import compile_dataset
 from shardsmith.errors import ConfigError, InputError
+from shardsmith.runtime import compile_dataset
 
 
 def run(tmp_path, paths, fmt, graph, **extra):

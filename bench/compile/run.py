@@ -220,7 +220,7 @@ def versions() -> dict:
     import pyarrow
 
     import shardsmith
-    from shardsmith.compiler.executor import code_version
+    from shardsmith.runtime.identity import code_version
 
     commit = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()

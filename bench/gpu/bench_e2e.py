@@ -71,7 +71,7 @@ def run_compile(engine: str, data: str, out: str, extra: list[str]) -> dict:
     """One compile in this process (called in a child process by :func:`timed_compile`)."""
     sys.path.insert(0, ROOT)
     from shardsmith.compiler.config import compose
-    from shardsmith.compiler.executor import compile_dataset
+    from shardsmith.runtime import compile_dataset
 
     cfg = compose([f"source.paths=[{data}/*.parquet]", f"engine={engine}", f"output.dir={out}",
                    "output.overwrite=true", *extra])

@@ -26,8 +26,8 @@ def main(argv=None) -> int:
     from run import BATCH, gpu_check  # noqa: E402  (bench/loader/run.py)
 
     from shardsmith.compiler.config import compose
-    from shardsmith.compiler.executor import compile_dataset
     from shardsmith.demo import generate
+    from shardsmith.runtime import compile_dataset
     from shardsmith.shards.manifest import read_manifest
 
     if not torch.cuda.is_available():

@@ -48,8 +48,8 @@ SHUFFLE_BUFFER_PEERS = 10_000  # rows in WebDataset's shuffle buffer
 # --- data ---------------------------------------------------------------------------------------------------
 def build_dataset(work: str, rows: int) -> dict:
     from shardsmith.compiler.config import compose
-    from shardsmith.compiler.executor import compile_dataset
     from shardsmith.demo import generate
+    from shardsmith.runtime import compile_dataset
     from shardsmith.shards.manifest import read_manifest
 
     raw, out = os.path.join(work, "raw"), os.path.join(work, "ds")

@@ -1,50 +1,48 @@
-"""Backends by name. ``cpu`` always exists; ``gpu`` needs cuDF, CuPy and a visible CUDA device."""
+"""Backends by name. ``cpu`` always exists; ``gpu`` needs cuDF, CuPy and a visible CUDA device
+(gpu/compat.py is the one place that tries those imports).
+
+>>> lowerings_for("cpu").backend_name
+'cpu'
+"""
 
 from __future__ import annotations
 
 import functools
+import os
 
+from shardsmith.backends import cpu
+from shardsmith.backends.base import Backend, Lowerings, TaskContext, register_lowering
+from shardsmith.backends.gpu import lowering as gpu_lowering
+from shardsmith.backends.gpu.compat import device_memory_bytes
+from shardsmith.backends.gpu.compat import unavailable_reason as gpu_unavailable_reason
 from shardsmith.errors import PlanError
+
+__all__ = ["Backend", "Lowerings", "TaskContext", "register_lowering", "get_backend", "lowerings_for",
+           "resolve_kind", "gpu_unavailable_reason", "device_memory_bytes"]
+_LOWERINGS = {"cpu": cpu.LOWERINGS, "gpu": gpu_lowering.LOWERINGS}
 
 
 @functools.cache
-def get_backend(name: str):
+def get_backend(name: str) -> Backend:
     if name == "cpu":
-        import os
-
-        from shardsmith.backends.cpu import CpuBackend
-
         threads = os.environ.get("SHARDSMITH_ARROW_THREADS")  # set for the workers of a local cluster
         if threads:
-            import pyarrow as pa
-
-            pa.set_cpu_count(max(1, int(threads)))
-        return CpuBackend()
+            cpu.set_threads(max(1, int(threads)))
+        return cpu.CpuBackend()
     if name == "gpu":
         reason = gpu_unavailable_reason()
         if reason:
             raise PlanError(f"the GPU engine cannot run here: {reason}", "engine.kind")
-        from shardsmith.backends.gpu import GpuBackend
+        from shardsmith.backends.gpu.backend import GpuBackend  # lazy: it imports cuDF and CuPy
 
         return GpuBackend()
     raise PlanError(f"unknown backend '{name}'", "engine.kind")
 
 
-def lowerings_for(name: str):
-    if name == "cpu":
-        from shardsmith.backends.cpu import LOWERINGS
-    elif name == "gpu":
-        from shardsmith.backends.gpu.lowering import LOWERINGS
-    else:
+def lowerings_for(name: str) -> Lowerings:
+    if name not in _LOWERINGS:
         raise PlanError(f"unknown backend '{name}'", "engine.kind")
-    return LOWERINGS
-
-
-def gpu_unavailable_reason() -> str | None:
-    """None when the GPU engine can run; else why not, in words."""
-    from shardsmith.backends.gpu.compat import unavailable_reason
-
-    return unavailable_reason()
+    return _LOWERINGS[name]
 
 
 def resolve_kind(kind: str) -> str:

@@ -1,16 +1,59 @@
-"""What a backend provides, and how ops are lowered to it (a lookup table per backend, no
-``isinstance`` chains). A frame is the backend's table type (pyarrow.Table on CPU, cudf.DataFrame
-on GPU) holding the user columns plus the hidden ``__file``, ``__row`` and ``__split`` columns."""
+"""What a backend is (the :class:`Backend` protocol), and the tables by which ops and statistics
+are lowered to one: no ``isinstance`` chains. A frame is the backend's table type (pyarrow.Table
+on CPU, cudf.DataFrame on GPU) holding the user columns plus the hidden columns (ir/schema.py).
+
+Written once here for every backend: the split assignment (the row hash against the split's
+thresholds), the statistics whose partials are the same array code on any array module (moments,
+min/max, quantile histograms over the finite values), and the per-partition task context.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import pyarrow as pa
 
 from shardsmith.errors import PlanError
+from shardsmith.ir import FILE_COL, ROW_COL, Schema, Source, Split
+from shardsmith.kernels import exact
+from shardsmith.kernels import xxhash64 as xx
+from shardsmith.ops import stats as S
 
-FILE_COL, ROW_COL, SPLIT_COL = "__file", "__row", "__split"
-HIDDEN = (FILE_COL, ROW_COL, SPLIT_COL)
+Frame = Any  # the backend's table type
+Column = Any  # a column of a frame (pyarrow ChunkedArray, cudf Series)
+
+
+class Backend(Protocol):
+    """The interface every backend implements (backends/cpu, backends/gpu)."""
+
+    name: str
+    xp: Any  # the array module: numpy or cupy
+    lowerings: Lowerings  # op class -> lowering
+    partials: dict[type, Callable]  # statistic class -> fn(backend, stat, column) -> partial
+
+    def exclusive(self) -> AbstractContextManager: ...  # held by a task while it uses the device
+    def read(self, part, source: Source, split: Split) -> tuple[Frame, int]: ...
+    def hash(self, column: Column, seed) -> Any: ...  # the shardsmith hash (kernels/xxhash64.py)
+    def finite_values(self, column: Column) -> Any: ...  # float64, non-missing, finite
+    def num_rows(self, frame: Frame) -> int: ...
+    def nbytes(self, frame: Frame) -> int: ...
+    def filter_mask(self, frame: Frame, mask) -> Frame: ...
+    def split_ids(self, frame: Frame) -> Any: ...
+    def select(self, frame: Frame, names) -> Frame: ...
+    def concat(self, frames) -> Frame: ...
+    def slice(self, frame: Frame, start: int, stop: int) -> Frame: ...
+    def conform(self, frame: Frame, schema: Schema) -> Frame: ...  # the output columns in planned dtypes
+    def partial(self, stat: S.Stat, column: Column) -> Any: ...  # by its partials table (TableBackend)
+    def to_arrow(self, frame: Frame, schema: Schema | None = None) -> pa.Table: ...
+
+
+# --- lowerings ------------------------------------------------------------------------------------
+TABLES: dict[str, Lowerings] = {}
 
 
 class Lowerings:
@@ -44,10 +87,7 @@ class Lowerings:
         return None
 
     def find(self, op) -> Callable | None:
-        for cls in type(op).__mro__:
-            if cls in self.table:
-                return self.table[cls]
-        return None
+        return lookup(self.table, type(op))
 
     def require(self, op, key: str) -> Callable:
         fn = self.find(op)
@@ -56,6 +96,67 @@ class Lowerings:
         return fn
 
 
+def lowerings_table(backend: str) -> Lowerings:
+    """The lowering table of ``backend`` (made on first use, so that user modules may register
+    into it before or after the backend itself is imported)."""
+    if backend not in TABLES:
+        TABLES[backend] = Lowerings(backend)
+    return TABLES[backend]
+
+
+def register_lowering(backend: str, *op_classes):
+    """Decorator for user ops: ``@register_lowering("cpu", MyOp)`` on ``fn(be, step, frame, state, ctx)``."""
+    return lowerings_table(backend).register(*op_classes)
+
+
+def lookup(table: dict[type, Any], cls: type):
+    """The entry of ``cls`` or of its nearest base class in ``table``; None when none has one."""
+    for c in cls.__mro__:
+        if c in table:
+            return table[c]
+    return None
+
+
+# --- statistics -----------------------------------------------------------------------------------
+def partial(be: Backend, stat: S.Stat, column: Column):
+    """The partial of ``stat`` over ``column`` on backend ``be`` (its ``partials`` table)."""
+    fn = lookup(be.partials, type(stat))
+    if fn is None:
+        raise PlanError(f"statistic {type(stat).__name__} has no partial on the {be.name} backend", stat.col)
+    return fn(be, stat, column)
+
+
+class TableBackend:
+    """A backend base class with its statistics by lookup in its ``partials`` table."""
+
+    partials: dict[type, Callable] = {}
+
+    def partial(self, stat: S.Stat, column: Column):
+        return partial(self, stat, column)
+
+
+# The statistics of the finite values, as array code that NumPy and CuPy run alike.
+FINITE_PARTIALS: dict[type, Callable] = {
+    S.Moments: lambda be, stat, col: S.moments_partial(be.finite_values(col), be.xp),
+    S.MinMax: lambda be, stat, col: S.minmax_partial(be.finite_values(col), be.xp),
+    S.Quantiles: lambda be, stat, col: exact.histogram(be.finite_values(col), stat.bits, be.xp),
+}
+
+
+# --- splits ---------------------------------------------------------------------------------------
+def assign_split(be: Backend, frame: Frame, path: str, split: Split):
+    """Split index per row (int8): the hash of the key (or of the row number, seeded by the file's
+    name) as a fraction in [0, 1) scaled to 2**53, against the split's cumulative thresholds."""
+    if split.key is not None:
+        h = be.hash(frame[split.key], split.seed)
+    else:
+        h = be.hash(frame[ROW_COL], xx.xxh64_bytes(os.path.basename(path).encode(), split.seed))
+    u = (h >> np.uint64(11)).astype(np.int64)
+    thresholds = be.xp.asarray(np.asarray(split.thresholds, dtype=np.int64))
+    return be.xp.searchsorted(thresholds, u, side="right").astype(np.int8)
+
+
+# --- the task context -----------------------------------------------------------------------------
 QUARANTINE_COLUMNS = ("_file", "_row", "_step", "_column", "_value", "_reason")
 
 
@@ -70,9 +171,6 @@ class TaskContext:
 
     def quarantine(self, frame, mask, step_key: str, column: str, values: list[str], reason: str) -> None:
         """Record the rows of ``frame`` selected by the host boolean ``mask``."""
-        import numpy as np
-        import pyarrow as pa
-
         idx = np.flatnonzero(mask)
         files = np.asarray(_host(frame[FILE_COL]))[idx]
         rows = np.asarray(_host(frame[ROW_COL]))[idx]
@@ -101,10 +199,3 @@ def _host(column):
     if hasattr(column, "values_host"):
         return column.values_host
     return column
-
-
-def register_lowering(backend: str, *op_classes):
-    """Decorator for user ops: ``@register_lowering("cpu", MyOp)`` on ``fn(be, step, frame, state, ctx)``."""
-    from shardsmith.backends import lowerings_for
-
-    return lowerings_for(backend).register(*op_classes)

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import importlib
 
-from shardsmith.compiler import sources
 from shardsmith.compiler.config import ShardsmithConfig, parse_size
-from shardsmith.compiler.ir import Graph, Schema, Sink, Source, Split, Step
 from shardsmith.errors import ConfigError
+from shardsmith.inputs import scan as sources
+from shardsmith.ir import Graph, Schema, Sink, Source, Split, Step
 from shardsmith.ops import get_op
 
 UNIT = 1 << 53

@@ -14,14 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shardsmith.errors import ConfigError
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+
+from shardsmith.errors import ConfigError, did_you_mean
+from shardsmith.ir.schema import ROLES
 
 SOURCE_FORMATS = ("parquet", "csv", "jsonl")
 OUTPUT_FORMATS = ("parquet", "webdataset")
 ENGINE_KINDS = ("cpu", "gpu", "auto")
 CLUSTERS = ("local", "inprocess")
 COMPRESSIONS = ("zstd", "snappy", "lz4", "gzip", "none")
-ROLES = ("label", "continuous", "categorical", "weight", "id", "other")
 
 
 @dataclass
@@ -118,8 +121,12 @@ class ShardsmithConfig:
     plugins: list[str] = field(default_factory=list)
 
 
+_SECTIONS = {"SourceConfig": SourceConfig, "SplitConfig": SplitConfig, "OutputConfig": OutputConfig,
+             "EngineConfig": EngineConfig, "StatsConfig": StatsConfig, "ProfilingConfig": ProfilingConfig}
+
+
 def register_configs() -> None:
-    from hydra.core.config_store import ConfigStore
+    from hydra.core.config_store import ConfigStore  # lazy: as in compose()
 
     cs = ConfigStore.instance()
     cs.store(name="shardsmith_schema", node=ShardsmithConfig)
@@ -135,26 +142,20 @@ def config_dir() -> Path:
     raise ConfigError("the Hydra config tree (configs/config.yaml) is missing from the installation")
 
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?i?b?)\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "p": 10**15}
-
-
 def parse_size(value, key: str) -> int:
-    """``"64MB"`` -> 64_000_000, ``"1GiB"`` -> 2**30; a plain int is bytes. Errors name ``key``."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value <= 0:
-            raise ConfigError(f"expected a positive size, got {value}", key)
-        return value
-    m = _SIZE.match(str(value))
-    if not m:
+    """``"64MB"`` -> 64_000_000, ``"1GiB"`` -> 2**30; a plain int is bytes (dask's parse_bytes).
+    Errors name ``key``."""
+    from dask.utils import parse_bytes  # lazy: dask costs a quarter second to import, plan needs none of it
+
+    try:
+        size = parse_bytes(value) if not isinstance(value, bool) else None
+    except (ValueError, TypeError):
+        size = None
+    if size is None:
         raise ConfigError(f"expected a size like '128MB' or '1GiB', got {value!r}", key)
-    number, unit = float(m.group(1)), m.group(2).lower()
-    base = 1024 if "i" in unit else 1000
-    power = "bkmgtp".index(unit[0]) if unit and unit[0] in "kmgtp" else 0
-    size = int(number * base**power)
     if size <= 0:
         raise ConfigError(f"expected a positive size, got {value!r}", key)
-    return size
+    return int(size)
 
 
 def parse_fraction(value) -> float | None:
@@ -192,9 +193,6 @@ def parse_partition_bytes(value, kind: str):
 
 def from_omegaconf(cfg) -> ShardsmithConfig:
     """Convert a composed OmegaConf config into validated dataclasses; errors name the key."""
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
     try:
         raw = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except OmegaConfBaseException as exc:
@@ -204,35 +202,69 @@ def from_omegaconf(cfg) -> ShardsmithConfig:
 
 
 def from_dict(raw: dict) -> ShardsmithConfig:
-    """Build and validate a config from a plain dict (the resolved Hydra config or a test's dict)."""
-    top = _build(ShardsmithConfig, raw, "")
+    """Build and validate a config from a plain dict (the resolved Hydra config or a test's dict):
+    OmegaConf merges it into the structured schema, checking keys and types, then :func:`validate`
+    checks what types cannot say."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"expected a mapping, got {type(raw).__name__}", "config")
+    try:
+        raw = _lists(raw)
+        merged = OmegaConf.merge(_replacing(OmegaConf.structured(ShardsmithConfig), raw), raw)
+        top = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        raise omegaconf_error(exc) from None
     validate(top)
     return top
 
 
-def _build(cls, raw, prefix: str):
-    if raw is None:
-        return cls()
-    if not isinstance(raw, dict):
-        raise ConfigError(f"expected a mapping, got {type(raw).__name__}", prefix.rstrip(".") or "config")
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in raw.items():
-        if key not in names:
-            from shardsmith.errors import did_you_mean
+def _lists(raw: dict) -> dict:
+    """A single value where the schema wants a list (``output.format=parquet``) becomes a list of one."""
+    raw = dict(raw)
+    for section, key in (("source", "paths"), ("output", "format"), (None, "plugins")):
+        node = raw.get(section) if section else raw
+        if isinstance(node, dict) and isinstance(node.get(key), str):
+            node = {**node, key: [node[key]]}
+            raw = {**raw, section: node} if section else node
+    return raw
 
-            raise ConfigError(f"unknown key{did_you_mean(key, names)}", f"{prefix}{key}")
-        sub = names[key].type
-        nested = {"SourceConfig": SourceConfig, "SplitConfig": SplitConfig, "OutputConfig": OutputConfig,
-                  "EngineConfig": EngineConfig, "StatsConfig": StatsConfig, "ProfilingConfig": ProfilingConfig}
-        kwargs[key] = _build(nested[sub], value, f"{prefix}{key}.") if sub in nested else value
-    return cls(**kwargs)
+
+def _replacing(base, raw: dict):
+    """``base`` with its plain mappings (``split.fractions``, ``roles``) emptied where ``raw`` gives
+    them: a given mapping replaces the default, it is not merged into it."""
+    for key, value in raw.items():
+        node = base.get(key) if key in base else None
+        if isinstance(value, dict) and OmegaConf.is_dict(node):
+            if OmegaConf.get_type(node) is dict:
+                base[key] = {}
+            else:
+                _replacing(node, value)
+    return base
+
+
+def omegaconf_error(exc) -> ConfigError:
+    """OmegaConf's error as one line naming the key: an unknown key with a close name, or the
+    value that does not fit the key's type."""
+    key = getattr(exc, "full_key", None) or "config"
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, ConfigKeyError):
+        fields = _fields_at(key)
+        return ConfigError(f"unknown key{did_you_mean(key.rsplit('.', 1)[-1], fields)}", key)
+    return ConfigError(text, key)
+
+
+def _fields_at(key: str) -> list[str]:
+    """The field names of the section that holds ``key`` (``engine.n_worker`` -> EngineConfig's)."""
+    cls = ShardsmithConfig
+    for part in key.split(".")[:-1]:
+        hint = {f.name: f.type for f in dataclasses.fields(cls)}.get(part)
+        cls = _SECTIONS.get(hint) if isinstance(hint, str) else hint
+        if not dataclasses.is_dataclass(cls):
+            return []
+    return [f.name for f in dataclasses.fields(cls)]
 
 
 def _choice(value, choices, key):
     if value not in choices:
-        from shardsmith.errors import did_you_mean
-
         raise ConfigError(f"expected one of {', '.join(choices)}, got {value!r}{did_you_mean(value, choices)}", key)
 
 
@@ -332,10 +364,10 @@ def to_dict(cfg: ShardsmithConfig) -> dict:
 
 def compose(overrides: list[str] | None = None, config_name: str = "config") -> ShardsmithConfig:
     """Compose the shipped Hydra tree with command-line style overrides, without a run directory."""
+    # lazy: composing is the one use of Hydra here, and the workers that import this module never compose
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
 
     register_configs()
     try:

@@ -1,34 +1,30 @@
-"""``shardsmith plan``: the optimised graph and the physical plan as text, the way EXPLAIN shows
-a query plan. Reads metadata only."""
+"""``shardsmith plan``'s text: the optimised graph and the physical plan, the way EXPLAIN shows a
+query plan (runtime/explain.py gathers what it shows)."""
 
 from __future__ import annotations
 
-from shardsmith.backends import lowerings_for, resolve_kind
-from shardsmith.compiler.build import build
-from shardsmith.compiler.config import ShardsmithConfig
-from shardsmith.compiler.ir import Fused, Graph
-from shardsmith.compiler.passes import PASSES, optimize
-from shardsmith.compiler.planner import describe, physical_plan
+from shardsmith.compiler.passes import PASSES
+from shardsmith.compiler.planner import Plan, describe
+from shardsmith.ir import Fused, Graph
 
 
-def explain(cfg: ShardsmithConfig, passes: bool = False) -> str:
-    graph = build(cfg)
-    trace: list = []
-    final = optimize(graph, trace=trace)
-    lowerings = lowerings_for(resolve_kind(cfg.engine.kind))
-    for node in final.steps:  # an op the engine cannot run fails here, as it would when compiling
-        lowerings.require(node if isinstance(node, Fused) else node.op, node.key)
+def explain_lines(built: Graph, trace: list, plan: Plan, lowerings, passes: bool = False) -> list[str]:
+    """The text of ``shardsmith plan``: the optimised graph (or, with ``passes``, the graph as
+    built and after every pass of ``trace``), the physical plan and the output schema.
+    ``lowerings`` is the chosen backend's table (``backends/base.Lowerings``): its notes say how
+    that backend runs a step."""
+    final = plan.graph
     lines = []
     if passes:
-        lines += ["== built", *render(graph), ""]
+        lines += ["== built", *render(built), ""]
         for name, g in trace:
             lines += [f"== after {name}", *render(g), ""]
     else:
         lines += [f"== optimised graph (passes: {', '.join(p.__name__ for p in PASSES)})",
                   *render(final, lowerings), ""]
-    lines += ["== physical plan", *describe(physical_plan(final, cfg.engine)), ""]
+    lines += ["== physical plan", *describe(plan), ""]
     lines += ["== output schema", *(f"  {c.name:<14} {c.dtype:<8} {c.role}" for c in final.schema.columns)]
-    return "\n".join(lines)
+    return lines
 
 
 def render(g: Graph, lowerings=None) -> list[str]:

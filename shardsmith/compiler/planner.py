@@ -6,16 +6,16 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from shardsmith.compiler.config import EngineConfig, parse_partition_bytes
-from shardsmith.compiler.ir import Fused, Graph, Schema, Step
+from shardsmith.compiler.liveness import AUTO, USE, backward
 from shardsmith.compiler.passes.fuse_elementwise import fuse, kernel_count
 from shardsmith.compiler.passes.plan_fit import availability, fit_passes
 from shardsmith.errors import ConfigError
-from shardsmith.kernels.fusion import group_columns
+from shardsmith.ir import Fused, Graph, Schema, Step
+from shardsmith.ir.dtypes import width
+from shardsmith.ir.fusion import group_columns
 from shardsmith.ops.base import ElementwiseOp
 from shardsmith.ops.stats import Quantiles
 
-_WIDTH = {"int8": 1, "uint8": 1, "bool": 1, "int16": 2, "uint16": 2, "float16": 2, "int32": 4, "uint32": 4,
-          "float32": 4, "date": 4, "int64": 8, "uint64": 8, "float64": 8, "timestamp": 8}
 STRING_WIDTH = 32  # bytes a string value is assumed to take when sizing shards by bytes
 
 
@@ -62,25 +62,23 @@ CPU_PARTITION_BYTES = 128_000_000
 GPU_PARTITION_FRACTION = 1 / 32  # of the smallest visible GPU's memory: dask-cudf's default blocksize
 
 
-def partition_target(engine: EngineConfig) -> int:
-    """The decoded bytes a partition aims at (``engine.partition_bytes``; see config.py)."""
-    from shardsmith.backends import resolve_kind
-
+def partition_target(engine: EngineConfig, kind: str, device_memory: int | None = None) -> int:
+    """The decoded bytes a partition aims at (``engine.partition_bytes``; see config.py) on the
+    engine ``kind`` (resolved: cpu or gpu), given the smallest GPU's memory for the GPU engine."""
     value = parse_partition_bytes(engine.partition_bytes, engine.kind)
     if isinstance(value, int):
         return value
-    if resolve_kind(engine.kind) != "gpu":
+    if kind != "gpu":
         if value == "auto":
             return CPU_PARTITION_BYTES
         raise ConfigError("a fraction of GPU memory needs the GPU engine, which cannot run here",
                           "engine.partition_bytes")
-    from shardsmith.backends.gpu.compat import device_memory_bytes
-
-    return max(1, int(device_memory_bytes() * (GPU_PARTITION_FRACTION if value == "auto" else value)))
+    return max(1, int(device_memory * (GPU_PARTITION_FRACTION if value == "auto" else value)))
 
 
-def physical_plan(graph: Graph, engine: EngineConfig) -> Plan:
-    target = partition_target(engine)
+def physical_plan(graph: Graph, engine: EngineConfig, kind: str = "cpu", device_memory: int | None = None) -> Plan:
+    """The plan of ``graph`` on the engine ``kind``; pure: what it needs of the machine is given."""
+    target = partition_target(engine, kind, device_memory)
     parts, pruned = partition(graph, target)
     fits = [fit_program(graph, s) for s in range(fit_passes(graph))]
     return Plan(graph, parts, tuple(p for p, _ in fits), tuple(c for _, c in fits), transform_program(graph),
@@ -151,7 +149,8 @@ def fit_program(graph: Graph, stage: int) -> tuple[tuple, tuple[str, ...]]:
             chosen.append((i, step, True))
         elif avail[i] <= stage and (step.fit_stage is None or step.fit_stage < stage):
             chosen.append((i, step, False))
-    chosen, live = _needed(chosen)
+    positions, live = backward([step for _, step, _ in chosen], set(), lambda k: USE if chosen[k][2] else AUTO)
+    chosen = [chosen[k] for k in positions]
     items: list = []
     run: list[Step] = []
     run_start = 0
@@ -173,26 +172,6 @@ def fit_program(graph: Graph, stage: int) -> tuple[tuple, tuple[str, ...]]:
     return tuple(items), tuple(c for c in graph.source.columns if c in live or c == graph.split.key)
 
 
-def _needed(chosen: list) -> list:
-    """Backward liveness: keep a step only if a later Collect reads what it writes, or it removes
-    rows (which every later statistic sees)."""
-    live: set[str] = set()
-    kept = []
-    for i, step, collect in reversed(chosen):
-        op = step.op
-        if collect:
-            live |= set(op.reads())
-            kept.append((i, step, True))
-        elif op.is_row_op or set(op.writes()) & live:
-            if getattr(op, "mapping", None) is not None and op.op_name == "rename":
-                inverse = {new: old for old, new in op.mapping.items()}
-                live = {inverse.get(c, c) for c in live}
-            else:
-                live = (live - set(op.writes())) | set(op.reads())
-            kept.append((i, step, False))
-    return kept[::-1], live
-
-
 def shard_rows(graph: Graph) -> int:
     sink = graph.sink
     if sink.shard_rows:
@@ -201,7 +180,7 @@ def shard_rows(graph: Graph) -> int:
 
 
 def row_width(schema: Schema) -> int:
-    return sum(_WIDTH.get(c.dtype, STRING_WIDTH) for c in schema.columns) or 1
+    return sum(width(c.dtype, STRING_WIDTH) for c in schema.columns) or 1
 
 
 def describe(plan: Plan) -> list[str]:

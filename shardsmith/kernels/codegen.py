@@ -1,6 +1,6 @@
 """The fusion code generator: one CUDA kernel per column group of a ``Fused`` node.
 
-A column group (kernels/fusion.py) is a set of columns that go through the same chain of
+A column group (ir/fusion.py) is a set of columns that go through the same chain of
 elementwise ops with the same dtypes. Its kernel is rendered from the ops' ``cuda()`` templates
 (ops/numeric.py): one C statement per stage, each followed by the rounding to that stage's dtype,
 in a device function ``ss_chain`` that maps one float64 value (NaN for missing) to its result.
@@ -25,18 +25,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from shardsmith.ir.dtypes import DTYPES, INT_DTYPES
+from shardsmith.kernels.rounding import round_to
 from shardsmith.kernels.sources import KernelSource, inline
 
 # dtype -> (C storage type, load expression of {x}, store expression of {v}, rounding function)
-_INT_C = {"int8": "signed char", "int16": "short", "int32": "int", "int64": "long long",
-          "uint8": "unsigned char", "uint16": "unsigned short", "uint32": "unsigned int",
-          "uint64": "unsigned long long"}
+_NON_INT = {"float64": ("{x}", "{v}", "ss_round_f64"), "float32": ("(double){x}", "(float){v}", "ss_round_f32"),
+            "float16": ("ss_f16_to_f64({x})", "ss_f64_to_f16({v})", "ss_round_f16"),
+            "bool": ("({x} != 0 ? 1.0 : 0.0)", "(ss_u8)({v} != 0.0)", "ss_round_int")}
 C_TYPES: dict[str, tuple[str, str, str, str]] = {
-    "float64": ("double", "{x}", "{v}", "ss_round_f64"),
-    "float32": ("float", "(double){x}", "(float){v}", "ss_round_f32"),
-    "float16": ("ss_u16", "ss_f16_to_f64({x})", "ss_f64_to_f16({v})", "ss_round_f16"),
-    "bool": ("ss_u8", "({x} != 0 ? 1.0 : 0.0)", "(ss_u8)({v} != 0.0)", "ss_round_int"),
-    **{d: (c, "(double){x}", f"({c}){{v}}", "ss_round_int") for d, c in _INT_C.items()},
+    **{d: (DTYPES[d].c_type, *forms) for d, forms in _NON_INT.items()},
+    **{d: (DTYPES[d].c_type, "(double){x}", f"({DTYPES[d].c_type}){{v}}", "ss_round_int") for d in INT_DTYPES},
 }
 BLOCK = 256
 
@@ -235,8 +234,6 @@ def reference(ops, params: list[list[dict]], dtypes: tuple[str, ...], x: np.ndar
     """What a fused kernel computes, in NumPy: ``x`` (rows x columns, float64, NaN for missing)
     through each op with per-column parameters, rounded to each stage's dtype after each op (the
     CPU engine's blocked pass, backends/cpu/lowering.py). NaN in the result means null."""
-    from shardsmith.backends.cpu.lowering import round_to
-
     for j, (op, dtype) in enumerate(zip(ops, dtypes)):
         per_col = [p[j] for p in params]
         p = {k: (np.array([q[k] for q in per_col]) if not np.ndim(per_col[0][k]) else [q[k] for q in per_col])

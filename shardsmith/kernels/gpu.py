@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from shardsmith.kernels import nvrtc
 from shardsmith.kernels.sources import KernelSource, static_source
 
 BLOCK = 256
@@ -56,8 +57,6 @@ def function(src: KernelSource, entry: str):
 
 
 def _cubin(src: KernelSource, arch: str) -> Path:
-    from shardsmith.kernels import nvrtc
-
     name = f"{src.sha256[:32]}-{arch}.cubin"
     for directory in (cache_dir(), Path(tempfile.gettempdir()) / f"shardsmith-kernels-{os.getuid()}"):
         path = directory / name

@@ -9,9 +9,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from shardsmith.ops.categorical import FIRST_ID, NULL_ID, OOV_ID
-
+# categorify's ids (ops/categorical.py gives their meaning): 0 padding, 1 out of vocabulary, 2 null,
+# 3.. the vocabulary. The CUDA lookup (cuda/lookup.cu) includes them as generated #defines.
+PAD_ID, OOV_ID, NULL_ID, FIRST_ID = 0, 1, 2, 3
 _BITS = {2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+def ids_header() -> str:
+    """The ids as C #defines: the generated ``categorify_ids.cuh``."""
+    return "".join(f"#define SS_{name} {value}\n" for name, value in
+                   (("OOV_ID", OOV_ID), ("NULL_ID", NULL_ID), ("FIRST_ID", FIRST_ID)))
 
 
 def exact_keys(values):

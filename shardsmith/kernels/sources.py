@@ -11,12 +11,16 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from shardsmith.kernels.lookup import ids_header
+
 CUDA_DIR = Path(__file__).with_name("cuda")
 _INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"\s*$', re.MULTILINE)
 
 # Flags of every compile: exact IEEE arithmetic (no fused multiply-add contraction, no fast math),
 # since the results must equal the NumPy references.
 NVRTC_OPTIONS = ("--std=c++17", "--fmad=false")
+# Headers generated from Python constants, so that a value is written down once.
+GENERATED = {"categorify_ids.cuh": ids_header}
 
 
 @dataclass(frozen=True)
@@ -33,12 +37,12 @@ class KernelSource:
 
 
 def inline(name: str, seen: set[str] | None = None) -> str:
-    """The text of ``cuda/<name>`` with its quoted includes inlined once each."""
+    """The text of ``cuda/<name>`` (or a generated header) with its quoted includes inlined once each."""
     seen = set() if seen is None else seen
     if name in seen:
         return ""
     seen.add(name)
-    text = (CUDA_DIR / name).read_text()
+    text = GENERATED[name]() if name in GENERATED else (CUDA_DIR / name).read_text()
     text = re.sub(r"^\s*#\s*pragma\s+once\s*$", "", text, flags=re.MULTILINE)
     return _INCLUDE.sub(lambda m: f"// ---- {m.group(1)}\n{inline(m.group(1), seen)}// ---- end {m.group(1)}", text)
 

@@ -14,8 +14,8 @@ import typing
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from shardsmith.compiler.ir import Column, Schema, float_result, is_numeric
 from shardsmith.errors import ConfigError, did_you_mean
+from shardsmith.ir import Column, Schema, float_result, is_numeric
 
 _REGISTRY: dict[str, type[Op]] = {}
 _ENTRY_POINTS_LOADED = False

@@ -22,14 +22,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shardsmith.compiler.ir import Column, Schema
 from shardsmith.errors import ConfigError
+from shardsmith.ir import DTYPES, Column, Schema
+from shardsmith.kernels.lookup import FIRST_ID, NULL_ID, OOV_ID, PAD_ID
 from shardsmith.ops.base import ColumnwiseOp, Op, register_op
 from shardsmith.ops.stats import ValueCounts
 
-PAD_ID, OOV_ID, NULL_ID, FIRST_ID = 0, 1, 2, 3
-HASHABLE = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "bool",
-            "float16", "float32", "float64", "string", "binary", "timestamp", "date")
+HASHABLE = tuple(DTYPES)  # every dtype has a specified hash (kernels/xxhash64.py)
+__all__ = ["PAD_ID", "OOV_ID", "NULL_ID", "FIRST_ID", "Categorify", "HashBucket", "HashedCross", "embedding_dim"]
 
 
 def embedding_dim(cardinality: int) -> int:

@@ -21,8 +21,8 @@ from fractions import Fraction
 
 import numpy as np
 
-from shardsmith.compiler.ir import INT_DTYPES, Column, Schema, is_float, is_numeric
 from shardsmith.errors import ConfigError
+from shardsmith.ir import INT_DTYPES, Column, Schema, is_float, is_numeric
 from shardsmith.ops.base import ColumnwiseOp, ElementwiseOp, register_op
 from shardsmith.ops.stats import MinMax, Moments, Quantiles
 

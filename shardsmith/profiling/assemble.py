@@ -3,6 +3,7 @@ layout of the result)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from shardsmith.profiling import stages as st
@@ -11,12 +12,14 @@ from shardsmith.profiling.machine import machine, versions
 from shardsmith.profiling.profile import FORMAT, MAX_SPANS, VERSION, now_iso
 
 
-def assemble(prof, plan, manifest: dict, wall_s: float) -> dict:
+def assemble(prof, facts: dict, manifest: dict, wall_s: float) -> dict:
+    """The profile document; ``facts`` is what the runtime tells of its plan, as plain data (the
+    dataset directory, the partition count, the stage catalog, each partition's bytes on disk)."""
     spans = prof.spans
-    _fill_read_bytes(spans, plan)
+    _fill_read_bytes(spans, facts["read_bytes"])
     labels = _worker_labels(prof, spans)
     windows = _flag_windows(prof.samplers)
-    stage_rows = st.aggregate(spans, plan)
+    stage_rows = st.aggregate(spans, facts["catalog"])
     by_stage = _spans_by_stage(spans)
     for row in stage_rows:
         mine = by_stage[row["name"]]
@@ -29,11 +32,11 @@ def assemble(prof, plan, manifest: dict, wall_s: float) -> dict:
     cfg = prof.cfg
     return {
         "format": FORMAT, "version": VERSION, "name": manifest["name"], "created": now_iso(),
-        "dataset": os.path.abspath(plan.graph.sink.dir), "manifest": "manifest.json",
+        "dataset": os.path.abspath(facts["dataset"]), "manifest": "manifest.json",
         "dataset_key": manifest.get("dataset_key"),
         "wall_s": wall_s,
         "engine": {"kind": prof.backend, "executor": prof.executor["name"], "workers": prof.executor["workers"],
-                   "dashboard": prof.executor.get("dashboard"), "partitions": len(plan.partitions),
+                   "dashboard": prof.executor.get("dashboard"), "partitions": facts["partitions"],
                    "partition_bytes": cfg.engine.partition_bytes, "threads_per_worker": cfg.engine.threads_per_worker},
         "config": {"engine": _public(cfg.engine), "profiling": _public(cfg.profiling),
                    "output": {k: v for k, v in _public(cfg.output).items() if k != "dir"}},
@@ -54,22 +57,14 @@ def assemble(prof, plan, manifest: dict, wall_s: float) -> dict:
 
 
 def _public(dc) -> dict:
-    import dataclasses
-
     return dataclasses.asdict(dc)
 
 
-def _fill_read_bytes(spans: list[dict], plan) -> None:
-    """A read span's bytes in: the on-disk bytes of its row groups and columns, estimated from the
-    footer (the partition's share of its file's uncompressed bytes, times the file's size)."""
-    files = plan.graph.source.files
+def _fill_read_bytes(spans: list[dict], read_bytes: dict[int, int]) -> None:
+    """A read span's bytes in: its partition's bytes on disk (estimated by the runtime from the footer)."""
     for s in spans:
-        if s["kind"] != "read" or s.get("partition") is None:
-            continue
-        part = plan.partitions[s["partition"]]
-        f = files[part.file_index]
-        uncompressed = sum(b for _, b in f.row_groups)
-        s["bytes_in"] = int(f.bytes * part.bytes / uncompressed) if uncompressed else f.bytes
+        if s["kind"] == "read" and s.get("partition") is not None:
+            s["bytes_in"] = read_bytes[s["partition"]]
 
 
 def _spans_by_stage(spans: list[dict]) -> dict[str, list[dict]]:

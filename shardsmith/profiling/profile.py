@@ -26,6 +26,7 @@ import sys
 import time
 import uuid
 
+from shardsmith.errors import InputError
 from shardsmith.profiling import nvtx
 from shardsmith.profiling.progress import Progress
 from shardsmith.profiling.spans import worker_id
@@ -39,12 +40,13 @@ MAX_SPANS = 50_000  # beyond this the waterfall keeps the longest spans only
 class Profiler:
     """One per compile. With ``profiling.enabled=false`` it only drives the progress display."""
 
-    def __init__(self, cfg, log=print):
-        from shardsmith.compiler.config import ProfilingConfig
-
-        self.pcfg = p = cfg.profiling if cfg is not None else ProfilingConfig(enabled=False)
-        self.cfg, self.log, self.enabled = cfg, log, p.enabled
-        self.progress_mode = p.progress
+    def __init__(self, cfg=None, log=print):
+        """``cfg``: the compile's config (its ``profiling``, ``engine`` and ``output`` sections);
+        None measures nothing and shows progress as the default config would."""
+        self.pcfg = cfg.profiling if cfg is not None else None
+        self.cfg, self.log = cfg, log
+        self.enabled = bool(self.pcfg is not None and self.pcfg.enabled)
+        self.progress_mode = self.pcfg.progress if self.pcfg is not None else "auto"
         self.t0, self.epoch0 = time.perf_counter(), time.time()
         self.spans: list[dict] = []
         self.sections: list[dict] = []
@@ -98,12 +100,14 @@ class Profiler:
                                       "wall": time.perf_counter() - t})
 
     @contextlib.contextmanager
-    def cluster(self, executor_cm):
-        """Wrap ``executor_for(...)``: time its start and stop, sample memory while it runs."""
+    def cluster(self, executor_cm, warm_up=None):
+        """Wrap an executor's context manager: time its start and stop, sample memory while it
+        runs. ``warm_up(backend)`` runs on every worker first, so that the imports of tasks count
+        as start-up, not as their first read."""
         with self.stage("cluster start", kind="startup", section=True):
             ex = executor_cm.__enter__()
             client = getattr(ex, "client", None)
-            if client is not None:  # imports on workers count as startup, not as their first read
+            if client is not None and warm_up is not None:
                 client.run(warm_up, self.backend)
         exc = (None, None, None)
         try:
@@ -160,32 +164,22 @@ class Profiler:
             self.samplers.extend(dict(r, role="worker") for r in results.values() if r)
 
     # --- the profile --------------------------------------------------------------------------------
-    def write(self, directory: str, plan, manifest: dict) -> str | None:
-        """Assemble the profile and write it into ``directory``; returns its name (None if off)."""
+    def write(self, directory: str, facts: dict, manifest: dict) -> str | None:
+        """Assemble the profile (``facts``: see assemble.py) and write it into ``directory``;
+        returns its name (None if off)."""
         t = time.perf_counter()  # the run ends here: assembling its profile is not part of it
         if not self.enabled:
             return None
         from shardsmith.profiling.assemble import assemble
 
         try:
-            doc = assemble(self, plan, manifest, wall_s=t - self.t0)
+            doc = assemble(self, facts, manifest, wall_s=t - self.t0)
             doc["accounting"]["assembly_s"] = time.perf_counter() - t
             write_json(os.path.join(directory, PROFILE), doc)
         except Exception as exc:  # noqa: BLE001 - a profiling fault must not cost the user the dataset
             self.log(f"profiling: could not write {PROFILE} ({type(exc).__name__}: {exc}); the dataset is fine")
             return None
         return PROFILE
-
-
-def warm_up(backend: str) -> None:
-    """Import what tasks import (run on every worker when the cluster starts)."""
-    import pyarrow.parquet  # noqa: F401
-
-    import shardsmith.compiler.tasks  # noqa: F401
-    import shardsmith.shards.writers  # noqa: F401
-    from shardsmith.backends import get_backend
-
-    get_backend(backend)
 
 
 def write_json(path: str, doc: dict) -> None:
@@ -207,8 +201,6 @@ def now_iso() -> str:
 
 def read_profile(path: str) -> dict:
     """A profile from its file, a dataset directory or a (Hydra) run directory; errors name the path."""
-    from shardsmith.errors import InputError
-
     found = _find_profile(path)
     try:
         with open(found) as f:
@@ -225,8 +217,6 @@ def read_profile(path: str) -> dict:
 
 
 def _find_profile(path: str) -> str:
-    from shardsmith.errors import InputError
-
     if not os.path.isdir(path):
         if not os.path.isfile(path):
             raise InputError("no such file or directory", path)

@@ -1,5 +1,5 @@
-"""Stages: their names (from the plan), the spans of each summed into one row of the profile, and
-what bounded each one.
+"""Stages: their names (a catalog the runtime gives, from its plan), the spans of each summed
+into one row of the profile, and what bounded each one.
 
 A stage is ``<phase>:<key>``: ``fit0:read``, ``fit0:graph[0]..graph[2]`` (a fused kernel),
 ``fit0:stats graph[3]`` (the partial statistics a fitted step needs), ``transform:graph[5]``,
@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import collections
 
-from shardsmith.compiler.ir import Fused, Step
-from shardsmith.compiler.planner import Collect
-
 # A stage is compute-bound when its CPU (or GPU) time is at least this share of its wall time.
 COMPUTE_SHARE = 0.6
 GPU_SHARE = 0.5
@@ -22,67 +19,20 @@ MEMORY_PRESSURE = 0.85  # of a worker's memory limit
 IO_KINDS = ("read", "write")
 
 
-def stage_key(item) -> str:
-    """The key of a program item's span: the step key, or ``stats <key>`` for a Collect."""
-    return f"stats {item.step.key}" if isinstance(item, Collect) else item.key
-
-
-def stage_kind(item) -> str:
-    if isinstance(item, Collect):
-        return "stats"
-    return "fused" if isinstance(item, Fused) else "op"
-
-
-def describe(item) -> str:
-    """What a stage does, in words, for reports."""
-    if isinstance(item, Collect):
-        kinds = collections.Counter(type(s).__name__ for s in item.stats)
-        what = ", ".join(f"{n} x {k}" if n > 1 else k for k, n in kinds.items())
-        return f"{item.step.op.op_name} statistics ({what})"
-    if isinstance(item, Fused):
-        names = " > ".join(s.op.op_name for s in item.steps)
-        cols = sum(len(g.chains) for g in item.groups)
-        return f"fused {names} ({len(item.groups)} kernel(s), {cols} column(s))"
-    if isinstance(item, Step):
-        pairs = list(item.op.pairs()) if hasattr(item.op, "pairs") else []
-        return f"{item.op.op_name}" + (f" ({len(pairs)} column(s))" if pairs else "")
-    return str(item)
-
-
-def catalog(plan) -> list[dict]:
-    """Every stage the plan can produce, in pipeline order, with its flow and description."""
-    out = [_entry("driver:plan", "driver", "scan inputs, build, optimise and plan"),
-           _entry("driver:cluster start", "startup", "start or connect to the cluster")]
-    for k, program in enumerate(plan.fit_programs):
-        out.append(_entry(f"fit{k}:read", "read", f"fit pass {k}: read partitions", f"fit{k}"))
-        out.extend(_entry(f"fit{k}:{stage_key(i)}", stage_kind(i), describe(i), f"fit{k}") for i in program)
-        out.append(_entry(f"fit{k}:merge", "merge", f"fit pass {k}: merge partial statistics (a tree, on the workers)"))
-        out.append(_entry(f"driver:fit{k} merge", "driver", f"fit pass {k}: finalize statistics, fit state"))
-    out.append(_entry("driver:save state", "driver", "write fitted state"))
-    out.append(_entry("transform:read", "read", "transform: read partitions", "transform"))
-    out.extend(_entry(f"transform:{stage_key(i)}", stage_kind(i), describe(i), "transform") for i in plan.transform)
-    out.append(_entry("transform:split", "split", "cut by split, conform dtypes, summary statistics", "transform"))
-    out.append(_entry("write:shards", "write", "write shards (all formats)", "transform"))
-    out.append(_entry("write:quarantine", "write", "write quarantined rows"))
-    out.append(_entry("driver:journal", "driver", "append progress to the resume journal"))
-    out.append(_entry("driver:cluster stop", "startup", "stop or disconnect from the cluster"))
-    out.append(_entry("driver:manifest", "driver", "merge summaries, build the manifest"))
-    return out
-
-
-def _entry(name, kind, label, flow=None) -> dict:
+def entry(name, kind, label, flow=None) -> dict:
+    """One stage of a catalog: its name, kind, a label for reports, and its flow (if any)."""
     return {"name": name, "kind": kind, "label": label, "flow": flow}
 
 
-def aggregate(spans: list[dict], plan) -> list[dict]:
-    """One row per stage that ran, in pipeline order (stages the plan does not know come last)."""
+def aggregate(spans: list[dict], known: list[dict]) -> list[dict]:
+    """One row per stage that ran, in the order of the catalog ``known`` (the runtime's list of
+    every stage its plan can produce); stages it does not know come last."""
     by_name: dict[str, list[dict]] = collections.defaultdict(list)
     for s in spans:
         by_name[f"{s['phase']}:{s['key']}"].append(s)
-    known = catalog(plan)
     rows = [dict(e, **_sums(by_name.pop(e["name"]))) for e in known if e["name"] in by_name]
     for name, group in sorted(by_name.items(), key=lambda kv: min(s["start"] for s in kv[1])):
-        rows.append(dict(_entry(name, group[0]["kind"], name), **_sums(group)))
+        rows.append(dict(entry(name, group[0]["kind"], name), **_sums(group)))
     return rows
 
 

@@ -1,38 +1,41 @@
 """Summary statistics of the output columns, computed per shard as it is written and merged in
-shard order. Shards do not depend on partitioning, so neither do these figures."""
+shard order: null counts; for numbers the count, min and max of the finite values, and (except
+for categorical ids) the exact moments of ops/stats.py, merged as every fitted statistic is, so
+that the figures depend neither on partitioning nor on the engine."""
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pyarrow as pa
 
-from shardsmith.compiler.ir import Schema, is_numeric
+from shardsmith.ir import Schema, is_numeric
+from shardsmith.ops.stats import MinMax, Moments, minmax_partial, moments_partial
 
 MOMENT_ROLES = ("continuous", "label", "weight", "other")
 
 
 def shard_summary(table: pa.Table, schema: Schema) -> dict:
-    """Per column: null count; for numbers count, min, max; for non-categorical numbers the mean
-    and the sum of squared deviations (Chan et al.'s mergeable form)."""
+    """Per column: null count; for numbers count, min, max; for non-categorical numbers the
+    exact moment sums (count, sum, sum of squares)."""
     out = {}
     for col in schema.columns:
         column = table[col.name]
         entry: dict = {"nulls": int(column.null_count)}
         if is_numeric(col.dtype):
-            x = column.to_numpy(zero_copy_only=False) if column.null_count == 0 else \
-                column.drop_null().to_numpy(zero_copy_only=False)
-            x = x.astype(np.float64, copy=False)
-            x = x[np.isfinite(x)] if x.dtype.kind == "f" else x
-            entry["count"] = int(len(x))
-            entry["min"] = float(x.min()) if len(x) else None
-            entry["max"] = float(x.max()) if len(x) else None
-            if col.role in MOMENT_ROLES and len(x):
-                mean = float(x.mean())
-                entry["mean"], entry["m2"] = mean, float(np.square(x - mean).sum())
+            x = _finite(column)
+            n, lo, hi = minmax_partial(x)
+            entry.update(count=n, min=lo if n else None, max=hi if n else None)
+            if col.role in MOMENT_ROLES and n:
+                entry["moments"] = list(moments_partial(x))
         out[col.name] = entry
     return out
+
+
+def _finite(column: pa.ChunkedArray) -> np.ndarray:
+    x = column.to_numpy(zero_copy_only=False) if column.null_count == 0 else \
+        column.drop_null().to_numpy(zero_copy_only=False)
+    x = x.astype(np.float64, copy=False)
+    return x[np.isfinite(x)]
 
 
 def merge_summaries(parts: list[dict], schema: Schema) -> dict:
@@ -41,21 +44,13 @@ def merge_summaries(parts: list[dict], schema: Schema) -> dict:
     for col in schema.columns:
         entries = [p[col.name] for p in parts]
         merged: dict = {"nulls": sum(e["nulls"] for e in entries)}
-        counted = [e for e in entries if e.get("count")]
         if entries and "count" in entries[0]:
-            merged["count"] = sum(e["count"] for e in entries)
-            merged["min"] = min((e["min"] for e in counted), default=None)
-            merged["max"] = max((e["max"] for e in counted), default=None)
-        moments = [e for e in counted if "mean" in e]
+            counted = [(e["count"], e["min"], e["max"]) for e in entries if e["count"]]
+            n, lo, hi = MinMax(col.name).merge(counted)
+            merged.update(count=n, min=lo if n else None, max=hi if n else None)
+        moments = [tuple(e["moments"]) for e in entries if "moments" in e]
         if moments:
-            n, mean, m2 = 0, 0.0, 0.0
-            for e in moments:
-                nb = e["count"]
-                delta = e["mean"] - mean
-                total = n + nb
-                mean += delta * nb / total
-                m2 += e["m2"] + delta * delta * n * nb / total
-                n = total
-            merged["mean"], merged["std"] = mean, math.sqrt(m2 / n)
+            result = Moments(col.name).finalize(Moments(col.name).merge(moments))
+            merged["mean"], merged["std"] = result["mean"], result["std"]
         out[col.name] = merged
     return out

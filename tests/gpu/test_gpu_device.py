@@ -241,9 +241,9 @@ def test_filters_on_the_device_keep_the_cpu_engines_rows(gpu):
     import cupy as cp
 
     from shardsmith.backends.gpu import expr, transfer
-    from shardsmith.compiler.sources import to_schema
     from shardsmith.errors import ConfigError
-    from shardsmith.ops.rows import check_predicate, parse_predicate
+    from shardsmith.inputs.scan import to_schema
+    from shardsmith.ir.expr import check_predicate, parse_predicate
 
     preds = _sibling("test_predicate")
     checked = 0
@@ -298,7 +298,7 @@ def test_read_matches_the_cpu_engine(gpu, tmp_path):
 
 def test_to_arrow_gives_the_planned_types(gpu):
     from shardsmith.backends.gpu import transfer
-    from shardsmith.compiler.ir import Column, Schema
+    from shardsmith.ir import Column, Schema
 
     table = pa.table({"d": pa.array([1, None, 3], pa.int32()).cast(pa.date32()), "b": pa.array([b"x", None, b"yz"]),
                       "s": pa.array(["a", "b", None]), "i": pa.array([1, 2, 3], pa.int64())})

@@ -4,7 +4,6 @@ lowered (or a plan-time error naming the op), plan notes, engine selection and i
 from __future__ import annotations
 
 import dataclasses
-import types
 
 import numpy as np
 import pyarrow as pa
@@ -14,11 +13,11 @@ import pytest
 from shardsmith.backends import gpu_unavailable_reason, lowerings_for
 from shardsmith.compiler.build import build
 from shardsmith.compiler.config import from_dict
-from shardsmith.compiler.executor import check_lowerings
 from shardsmith.compiler.passes import optimize
 from shardsmith.compiler.passes.fuse_elementwise import kernel_count
 from shardsmith.compiler.planner import physical_plan
 from shardsmith.errors import ConfigError, PlanError
+from shardsmith.runtime.driver import check_lowerings
 
 
 @pytest.fixture
@@ -42,7 +41,8 @@ def _cfg(data, graph, kind="cpu", **engine):
 
 
 def _plan(cfg):
-    return physical_plan(optimize(build(cfg)), cfg.engine)
+    kind = "gpu" if cfg.engine.kind == "gpu" else "cpu"
+    return physical_plan(optimize(build(cfg)), cfg.engine, kind, 8 * 2**30 if kind == "gpu" else None)
 
 
 def test_a_chain_over_same_typed_columns_is_one_kernel(data):
@@ -72,7 +72,7 @@ def test_the_demo_pipeline_is_one_kernel_per_pass(tmp_path):
 
     generate(2000, str(tmp_path / "raw"), files=1)
     cfg = compose([f"source.paths=[{tmp_path}/raw/*.parquet]", "engine=gpu"])
-    plan = physical_plan(optimize(build(cfg)), dataclasses.replace(cfg.engine, partition_bytes="64MB"))
+    plan = physical_plan(optimize(build(cfg)), dataclasses.replace(cfg.engine, partition_bytes="64MB"), "gpu")
     assert kernel_count(plan.transform) == 1
     assert [kernel_count(p) for p in plan.fit_programs] == [1]  # fill -> clip -> log1p, before normalize's fit
 
@@ -85,8 +85,8 @@ def test_every_cpu_lowering_has_a_gpu_lowering():
 
 def test_an_op_without_a_gpu_lowering_fails_at_plan_time_naming_it(data):
     from shardsmith.backends.base import register_lowering
-    from shardsmith.compiler.explain import explain
     from shardsmith.ops.base import _REGISTRY, ColumnwiseOp, register_op
+    from shardsmith.runtime.explain import explain
 
     @register_op
     @dataclasses.dataclass(frozen=True)
@@ -99,9 +99,9 @@ def test_an_op_without_a_gpu_lowering_fails_at_plan_time_naming_it(data):
         register_lowering("cpu", Shout)(lambda be, step, frame, state, ctx: frame)
         cfg = _cfg(data, [{"op": "shout_test_only", "cols": ["s"]}], kind="gpu")
         plan = _plan(dataclasses.replace(cfg, engine=dataclasses.replace(cfg.engine, partition_bytes="64MB")))
-        check_lowerings(plan, types.SimpleNamespace(lowerings=lowerings_for("cpu")))  # fine on the CPU
+        check_lowerings(plan, lowerings_for("cpu"))  # fine on the CPU
         with pytest.raises(PlanError, match="op 'shout_test_only' has no lowering for the gpu backend"):
-            check_lowerings(plan, types.SimpleNamespace(lowerings=lowerings_for("gpu")))
+            check_lowerings(plan, lowerings_for("gpu"))
         cfg = dataclasses.replace(cfg, engine=dataclasses.replace(cfg.engine, partition_bytes="64MB"))
         if gpu_unavailable_reason() is None:
             with pytest.raises(PlanError, match="graph\\[0\\]: op 'shout_test_only'"):
@@ -111,10 +111,9 @@ def test_an_op_without_a_gpu_lowering_fails_at_plan_time_naming_it(data):
         lowerings_for("cpu").table.pop(Shout, None)
 
 
-def test_plan_says_which_casts_run_on_the_host(data, monkeypatch):
-    from shardsmith.compiler import explain as ex
+def test_plan_says_which_casts_run_on_the_host(data):
+    from shardsmith.runtime import explain as ex  # explains a GPU plan on a machine without a GPU
 
-    monkeypatch.setattr(ex, "resolve_kind", lambda kind: kind)  # explain a GPU plan on a machine without one
     cfg = _cfg(data, [{"op": "cast", "cols": ["s"], "dtype": "int32", "on_error": "null"},
                       {"op": "cast", "cols": ["i32"], "dtype": "float64"}], kind="gpu", partition_bytes="64MB")
     text = ex.explain(cfg)
@@ -143,29 +142,25 @@ def test_engine_gpu_without_a_gpu_is_one_clear_error(tmp_path):
 
 @pytest.mark.skipif(gpu_unavailable_reason() is None, reason="checks the fallback where no GPU is usable")
 def test_engine_auto_falls_back_to_the_cpu(data):
-    from shardsmith.compiler.executor import compile_dataset
+    from shardsmith.runtime import compile_dataset
 
     result = compile_dataset(_cfg(data, [{"op": "log1p", "cols": ["f32a"]}], kind="auto"), log=lambda *a: None)
     assert result.manifest["engine"]["kind"] == "cpu"
 
 
 # --- engine settings ---------------------------------------------------------------------------------
-def test_partition_bytes_auto_is_a_32nd_of_gpu_memory_on_the_gpu(monkeypatch, data):
-    import shardsmith.backends as backends
-    from shardsmith.backends.gpu import compat
+def test_partition_bytes_auto_is_a_32nd_of_gpu_memory_on_the_gpu(data):
     from shardsmith.compiler.planner import CPU_PARTITION_BYTES, partition_target
 
     cfg = _cfg(data, [], kind="gpu", partition_bytes="auto")
-    monkeypatch.setattr(compat, "device_memory_bytes", lambda: 80 * 2**30)
-    monkeypatch.setattr(backends, "resolve_kind", lambda kind: "gpu" if kind in ("gpu", "auto") else kind)
-    assert partition_target(cfg.engine) == 80 * 2**30 // 32
-    assert partition_target(dataclasses.replace(cfg.engine, partition_bytes="0.1")) == 8 * 2**30
-    assert partition_target(dataclasses.replace(cfg.engine, partition_bytes="25%")) == 20 * 2**30
-    assert partition_target(dataclasses.replace(cfg.engine, partition_bytes="1GB")) == 10**9
-    monkeypatch.setattr(backends, "resolve_kind", lambda kind: "cpu")
-    assert partition_target(dataclasses.replace(cfg.engine, kind="auto")) == CPU_PARTITION_BYTES
+    memory = 80 * 2**30  # the planner is pure: the runtime asks the machine and passes what it found
+    assert partition_target(cfg.engine, "gpu", memory) == memory // 32
+    assert partition_target(dataclasses.replace(cfg.engine, partition_bytes="0.1"), "gpu", memory) == 8 * 2**30
+    assert partition_target(dataclasses.replace(cfg.engine, partition_bytes="25%"), "gpu", memory) == 20 * 2**30
+    assert partition_target(dataclasses.replace(cfg.engine, partition_bytes="1GB"), "gpu", memory) == 10**9
+    assert partition_target(dataclasses.replace(cfg.engine, kind="auto"), "cpu") == CPU_PARTITION_BYTES
     with pytest.raises(ConfigError, match="engine.partition_bytes"):
-        partition_target(dataclasses.replace(cfg.engine, kind="auto", partition_bytes="0.1"))
+        partition_target(dataclasses.replace(cfg.engine, kind="auto", partition_bytes="0.1"), "cpu")
 
 
 def test_a_fraction_of_gpu_memory_is_refused_on_the_cpu_engine(data):
@@ -178,7 +173,7 @@ def test_a_fraction_of_gpu_memory_is_refused_on_the_cpu_engine(data):
 
 
 def test_cuda_cluster_settings(monkeypatch, data):
-    from shardsmith.compiler.cluster import cuda_cluster_kwargs
+    from shardsmith.runtime.cluster import cuda_cluster_kwargs
 
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     engine = _cfg(data, [], kind="gpu").engine

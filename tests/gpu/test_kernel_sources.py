@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shardsmith.compiler.ir import Fused
+from shardsmith.ir import Fused
 from shardsmith.kernels import codegen, nvrtc
 from shardsmith.kernels.sources import KernelSource, static_sources
 from shardsmith.ops.base import ElementwiseOp
@@ -103,10 +103,10 @@ def demo_sources(tmp_path_factory):
     """The kernels of the demo pipeline (fit programs and transform), fitted on a little demo data."""
     from shardsmith.compiler.build import build
     from shardsmith.compiler.config import compose
-    from shardsmith.compiler.executor import compile_dataset
     from shardsmith.compiler.passes import optimize
     from shardsmith.compiler.planner import physical_plan
     from shardsmith.demo import generate
+    from shardsmith.runtime import compile_dataset
     from shardsmith.shards.state import load_states
 
     d = tmp_path_factory.mktemp("demo")

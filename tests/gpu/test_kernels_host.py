@@ -260,7 +260,7 @@ def test_the_fused_reference_is_what_the_cpu_engine_computes(tmp_path):
     import pyarrow.parquet as pq
 
     from shardsmith.compiler.config import from_dict
-    from shardsmith.compiler.executor import compile_dataset
+    from shardsmith.runtime import compile_dataset
 
     rng = np.random.default_rng(11)
     n = 2000
@@ -379,7 +379,7 @@ def _cast_values(rng, dtype):
 
 @pytest.mark.parametrize("src", casts.NUMERIC)
 def test_numeric_casts_match_arrow_safe_casts(src):
-    from shardsmith.compiler.sources import ARROW_TYPES
+    from shardsmith.ir.dtypes import ARROW_TYPES
 
     rng = np.random.default_rng(len(src))
     values = _cast_values(rng, src)

@@ -9,11 +9,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from shardsmith.backends.cpu.expr import to_arrow_expression
 from shardsmith.backends.gpu import expr as E
-from shardsmith.compiler.sources import to_schema
 from shardsmith.errors import ConfigError
-from shardsmith.ops.rows import check_predicate, parse_predicate
+from shardsmith.inputs.predicate import to_arrow_expression
+from shardsmith.inputs.scan import to_schema
+from shardsmith.ir.expr import check_predicate, parse_predicate
 
 _CMP = {"eq": pc.equal, "ne": pc.not_equal, "lt": pc.less, "le": pc.less_equal, "gt": pc.greater,
         "ge": pc.greater_equal}

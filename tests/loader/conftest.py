@@ -18,8 +18,8 @@ ROW_GROUP_ROWS = 1_000
 def compile_demo(root: str, rows: int = ROWS, extra: tuple = ()) -> str:
     """Demo data compiled to Parquet + WebDataset shards under ``root``; returns the output dir."""
     from shardsmith.compiler.config import compose
-    from shardsmith.compiler.executor import compile_dataset
     from shardsmith.demo import generate
+    from shardsmith.runtime import compile_dataset
 
     raw = os.path.join(root, "raw")
     if not os.path.isdir(raw):

@@ -15,8 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
 
-from shardsmith.compiler.ir import Column, Schema
 from shardsmith.errors import ShardsmithError
+from shardsmith.ir import Column, Schema
 from shardsmith.shards import manifest as mf
 from shardsmith.shards.webdataset import read_tar_columns, sample_layout, write_webdataset
 

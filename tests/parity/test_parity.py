@@ -15,8 +15,8 @@ import pytest
 import xxhash
 
 from shardsmith.compiler.config import compose, from_dict
-from shardsmith.compiler.executor import compile_dataset
 from shardsmith.ops.categorical import FIRST_ID, NULL_ID, OOV_ID
+from shardsmith.runtime import compile_dataset
 from shardsmith.shards.state import load_states
 
 RTOL = 1e-6

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from shardsmith.backends.base import register_lowering
-from shardsmith.compiler.ir import Column, Schema
+from shardsmith.ir import Column, Schema
 from shardsmith.ops import ElementwiseOp, Op, register_op
 
 

@@ -8,8 +8,8 @@ import os
 import pytest
 
 from shardsmith.compiler.config import compose
-from shardsmith.compiler.executor import compile_dataset
 from shardsmith.demo import generate
+from shardsmith.runtime import compile_dataset
 
 ROWS = 120_000
 

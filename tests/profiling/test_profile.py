@@ -339,7 +339,7 @@ def test_gpu_stages_carry_cuda_event_times(demo_data, compile_fn, tmp_path):
 
 
 def test_a_local_cluster_logs_its_dashboard_address(monkeypatch):
-    from shardsmith.compiler import cluster
+    from shardsmith.runtime import cluster
     from shardsmith.compiler.config import EngineConfig
 
     lines = []

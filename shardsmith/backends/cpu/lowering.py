@@ -6,17 +6,21 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from shardsmith.backends.base import FILE_COL, ROW_COL
-from shardsmith.backends.cpu import LOWERINGS, float_values, from_float
-from shardsmith.backends.cpu.expr import to_arrow_expression
-from shardsmith.compiler.ir import INT_DTYPES, Fused
-from shardsmith.compiler.sources import ARROW_TYPES
+from shardsmith.backends.arrow import cast_each
+from shardsmith.backends.base import lowerings_table
+from shardsmith.backends.cpu.arrays import from_float, is_numpy_friendly, numeric_values
 from shardsmith.errors import ShardsmithError
+from shardsmith.inputs.predicate import to_arrow_expression
+from shardsmith.ir import FILE_COL, ROW_COL, Fused
+from shardsmith.ir.dtypes import ARROW_TYPES
 from shardsmith.kernels import xxhash64 as xx
-from shardsmith.ops.categorical import FIRST_ID, NULL_ID, OOV_ID, Categorify, HashBucket, HashedCross
+from shardsmith.kernels.lookup import FIRST_ID, NULL_ID, OOV_ID
+from shardsmith.kernels.rounding import round_to
+from shardsmith.ops.categorical import Categorify, HashBucket, HashedCross
 from shardsmith.ops.numeric import Cast
 from shardsmith.ops.rows import Drop, Filter, Rename
 
+LOWERINGS = lowerings_table("cpu")
 BLOCK_ROWS = 8192  # rows per block of a fused group: (rows x columns) float64 stays in the L2 cache
 
 
@@ -63,26 +67,6 @@ def _group_params(node: Fused, group, j: int, op, states: dict) -> dict:
             for k in per_col[0]}
 
 
-def numeric_values(column) -> np.ndarray:
-    """The column as a NumPy array that reads as float64 with NaN for missing, copying only when
-    needed (a float column without nulls is used in place)."""
-    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    if pa.types.is_floating(arr.type):
-        return arr.to_numpy(zero_copy_only=False)  # nulls come back as NaN
-    return float_values(arr)
-
-
-def round_to(x: np.ndarray, dtype: str) -> np.ndarray:
-    """Round float64 values to what ``dtype`` can hold, keeping NaN: the per-op rounding rule."""
-    if dtype == "float32":
-        return x.astype(np.float32).astype(np.float64)
-    if dtype == "float16":
-        return x.astype(np.float16).astype(np.float64)
-    if dtype in INT_DTYPES or dtype == "bool":
-        return np.rint(x)
-    return x
-
-
 @LOWERINGS.register(Filter)
 def run_filter(be, step, frame, state, ctx):
     return frame.filter(to_arrow_expression(step.op.predicate))
@@ -126,8 +110,6 @@ def _positions(col: pa.Array, table: pa.Table) -> np.ndarray:
 
     Integer columns use a pandas hash index built once per vocabulary and worker (the fitted state
     lives as long as the compile), not once per partition; other types use Arrow's index_in."""
-    from shardsmith.backends.cpu import is_numpy_friendly
-
     vocab = table["value"].combine_chunks()
     if is_numpy_friendly(col.type) and is_numpy_friendly(vocab.type):
         import pandas as pd
@@ -171,7 +153,7 @@ def run_cast(be, step, frame, state, ctx):
             continue
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             pass
-        values, ok = _cast_each(col, target)
+        values, ok = cast_each(col, target)
         failed = ~ok & np.asarray(col.is_valid())
         if failed.any() and op.on_error == "fail":
             i = int(np.flatnonzero(failed)[0])
@@ -186,21 +168,6 @@ def run_cast(be, step, frame, state, ctx):
         new[o] = values
     frame = _set_columns(frame, new)
     return frame.filter(pa.array(~bad)) if bad.any() else frame
-
-
-def _cast_each(col: pa.Array, target: pa.DataType) -> tuple[pa.Array, np.ndarray]:
-    """Value-by-value conversion for a column whose bulk cast failed: the error path only."""
-    out, ok = [], np.ones(len(col), dtype=bool)
-    for i, v in enumerate(col.to_pylist()):
-        if v is None:
-            out.append(None)
-            continue
-        try:
-            out.append(pc.cast(pa.array([v], type=col.type), target, safe=True)[0].as_py())
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            out.append(None)
-            ok[i] = False
-    return pa.array(out, type=target), ok
 
 
 def _set_columns(frame: pa.Table, new: dict) -> pa.Table:

@@ -4,7 +4,7 @@ so that this package (its lowering table, its plan notes) imports on machines wi
 
 def __getattr__(name):
     if name == "GpuBackend":
-        from shardsmith.backends.gpu.backend import GpuBackend
+        from shardsmith.backends.gpu.backend import GpuBackend  # lazy: it imports cuDF and CuPy
 
         return GpuBackend
     raise AttributeError(name)

@@ -13,7 +13,6 @@ one fails naming the column).
 
 from __future__ import annotations
 
-import os
 import threading
 
 import cudf
@@ -21,14 +20,16 @@ import cupy as cp
 import numpy as np
 import pyarrow as pa
 
-from shardsmith.backends.base import FILE_COL, ROW_COL, SPLIT_COL
+from shardsmith.backends.base import FINITE_PARTIALS, TableBackend, assign_split
 from shardsmith.backends.gpu import columns as C
 from shardsmith.backends.gpu import expr, transfer
 from shardsmith.backends.gpu.lowering import LOWERINGS
-from shardsmith.compiler.sources import ARROW_TYPES, open_text
 from shardsmith.errors import InputError
-from shardsmith.kernels import exact, gpu
-from shardsmith.kernels import xxhash64 as xx
+from shardsmith.inputs.read import open_text
+from shardsmith.ir import FILE_COL, ROW_COL, SPLIT_COL
+from shardsmith.ir.dtypes import ARROW_TYPES
+from shardsmith.kernels import gpu
+from shardsmith.kernels.lookup import exact_keys
 from shardsmith.ops import stats as S
 
 _M64 = (1 << 64) - 1
@@ -39,10 +40,11 @@ _HASH_ENTRY = {C.T.INT8: "i8", C.T.INT16: "i16", C.T.INT32: "i32", C.T.INT64: "i
                C.T.TIMESTAMP_NANOSECONDS: "i64"}
 
 
-class GpuBackend:
+class GpuBackend(TableBackend):
     name = "gpu"
     xp = cp
     lowerings = LOWERINGS
+    partials = {**FINITE_PARTIALS, S.ValueCounts: lambda be, stat, column: value_counts(column)}
 
     def __init__(self):
         self._vocabularies: dict = {}  # id(vocabulary) -> (vocabulary, device form): see impl.categorify
@@ -76,7 +78,7 @@ class GpuBackend:
         n = len(frame)
         frame[FILE_COL] = C.from_device(cp.full(n, part.file_index, dtype=np.int32))
         frame[ROW_COL] = C.from_device(rows)
-        frame[SPLIT_COL] = C.from_device(self.assign_split(frame, part.path, split))
+        frame[SPLIT_COL] = C.from_device(assign_split(self, frame, part.path, split))
         if source.filter is not None:
             frame = self.filter_mask(frame, expr.keep_mask(source.filter, expr.CudfColumns(frame)))
         return frame, n
@@ -91,18 +93,6 @@ class GpuBackend:
                   for g, s in zip(part.row_groups, part.row_starts)]
         rows = cp.concatenate(pieces) if pieces else cp.zeros(0, dtype=np.int64)
         return frame[columns].reset_index(drop=True), rows
-
-    def assign_split(self, frame, path: str, split) -> cp.ndarray:
-        """Split index per row (int8): the hash of the key (or of the row in its file) against the
-        thresholds, as on the CPU."""
-        if split.key is not None:
-            h = self.hash(frame[split.key], split.seed)
-        else:
-            file_seed = xx.xxh64_bytes(os.path.basename(path).encode(), split.seed)
-            h = self.hash(frame[ROW_COL], file_seed)
-        u = (h >> np.uint64(11)).astype(np.int64)
-        thresholds = transfer.to_device(np.asarray(split.thresholds, dtype=np.int64))
-        return cp.searchsorted(thresholds, u, side="right").astype(np.int8)
 
     # --- hashing ----------------------------------------------------------------------------------
     def hash(self, series, seed) -> cp.ndarray:
@@ -135,18 +125,6 @@ class GpuBackend:
         return out
 
     # --- statistics -------------------------------------------------------------------------------
-    def partial(self, stat, column):
-        if isinstance(stat, S.ValueCounts):
-            return value_counts(column)
-        x = self.finite_values(column)
-        if isinstance(stat, S.Moments):
-            return S.moments_partial(x, cp)
-        if isinstance(stat, S.MinMax):
-            return S.minmax_partial(x, cp)
-        if isinstance(stat, S.Quantiles):
-            return exact.histogram(x, stat.bits, cp)
-        raise NotImplementedError(f"statistic {type(stat).__name__} on the gpu backend")
-
     def finite_values(self, column) -> cp.ndarray:
         """The column's non-missing, finite values as float64 (booleans as 0 / 1)."""
         x = C.values(column).astype(np.float64)
@@ -158,11 +136,9 @@ class GpuBackend:
 
     # --- frames -----------------------------------------------------------------------------------
     def num_rows(self, frame) -> int:
-        return frame.num_rows if isinstance(frame, pa.Table) else len(frame)
+        return len(frame)
 
     def filter_mask(self, frame, mask):
-        if isinstance(frame, pa.Table):
-            return frame.filter(pa.array(cp.asnumpy(mask) if isinstance(mask, cp.ndarray) else mask))
         mask = mask if isinstance(mask, cp.ndarray) else transfer.to_device(np.asarray(mask, dtype=bool))
         return frame[C.from_device(mask.astype(bool, copy=False))].reset_index(drop=True)
 
@@ -170,27 +146,18 @@ class GpuBackend:
         return C.values(frame[SPLIT_COL])
 
     def select(self, frame, names):
-        return frame.select(list(names)) if isinstance(frame, pa.Table) else frame[list(names)]
-
-    def empty_like(self, frame):
-        return frame.slice(0, 0) if isinstance(frame, pa.Table) else frame.iloc[0:0]
+        return frame[list(names)]
 
     def concat(self, frames):
         frames = list(frames)
-        if isinstance(frames[0], pa.Table):
-            return pa.concat_tables(frames).combine_chunks() if len(frames) > 1 else frames[0].combine_chunks()
         return cudf.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
     def slice(self, frame, start: int, stop: int):
-        if isinstance(frame, pa.Table):
-            return frame.slice(start, stop - start)
         return frame.iloc[start:stop].reset_index(drop=True)
 
     def to_arrow(self, frame, schema=None) -> pa.Table:
         """The frame on the host as an Arrow table; with ``schema`` (the planned output schema), in
         exactly the types the CPU engine writes, so that the shards are byte-identical."""
-        if isinstance(frame, pa.Table):
-            return frame
         table = frame.to_arrow(preserve_index=False).replace_schema_metadata(None)
         if schema is not None:
             fields = [pa.field(c.name, ARROW_TYPES.get(c.dtype, _plain_type(table.schema.field(c.name).type)))
@@ -252,7 +219,6 @@ def _unit_per_day(tid) -> int:
 def value_counts(column):
     """The ValueCounts partial: (distinct non-null values in the Arrow type the CPU engine gives,
     their counts, the null count). Floats are told apart by their bits, as Arrow does."""
-    from shardsmith.kernels.lookup import exact_keys
 
     kind = C.kind(column)
     target = C.arrow_type(column)

@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from shardsmith.ops.rows import Col, Lit
+from shardsmith.ir.expr import Col, Lit
 
 
 @dataclass

@@ -12,11 +12,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from shardsmith.backends.base import FILE_COL, ROW_COL
+from shardsmith.backends.arrow import cast_each
 from shardsmith.backends.gpu import columns as C
 from shardsmith.backends.gpu import expr, transfer
-from shardsmith.compiler.sources import ARROW_TYPES
 from shardsmith.errors import ShardsmithError
+from shardsmith.ir import FILE_COL, ROW_COL
+from shardsmith.ir.dtypes import ARROW_TYPES
 from shardsmith.kernels import casts, codegen, gpu
 from shardsmith.kernels import lookup as L
 
@@ -200,15 +201,13 @@ def _cast_numeric(series, src: str, dst: str):
 def _cast_on_host(series, dst: str):
     """Casts that involve strings or timestamps: Arrow's own cast on the host, exactly as the
     CPU engine does it (failed values become null), then back to the device through pinned memory."""
-    from shardsmith.backends.cpu.lowering import _cast_each
-
     arr = series.to_arrow()
     arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
     target = ARROW_TYPES[dst]
     try:
         out, ok = pc.cast(arr, target, safe=True), np.ones(len(arr), dtype=bool)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        out, ok = _cast_each(arr, target)
+        out, ok = cast_each(arr, target)
     failed = transfer.to_device(~ok & np.asarray(arr.is_valid(), dtype=bool))
     return transfer.array_to_series(out), failed
 

@@ -9,17 +9,18 @@ through its note, which `shardsmith plan` prints.
 
 from __future__ import annotations
 
-from shardsmith.backends.base import Lowerings
-from shardsmith.compiler.ir import Fused
+from shardsmith.backends.base import lowerings_table
+from shardsmith.ir import Fused
+from shardsmith.kernels.casts import NUMERIC
 from shardsmith.ops.categorical import Categorify, HashBucket, HashedCross
 from shardsmith.ops.numeric import Cast
 from shardsmith.ops.rows import Drop, Filter, Rename
 
-LOWERINGS = Lowerings("gpu")
+LOWERINGS = lowerings_table("gpu")
 
 
 def _impl():
-    from shardsmith.backends.gpu import impl
+    from shardsmith.backends.gpu import impl  # lazy: it imports cuDF and CuPy; this table must not
 
     return impl
 
@@ -62,8 +63,6 @@ def run_hashed_cross(be, step, frame, state, ctx):
 
 def _cast_note(op, schema_in) -> str | None:
     """Which columns of a cast run on the host, and why."""
-    from shardsmith.kernels.casts import NUMERIC
-
     device = (*NUMERIC, "date")  # a date is int32 days on the GPU: cast as an integer there
     host = [c for c in op.cols if c in schema_in and not (schema_in[c].dtype in device and op.dtype in NUMERIC)]
     if not host:

@@ -1,10 +1,10 @@
 """Pass: fuse runs of consecutive elementwise steps (fill, clip, log1p, normalize, ...) into one
-Fused node each, holding one kernel per column group (kernels/fusion.py)."""
+Fused node each, holding one kernel per column group (ir/fusion.py)."""
 
 from __future__ import annotations
 
-from shardsmith.compiler.ir import Fused, Graph, Schema, Step
-from shardsmith.kernels.fusion import group_columns
+from shardsmith.ir import Fused, Graph, Schema, Step
+from shardsmith.ir.fusion import group_columns
 from shardsmith.ops.base import ElementwiseOp
 
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from shardsmith.compiler.ir import Graph
-from shardsmith.ops.rows import Rename
+from shardsmith.ir import Graph
 
 
 def plan_fit(graph: Graph) -> Graph:
@@ -32,10 +31,6 @@ def availability(graph: Graph) -> list[int]:
         if op.is_row_op:
             rows_ready = max(rows_ready, avail)
         out.append(avail)
-        if isinstance(op, Rename):
-            moved = {new: ready.pop(old, 0) for old, new in op.mapping.items()}
-            ready.update(moved)
-            continue
         for c in op.writes():
             ready[c] = out_ready
     return out

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from shardsmith.compiler.ir import Graph
-from shardsmith.ops.rows import Expr, Filter
+from shardsmith.inputs.predicate import row_groups_passing
+from shardsmith.ir import Graph
+from shardsmith.ir.expr import Expr
+from shardsmith.ops.rows import Filter
 
 
 def push_filters(graph: Graph) -> Graph:
@@ -31,20 +33,5 @@ def push_filters(graph: Graph) -> Graph:
     pred = terms[0] if len(terms) == 1 else Expr("and", tuple(terms))
     source = replace(graph.source, filter=pred)
     if source.format == "parquet":
-        source = replace(source, row_groups=prune_row_groups(source))
+        source = replace(source, row_groups=row_groups_passing(source.files, source.filter))
     return replace(graph, source=source, steps=tuple(kept))
-
-
-def prune_row_groups(source) -> tuple[tuple[int, ...], ...]:
-    """Per file, the row groups whose statistics admit a row that passes the pushed predicate."""
-    import pyarrow.dataset as ds
-
-    from shardsmith.backends.cpu.expr import to_arrow_expression
-
-    expr = to_arrow_expression(source.filter)
-    kept = []
-    for f in source.files:
-        fragment = next(ds.dataset(f.path, format="parquet").get_fragments())
-        subset = fragment.subset(filter=expr)
-        kept.append(tuple(rg.id for rg in subset.row_groups) if subset is not None else ())
-    return tuple(kept)

@@ -5,8 +5,8 @@ Run first by the driver and, in tests, after every pass (an IR validator in the 
 
 from __future__ import annotations
 
-from shardsmith.compiler.ir import Fused, Graph, Step
 from shardsmith.errors import ConfigError, PlanError
+from shardsmith.ir import Fused, Graph, Step
 
 
 def validate(graph: Graph) -> Graph:

@@ -6,10 +6,8 @@
 // equals pyarrow.compute.index_in on the CPU: FIRST_ID + the entry's position in the vocabulary,
 // OOV_ID when absent, NULL_ID for a null. The hashes are computed by xxhash64.cu beforehand.
 #include "launch.cuh"
-
-#define SS_OOV_ID 1
-#define SS_NULL_ID 2
-#define SS_FIRST_ID 3
+// SS_OOV_ID, SS_NULL_ID, SS_FIRST_ID: generated from kernels/lookup.py (kernels/sources.py GENERATED).
+#include "categorify_ids.cuh"
 
 SS_DEV bool ss_bytes_equal(const ss_u8* a, const ss_u8* b, ss_i64 n) {
   for (ss_i64 k = 0; k < n; ++k)

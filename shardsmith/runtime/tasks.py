@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pyarrow as pa
+
 from shardsmith.backends import get_backend
-from shardsmith.backends.base import SPLIT_COL, TaskContext
-from shardsmith.compiler.ir import Fused, Step
+from shardsmith.backends.base import TaskContext
 from shardsmith.compiler.planner import Collect
+from shardsmith.ir import SPLIT_COL, Fused, Step
 from shardsmith.profiling.spans import PROFILE_KEY, recorder
-from shardsmith.profiling.stages import stage_key, stage_kind
+from shardsmith.runtime.stages import stage_key, stage_kind
+from shardsmith.shards.summary import shard_summary
+from shardsmith.shards.writers import write_shard
 
 
 def run_program(be, program, frame, states: dict, ctx, on_collect=None, rec=None):
@@ -115,8 +119,6 @@ def _transform(be, ctx, rec, plan, part, states: dict) -> dict:
         meta["profile"] = rec.finish()
     quarantine = None
     if ctx.quarantined:
-        import pyarrow as pa
-
         quarantine = pa.concat_tables(ctx.quarantined)
     return {"splits": splits, "quarantine": quarantine, "meta": meta}
 
@@ -140,16 +142,11 @@ def write_shard_task(backend: str, pieces: list, stream: str, path: str, sink, s
     """Concatenate the pieces (frame, start, stop) of one shard and write it in every output
     format; returns what the manifest records of each file, the shard's summary, and (when
     ``prof`` is given) the task's span under PROFILE_KEY."""
-    from shardsmith.shards.summary import shard_summary
-    from shardsmith.shards.writers import write_shard
-
     be = get_backend(backend)
     rec = recorder(be, "write", None, prof)
     rows = sum(stop - start for _, start, stop in pieces)
     span = rec.start("quarantine" if stream == "quarantine" else "shards", "write", rows=rows)
     if stream == "quarantine":  # quarantined rows are host Arrow tables whatever the backend
-        import pyarrow as pa
-
         table = pa.concat_tables([frame.slice(start, stop - start) for frame, start, stop in pieces])
         out = {"files": write_shard(table, path, sink, None), "summary": None}
     else:

@@ -2,79 +2,37 @@
 
 A graph is a straight line ``Source -> Step* -> Split -> Sink``. Every edge is a :class:`Schema`
 (names, dtypes, roles). Passes take a :class:`Graph` and return a new one (``dataclasses.replace``);
-nothing mutates a node. Hidden columns that the engine carries alongside user columns start with
-``__`` and never reach the output.
+nothing mutates a node.
+
+An op (``shardsmith/ops``) is what a :class:`Step` applies; the IR needs only what
+:class:`OpSpec` declares of it, so that passes reason about any op, built-in or a user's.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Protocol
 
-from shardsmith.errors import ConfigError, did_you_mean
-
-INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
-FLOAT_DTYPES = ("float16", "float32", "float64")
-DTYPES = (*INT_DTYPES, *FLOAT_DTYPES, "bool", "string", "binary", "timestamp", "date")
-SPLIT_COL = "__split"
-ROW_COL = "__row"
+from shardsmith.ir.expr import Node
+from shardsmith.ir.schema import Schema
 
 
-def is_numeric(dtype: str) -> bool:
-    return dtype in INT_DTYPES or dtype in FLOAT_DTYPES or dtype == "bool"
+class OpSpec(Protocol):
+    """What the IR and its passes read of an op (``shardsmith.ops.base.Op`` implements it)."""
 
-
-def is_float(dtype: str) -> bool:
-    return dtype in FLOAT_DTYPES
-
-
-def float_result(dtype: str) -> str:
-    """The dtype of a continuous op's result: float64 stays float64, everything else is float32."""
-    return "float64" if dtype == "float64" else "float32"
-
-
-@dataclass(frozen=True)
-class Column:
-    name: str
-    dtype: str
-    role: str = "other"
-    cardinality: int | None = None
-
-
-@dataclass(frozen=True)
-class Schema:
-    columns: tuple[Column, ...]
+    op_name: str
+    is_row_op: bool  # changes which rows exist (filter)
 
     @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(c.name for c in self.columns)
+    def fitted(self) -> bool: ...
 
-    def __contains__(self, name: str) -> bool:
-        return any(c.name == name for c in self.columns)
+    def reads(self) -> tuple[str, ...]: ...
 
-    def __getitem__(self, name: str) -> Column:
-        for c in self.columns:
-            if c.name == name:
-                return c
-        raise KeyError(name)
+    def writes(self) -> tuple[str, ...]: ...
 
-    def require(self, name: str, where: str) -> Column:
-        """The column, or a ConfigError at ``where`` that suggests a close name."""
-        if name not in self:
-            raise ConfigError(f"column '{name}' is not in the input schema{did_you_mean(name, self.names)}", where)
-        return self[name]
+    def infer(self, schema: Schema) -> Schema: ...
 
-    def replace_columns(self, new: dict[str, Column]) -> Schema:
-        """Replace columns by name, appending the ones not present yet, keeping order otherwise."""
-        cols = [new.pop(c.name, c) for c in self.columns]
-        return Schema(tuple(cols) + tuple(new.values()))
-
-    def drop(self, names) -> Schema:
-        names = set(names)
-        return Schema(tuple(c for c in self.columns if c.name not in names))
-
-    def to_json(self) -> list[dict]:
-        return [{k: v for k, v in vars(c).items() if v is not None} for c in self.columns]
+    def describe(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -97,7 +55,7 @@ class Source:
     files: tuple[FileInfo, ...]
     schema: Schema  # the full schema of the files
     columns: tuple[str, ...]  # the projection: columns the graph needs (prune_columns narrows it)
-    filter: Any = None  # a pushed-down row predicate (ops/rows.Expr), applied while reading
+    filter: Node | None = None  # a pushed-down row predicate, applied while reading
     # Row groups kept per file after statistics pruning, as indices; None: all of them.
     row_groups: tuple[tuple[int, ...], ...] | None = None
     dtypes: tuple[tuple[str, str], ...] = ()  # dtype overrides for CSV / JSON lines
@@ -111,10 +69,38 @@ class Source:
 class Step:
     """One op application. ``key`` is where it came from in the config (``graph[3]``)."""
 
-    op: Any
+    op: OpSpec
     key: str
     schema: Schema  # the schema after this step
     fit_stage: int | None = None  # set by plan_fit on fitted steps: which pass over the data fits it
+
+
+@dataclass(frozen=True)
+class Chain:
+    """How one output column of a fused run is computed: ``src`` through ``stages`` (step
+    position in the run, the column's name at that step's input)."""
+
+    src: str
+    out: str
+    stages: tuple[tuple[int, str], ...]
+    dtypes: tuple[str, ...]  # the dtype after each stage
+
+
+@dataclass(frozen=True)
+class ColumnGroup:
+    """Columns whose chains have one signature: one kernel (ir/fusion.py)."""
+
+    signature: tuple
+    src_dtype: str
+    chains: tuple[Chain, ...]
+
+    @property
+    def srcs(self) -> tuple[str, ...]:
+        return tuple(c.src for c in self.chains)
+
+    @property
+    def outs(self) -> tuple[str, ...]:
+        return tuple(c.out for c in self.chains)
 
 
 @dataclass(frozen=True)
@@ -122,7 +108,7 @@ class Fused:
     """Consecutive elementwise steps that run as one kernel per column group (fuse_elementwise)."""
 
     steps: tuple[Step, ...]
-    groups: tuple[Any, ...]  # kernels.fusion.ColumnGroup, one kernel each
+    groups: tuple[ColumnGroup, ...]
 
     @property
     def schema(self) -> Schema:
@@ -159,7 +145,7 @@ class Sink:
 class Graph:
     name: str
     source: Source
-    steps: tuple[Any, ...]  # Step or Fused
+    steps: tuple[Step | Fused, ...]
     split: Split
     sink: Sink
     passes_applied: tuple[str, ...] = field(default=())
@@ -172,7 +158,7 @@ class Graph:
 
     @property
     def source_schema(self) -> Schema:
-        return Schema(tuple(c for c in self.source.schema.columns if c.name in self.source.columns))
+        return self.source.schema.select(self.source.columns)
 
     def flat_steps(self) -> tuple[Step, ...]:
         out = []

@@ -1,41 +1,16 @@
-"""Fusion: turn a run of consecutive elementwise steps into one kernel per column group.
+"""Fusion analysis: the column groups of a run of consecutive elementwise steps.
 
 Inside a run, every output column is a chain of ops applied to one input column. Columns whose
 chains have the same signature (the same op kinds and dtypes at every stage, parameters aside)
-form a group: one generated kernel on GPU, one blocked vectorised pass on CPU, with per-column
-parameters passed as arrays.
+form a group: one generated kernel on GPU, one blocked pass on CPU, with per-column parameters
+passed as arrays. The ops of a run are elementwise ops (``shardsmith.ops.base.ElementwiseOp``):
+they map columns ``pairs()`` and have a kernel ``signature()``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from shardsmith.compiler.ir import Schema, Step
-
-
-@dataclass(frozen=True)
-class Chain:
-    """How one output column is computed: ``src`` through ``stages`` (step position, input name)."""
-
-    src: str
-    out: str
-    stages: tuple[tuple[int, str], ...]
-    dtypes: tuple[str, ...]  # the dtype after each stage
-
-
-@dataclass(frozen=True)
-class ColumnGroup:
-    signature: tuple
-    src_dtype: str
-    chains: tuple[Chain, ...]
-
-    @property
-    def srcs(self) -> tuple[str, ...]:
-        return tuple(c.src for c in self.chains)
-
-    @property
-    def outs(self) -> tuple[str, ...]:
-        return tuple(c.out for c in self.chains)
+from shardsmith.ir.graph import Chain, ColumnGroup, Step
+from shardsmith.ir.schema import Schema
 
 
 def group_columns(steps: tuple[Step, ...], schema_in: Schema) -> tuple[ColumnGroup, ...]:

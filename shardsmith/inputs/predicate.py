@@ -1,17 +1,19 @@
-"""Lower filter predicates (ops/rows.py) to pyarrow compute expressions."""
+"""Predicates (ir/expr.py) as pyarrow compute expressions: how readers apply a pushed-down
+filter while reading, and how Parquet row groups are pruned by their statistics at plan time."""
 
 from __future__ import annotations
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from shardsmith.ops.rows import Col, Expr, Lit
+from shardsmith.ir import FileInfo
+from shardsmith.ir.expr import Col, Lit, Node
 
 _BINARY = {"eq": "equal", "ne": "not_equal", "lt": "less", "le": "less_equal", "gt": "greater",
            "ge": "greater_equal", "add": "add", "sub": "subtract", "mul": "multiply", "div": "divide"}
 
 
-def to_arrow_expression(node) -> pc.Expression:
+def to_arrow_expression(node: Node) -> pc.Expression:
     if isinstance(node, Col):
         return pc.field(node.name)
     if isinstance(node, Lit):
@@ -40,4 +42,15 @@ def to_arrow_expression(node) -> pc.Expression:
     raise ValueError(f"unknown predicate function {node.fn}")
 
 
-__all__ = ["to_arrow_expression", "Expr"]
+def row_groups_passing(files: tuple[FileInfo, ...], predicate: Node) -> tuple[tuple[int, ...], ...]:
+    """Per Parquet file, the row groups whose min/max statistics admit a row that passes
+    ``predicate`` (metadata only: no data is read)."""
+    import pyarrow.dataset as ds  # lazy: only a pushed-down filter over Parquet needs it
+
+    expr = to_arrow_expression(predicate)
+    kept = []
+    for f in files:
+        fragment = next(ds.dataset(f.path, format="parquet").get_fragments())
+        subset = fragment.subset(filter=expr)
+        kept.append(tuple(rg.id for rg in subset.row_groups) if subset is not None else ())
+    return tuple(kept)

@@ -10,31 +10,12 @@ import os
 
 import pyarrow as pa
 
-from shardsmith.compiler.ir import Column, FileInfo, Schema
 from shardsmith.errors import InputError
+from shardsmith.inputs.read import open_text
+from shardsmith.ir import Column, FileInfo, Schema
+from shardsmith.ir.dtypes import dtype_of
 
 FINGERPRINT_SPAN = 1 << 20
-_DTYPES = {
-    pa.int8(): "int8", pa.int16(): "int16", pa.int32(): "int32", pa.int64(): "int64",
-    pa.uint8(): "uint8", pa.uint16(): "uint16", pa.uint32(): "uint32", pa.uint64(): "uint64",
-    pa.float16(): "float16", pa.float32(): "float32", pa.float64(): "float64", pa.bool_(): "bool",
-    pa.string(): "string", pa.large_string(): "string", pa.string_view(): "string",
-    pa.binary(): "binary", pa.large_binary(): "binary", pa.date32(): "date",
-}
-ARROW_TYPES = {
-    "int8": pa.int8(), "int16": pa.int16(), "int32": pa.int32(), "int64": pa.int64(),
-    "uint8": pa.uint8(), "uint16": pa.uint16(), "uint32": pa.uint32(), "uint64": pa.uint64(),
-    "float16": pa.float16(), "float32": pa.float32(), "float64": pa.float64(), "bool": pa.bool_(),
-    "string": pa.string(), "binary": pa.binary(), "date": pa.date32(),
-}
-
-
-def dtype_of(t: pa.DataType) -> str:
-    if pa.types.is_dictionary(t):
-        return dtype_of(t.value_type)
-    if pa.types.is_timestamp(t):
-        return "timestamp"
-    return _DTYPES.get(t, str(t))
 
 
 def expand_paths(patterns: list[str]) -> list[str]:
@@ -105,19 +86,6 @@ def _scan_one(path: str, fmt: str, dtypes: dict[str, str]) -> tuple[FileInfo, pa
     except (pa.ArrowException, OSError, ValueError) as exc:
         what = {"parquet": "a readable Parquet file", "csv": "a readable CSV file", "jsonl": "readable JSON lines"}[fmt]
         raise InputError(f"not {what}: {first_line(exc)}", path) from None
-
-
-def open_text(path: str, fmt: str, dtypes: dict[str, str]):
-    """A streaming reader over a CSV or JSON-lines file, with dtype overrides applied."""
-    types = {name: ARROW_TYPES[d] for name, d in dtypes.items()}
-    if fmt == "csv":
-        import pyarrow.csv as pcsv
-
-        return pcsv.open_csv(path, convert_options=pcsv.ConvertOptions(column_types=types))
-    import pyarrow.json as pjson
-
-    explicit = pa.schema(list(types.items())) if types else None
-    return pjson.open_json(path, parse_options=pjson.ParseOptions(explicit_schema=explicit))
 
 
 def _same_schema(a: pa.Schema, a_path: str, b: pa.Schema, b_path: str) -> None:

@@ -10,8 +10,10 @@ import contextlib
 import logging
 import os
 
+from shardsmith.backends import get_backend
 from shardsmith.compiler.config import EngineConfig, parse_device_size, parse_size
 from shardsmith.errors import ShardsmithError
+from shardsmith.runtime import tasks  # noqa: F401  (a worker that runs warm_up imports the tasks' code)
 
 
 class Done:
@@ -166,3 +168,8 @@ def cuda_cluster_kwargs(engine: EngineConfig) -> dict:
     if engine.spill_cudf:
         kwargs["enable_cudf_spill"] = True
     return kwargs
+
+
+def warm_up(backend: str) -> None:
+    """Import what tasks import, and make the backend (run on every worker when the cluster starts)."""
+    get_backend(backend)  # importing this module on the worker imported the task code

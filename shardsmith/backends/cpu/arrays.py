@@ -1,0 +1,75 @@
+"""Arrow columns as the CPU backend computes on them: plain layouts (no dictionaries or views),
+float64 views with NaN for missing, integer words for hashing, and back to Arrow."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from shardsmith.ir.dtypes import ARROW_TYPES
+
+
+def is_numpy_friendly(t: pa.DataType) -> bool:
+    """Integer and boolean types, whose values NumPy holds exactly and hashes fast."""
+    return pa.types.is_integer(t) or pa.types.is_boolean(t)
+
+
+def normalize_types(table: pa.Table) -> pa.Table:
+    """Dictionary and view columns become plain ones: one physical layout per dtype."""
+    for i, f in enumerate(table.schema):
+        if pa.types.is_dictionary(f.type):
+            table = table.set_column(i, f.name, table[f.name].cast(f.type.value_type))
+        elif f.type == pa.string_view() or f.type == pa.large_string():
+            table = table.set_column(i, f.name, table[f.name].cast(pa.string()))
+    return table
+
+
+def plain(column) -> pa.Array:
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_decode()
+    return arr
+
+
+def int_values(arr: pa.Array) -> np.ndarray:
+    t = arr.type
+    if pa.types.is_boolean(t):
+        return arr.fill_null(False).to_numpy(zero_copy_only=False).astype(np.int64)
+    if pa.types.is_timestamp(t) or pa.types.is_date(t):
+        arr = arr.cast(pa.int64() if pa.types.is_timestamp(t) else pa.int32())
+    return arr.fill_null(0).to_numpy(zero_copy_only=False)
+
+
+def float_values(column) -> np.ndarray:
+    """float64 values with NaN for null (and NaN kept): the elementwise view of a column."""
+    arr = plain(column)
+    if pa.types.is_boolean(arr.type):
+        arr = arr.cast(pa.int8())
+    if arr.null_count == 0:
+        return arr.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+    return arr.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
+
+
+def finite_values(column) -> np.ndarray:
+    x = float_values(column)
+    return x[np.isfinite(x)]
+
+
+def from_float(values: np.ndarray, dtype: str) -> pa.Array:
+    """An Arrow array of ``dtype`` from float64 values, NaN becoming null."""
+    missing = np.isnan(values)
+    target = ARROW_TYPES[dtype]
+    if dtype.startswith(("int", "uint")) or dtype == "bool":
+        values = np.where(missing, 0, values).astype(target.to_pandas_dtype())
+    else:
+        values = values.astype(target.to_pandas_dtype())
+    return pa.array(values, mask=missing if missing.any() else None, type=target)
+
+
+def numeric_values(column) -> np.ndarray:
+    """The column as a NumPy array that reads as float64 with NaN for missing, copying only when
+    needed (a float column without nulls is used in place)."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if pa.types.is_floating(arr.type):
+        return arr.to_numpy(zero_copy_only=False)  # nulls come back as NaN
+    return float_values(arr)

@@ -1,0 +1,129 @@
+"""The CPU backend: pyarrow tables as frames, NumPy for arithmetic, pyarrow compute for strings,
+hash tables and filters. The only place (with backends/gpu) that computes on data."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from shardsmith.backends.base import FINITE_PARTIALS, TableBackend, assign_split
+from shardsmith.backends.cpu import arrays
+from shardsmith.backends.cpu.lowering import LOWERINGS
+from shardsmith.inputs.predicate import to_arrow_expression
+from shardsmith.inputs.read import open_text
+from shardsmith.ir import FILE_COL, ROW_COL, SPLIT_COL
+from shardsmith.ir.dtypes import ARROW_TYPES
+from shardsmith.kernels import xxhash64 as xx
+from shardsmith.ops import stats as S
+
+
+def set_threads(n: int) -> None:
+    """Arrow's thread pool: the worker's own share of the cores, not the whole machine."""
+    pa.set_cpu_count(n)
+
+
+def value_counts(be, stat, column):
+    """The ValueCounts partial: (distinct non-null values, their counts, the null count)."""
+    arr = arrays.plain(column)
+    present = arr.drop_null() if arr.null_count else arr
+    if arrays.is_numpy_friendly(arr.type):  # a sort-free hash unique in NumPy beats Arrow's here
+        values, counts = np.unique(present.to_numpy(zero_copy_only=False), return_counts=True)
+        return (values, counts.astype(np.int64), arr.null_count)
+    vc = pc.value_counts(present)
+    return (vc.field("values"), vc.field("counts").to_numpy().astype(np.int64), arr.null_count)
+
+
+class CpuBackend(TableBackend):
+    name = "cpu"
+    xp = np
+    lowerings = LOWERINGS
+    partials = {**FINITE_PARTIALS, S.ValueCounts: value_counts}
+
+    # --- reading ----------------------------------------------------------------------------------
+    def read(self, part, source, split) -> tuple[pa.Table, int]:
+        """The partition's rows with hidden columns and the split assigned; also the row count
+        before the pushed-down filter."""
+        columns = list(source.columns)
+        if source.format == "parquet":
+            import pyarrow.parquet as pq
+
+            pf = pq.ParquetFile(part.path)
+            table = pf.read_row_groups(list(part.row_groups), columns=columns, use_threads=True)
+            rows = np.concatenate([np.arange(s, s + pf.metadata.row_group(g).num_rows, dtype=np.int64)
+                                   for g, s in zip(part.row_groups, part.row_starts)] or [np.zeros(0, np.int64)])
+        else:
+            table = open_text(part.path, source.format, dict(source.dtypes)).read_all().select(columns)
+            rows = np.arange(table.num_rows, dtype=np.int64)
+        table = arrays.normalize_types(table)
+        n = table.num_rows
+        table = table.append_column(FILE_COL, pa.array(np.full(n, part.file_index, dtype=np.int32)))
+        table = table.append_column(ROW_COL, pa.array(rows))
+        table = table.append_column(SPLIT_COL, pa.array(assign_split(self, table, part.path, split)))
+        if source.filter is not None:
+            table = table.filter(to_arrow_expression(source.filter))
+        return table, n
+
+    # --- hashing ----------------------------------------------------------------------------------
+    def hash(self, column, seed) -> np.ndarray:
+        """The shardsmith hash (kernels/xxhash64.py) of every value; ``seed`` scalar or per row."""
+        arr = arrays.plain(column)
+        t = arr.type
+        large = pa.types.is_large_string(t) or pa.types.is_large_binary(t)
+        if pa.types.is_string(t) or pa.types.is_binary(t) or large:
+            odt = np.int64 if large else np.int32
+            offsets = np.frombuffer(arr.buffers()[1], dtype=odt)[arr.offset : arr.offset + len(arr) + 1]
+            buf = arr.buffers()[2]
+            data = np.frombuffer(buf, dtype=np.uint8) if buf is not None else np.zeros(0, np.uint8)
+            h = xx.xxh64_strings(offsets, data, seed)
+        elif pa.types.is_floating(t):
+            h = xx.xxh64_u64(xx.float_words(arr.fill_null(0).to_numpy(zero_copy_only=False)), seed)
+        else:
+            h = xx.xxh64_u64(xx.int_words(arrays.int_values(arr)), seed)
+        if arr.null_count:
+            nulls = np.asarray(arr.is_null())
+            seeds = seed[nulls] if np.ndim(seed) else seed
+            h[nulls] = xx.null_hash(seeds)
+        return h
+
+    def exclusive(self):
+        """No device to share: tasks run side by side."""
+        return contextlib.nullcontext()
+
+    def finite_values(self, column) -> np.ndarray:
+        return arrays.finite_values(column)
+
+    # --- frames -----------------------------------------------------------------------------------
+    def num_rows(self, frame) -> int:
+        return frame.num_rows
+
+    def nbytes(self, frame) -> int:
+        """Bytes of the frame's buffers (profiling: bytes in and out of a stage); O(columns)."""
+        return frame.get_total_buffer_size()
+
+    def filter_mask(self, frame, mask: np.ndarray):
+        return frame.filter(pa.array(mask))
+
+    def split_ids(self, frame) -> np.ndarray:
+        return frame[SPLIT_COL].to_numpy()
+
+    def select(self, frame, names):
+        return frame.select(list(names))
+
+    def concat(self, frames):
+        frames = list(frames)
+        return pa.concat_tables(frames).combine_chunks() if len(frames) > 1 else frames[0].combine_chunks()
+
+    def slice(self, frame, start: int, stop: int):
+        return frame.slice(start, stop - start)
+
+    def to_arrow(self, frame, schema=None) -> pa.Table:
+        """The frame as an Arrow table: already one here (``conform`` gave it the schema's types)."""
+        return frame
+
+    def conform(self, frame, schema):
+        """Cast the output columns to the planned dtypes (an empty partition infers nothing)."""
+        fields = [pa.field(c.name, ARROW_TYPES.get(c.dtype, frame.schema.field(c.name).type)) for c in schema.columns]
+        return frame.select([c.name for c in schema.columns]).cast(pa.schema(fields))

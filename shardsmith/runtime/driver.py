@@ -1,0 +1,126 @@
+"""The driver of a compile: prepare (build, optimise, plan, check), then fit, transform and write
+on whatever executor the engine config names, and commit by writing the manifest last.
+
+Output layout while running (``<dir>.partial-<key>``, beside the final directory) and after the
+commit (``<dir>``)::
+
+    manifest.json                 the commit point, written last
+    state/                        fitted state: state.json + Parquet vocabularies
+    <split>/part-00000.parquet    shards, in input order, output.shard_rows (or _bytes) each
+    quarantine/part-00000.parquet rows a step refused (cast on_error: quarantine), with the reason
+    journal.jsonl                 progress of an unfinished compile (removed at the commit)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+from shardsmith.backends import device_memory_bytes, gpu_unavailable_reason, lowerings_for, resolve_kind
+from shardsmith.compiler.build import build
+from shardsmith.compiler.config import ShardsmithConfig, to_dict
+from shardsmith.compiler.passes import optimize
+from shardsmith.compiler.planner import Collect, Plan, physical_plan
+from shardsmith.errors import PlanError
+from shardsmith.ir import Fused, Graph, Step
+from shardsmith.profiling.profile import Profiler
+from shardsmith.runtime import stages
+from shardsmith.runtime.assemble import build_manifest
+from shardsmith.runtime.cluster import executor_for, warm_up
+from shardsmith.runtime.context import RunContext
+from shardsmith.runtime.fitting import fit
+from shardsmith.runtime.identity import dataset_key
+from shardsmith.runtime.staging import Output
+from shardsmith.runtime.writing import ShardWriter
+from shardsmith.shards import manifest as mf
+
+
+@dataclass
+class Result:
+    manifest: dict
+    path: str
+    up_to_date: bool = False
+    timings: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A config made ready to run: its optimised graph, its plan on the chosen engine, the key."""
+
+    graph: Graph
+    plan: Plan
+    backend: str  # the engine that runs it: cpu or gpu (``auto`` resolved)
+    resolved: dict
+    key: str
+
+
+def prepare(cfg: ShardsmithConfig, passes=None, require_engine: bool = True) -> Prepared:
+    """Build, optimise and plan ``cfg``; every op must run on the engine (checked here, naming the
+    op). ``passes`` replaces the optimiser's pass list; ``require_engine``: fail now when the GPU
+    engine cannot run on this machine (``shardsmith plan`` explains a GPU compile anywhere)."""
+    graph = optimize(build(cfg)) if passes is None else optimize(build(cfg), passes=passes)
+    backend = resolve_kind(cfg.engine.kind)
+    if backend == "gpu" and require_engine and (reason := gpu_unavailable_reason()):
+        raise PlanError(f"the GPU engine cannot run here: {reason}", "engine.kind")
+    plan = physical_plan(graph, cfg.engine, backend, device_memory_bytes() if backend == "gpu" else None)
+    check_lowerings(plan, lowerings_for(backend))
+    resolved = to_dict(cfg)
+    inputs = [(f.path, f.bytes, f.fingerprint) for f in graph.source.files]
+    return Prepared(graph, plan, backend, resolved, dataset_key(resolved, inputs, cfg.plugins))
+
+
+def check_lowerings(plan: Plan, lowerings) -> None:
+    """Every node must run on the chosen backend: fail at plan time, naming the op, if not."""
+    nodes = list(plan.transform) + [n for p in plan.fit_programs for n in p if not isinstance(n, Collect)]
+    for node in nodes:
+        if isinstance(node, Fused):
+            lowerings.require(node, node.key)
+        elif isinstance(node, Step):
+            lowerings.require(node.op, node.key)
+
+
+def compile_dataset(cfg: ShardsmithConfig, log=print, passes=None) -> Result:
+    """Compile ``cfg``; the manifest of the dataset written (or found up to date)."""
+    t_start = time.perf_counter()
+    prof = Profiler(cfg, log)
+    with prof.stage("plan", section=True):
+        prep = prepare(cfg, passes)
+    prof.set_backend(prep.backend)
+    out = Output(prep.graph.sink.dir, prep.key, prep.graph.sink.overwrite)
+    existing = out.existing_manifest()
+    if existing is not None:
+        log(f"{out.final}: up to date (same config, inputs and code); set output.overwrite=true to rebuild")
+        return Result(existing, os.path.join(out.final, mf.MANIFEST), up_to_date=True)
+    out.open()
+    try:
+        manifest, timings = _run(cfg, prep, out, prof, log, t_start)
+        out.commit(manifest)
+    except KeyboardInterrupt:
+        log(f"interrupted: rerun the same command to resume from {out.staging}")
+        raise
+    except BaseException:
+        out.abandon()
+        raise
+    log(f"wrote {out.final}/{mf.MANIFEST}: {manifest['rows']['out']:,} rows in "
+        f"{sum(len(s['shards']) for s in manifest['splits'].values())} shard file(s), {timings['wall']:.1f} s")
+    if manifest.get("profile"):
+        log(f"profile: {out.final}/{manifest['profile']} (see 'shardsmith report {out.final}')")
+    return Result(manifest, os.path.join(out.final, mf.MANIFEST), timings=timings)
+
+
+def _run(cfg, prep: Prepared, out: Output, prof: Profiler, log, t_start: float) -> tuple[dict, dict]:
+    """Fit, transform and write on the cluster; the manifest (with its profile) and the timings."""
+    with prof.cluster(executor_for(cfg.engine, prep.backend, log), warm_up) as ex:
+        run = RunContext(prep.plan, prep.backend, ex, out, log, prof)
+        with prof.section("fit"):
+            states = fit(run)
+        with prof.section("transform+write"):
+            streams = ShardWriter(run).run_all(states)
+    timings = {"wall": time.perf_counter() - t_start, **run.timings}
+    with prof.stage("manifest", section=True):
+        metas = [out.metas[p.index] for p in prep.plan.partitions]
+        engine = {"kind": prep.backend, "executor": ex.name, "workers": getattr(ex, "n_workers", 1)}
+        manifest = build_manifest(cfg, prep.resolved, prep.key, prep.plan, states, streams, metas, engine, timings)
+    manifest["profile"] = prof.write(out.staging, stages.facts(prep.plan), manifest)
+    return manifest, timings

@@ -1,0 +1,23 @@
+"""``shardsmith plan``: build, optimise and plan a config on the engine it names, without reading
+data and without needing that engine on this machine (a GPU compile is explained anywhere)."""
+
+from __future__ import annotations
+
+from shardsmith.backends import device_memory_bytes, lowerings_for, resolve_kind
+from shardsmith.compiler.build import build
+from shardsmith.compiler.config import ShardsmithConfig
+from shardsmith.compiler.explain import explain_lines
+from shardsmith.compiler.passes import optimize
+from shardsmith.compiler.planner import physical_plan
+from shardsmith.runtime.driver import check_lowerings
+
+
+def explain(cfg: ShardsmithConfig, passes: bool = False) -> str:
+    built = build(cfg)
+    trace: list = []
+    final = optimize(built, trace=trace)
+    backend = resolve_kind(cfg.engine.kind)
+    lowerings = lowerings_for(backend)
+    plan = physical_plan(final, cfg.engine, backend, device_memory_bytes() if backend == "gpu" else None)
+    check_lowerings(plan, lowerings)  # an op the engine cannot run fails here, as it would when compiling
+    return "\n".join(explain_lines(built, trace, plan, lowerings, passes))

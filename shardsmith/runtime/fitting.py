@@ -1,0 +1,72 @@
+"""The fit passes: partial statistics per partition, merged in a tree as they arrive, finalized,
+and turned into each fitted step's state; saved (JSON + Parquet) so that a resumed run skips them."""
+
+from __future__ import annotations
+
+import time
+
+from shardsmith.compiler.planner import Collect
+from shardsmith.profiling.spans import PROFILE_KEY
+from shardsmith.runtime import tasks
+from shardsmith.runtime.context import RunContext
+from shardsmith.shards.state import load_states, save_states
+
+
+def fit(run: RunContext) -> dict:
+    """Every fit pass of the plan, in order; the fitted states by step key."""
+    saved = load_states(run.out.path("state"))
+    if saved is not None:
+        run.log(f"resuming: fitted state found in {run.out.path('state')}")
+        return saved
+    states: dict = {}
+    for stage, program in enumerate(run.plan.fit_programs):
+        t0 = time.perf_counter()
+        merged = _pass(run, stage, program, states)
+        with run.prof.stage(f"fit{stage} merge"):
+            for item in program:
+                if isinstance(item, Collect):
+                    states[item.step.key] = fit_step(item, merged[item.step.key])
+        run.timings[f"fit_pass_{stage}"] = time.perf_counter() - t0
+        run.log(f"fit pass {stage}: {len(run.plan.partitions)} partition(s), "
+                f"fitted {', '.join(i.step.key for i in program if isinstance(i, Collect))} "
+                f"in {time.perf_counter() - t0:.2f} s")
+    with run.prof.stage("save state"):
+        save_states(run.out.path("state"), states)
+    run.record({"event": "fit"})
+    return states
+
+
+def _pass(run: RunContext, stage: int, program, states: dict) -> dict:
+    """One pass over the partitions: the merged partials of every Collect, by step key.
+
+    A binary-counter tree of merges as the partials arrive: O(log partitions) partials alive at a
+    time, merged on the workers; every merge is exact, so the shape of the tree cannot change the
+    result."""
+    states_h = run.ex.scatter(states)
+    stats = {item.step.key: item.stats for item in program if isinstance(item, Collect)}
+    progress = run.prof.progress(f"fit pass {stage}", run.plan.partitions)
+    stack: list = []
+    for p in run.plan.partitions:
+        node = progress.watch(run.ex.submit(tasks.fit_task, run.backend, run.plan_h, p, stage, states_h,
+                                            run.prof.task_opts), p)
+        level = 0
+        while stack and stack[-1][1] == level:
+            node, level = _merge(run, stats, stack.pop()[0], node, stage), level + 1
+        stack.append((node, level))
+    while len(stack) > 1:
+        top = stack.pop()[0]
+        stack[-1] = (_merge(run, stats, stack[-1][0], top, stage), stack[-1][1])
+    merged = dict(stack[0][0].result())
+    progress.close()
+    for spans in merged.pop(PROFILE_KEY, None) or []:
+        run.prof.add(spans)
+    return merged
+
+
+def _merge(run: RunContext, stats, a, b, stage: int):
+    return run.ex.submit(tasks.merge_partials, stats, a, b, run.backend, stage, run.prof.task_opts)
+
+
+def fit_step(item: Collect, merged: list) -> dict:
+    """Finalize one step's merged partials and let the op fit its state from them."""
+    return item.step.op.fit({stat: stat.finalize(m) for stat, m in zip(item.stats, merged)})

@@ -1,0 +1,71 @@
+"""What a dataset is made from: the dataset key (config, inputs, code), the code's version from
+the package metadata, and a content hash of the code that decides the shards.
+
+Two compiles with the same key write the same shards; a compile whose key matches a finished
+dataset's is a no-op. The code hash makes a changed op (or kernel, or writer) a new key, so an
+edited checkout never returns shards made by the code before the edit.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.metadata
+import importlib.util
+from pathlib import Path
+
+from shardsmith import __version__
+from shardsmith.shards import manifest as mf
+
+PACKAGE = Path(__file__).resolve().parent.parent
+# Code that cannot change a shard's content: reporting, the command line, the loader's reading side.
+NOT_DECIDING = ("profiling", "cli.py", "demo.py", "__main__.py", "shards/loader", "shards/readers.py",
+                "shards/order.py")
+SUFFIXES = (".py", ".cu", ".cuh")
+
+
+def code_version() -> str:
+    """The installed distribution's version (the package's own when not installed)."""
+    try:
+        return importlib.metadata.version("shardsmith")
+    except importlib.metadata.PackageNotFoundError:
+        return __version__
+
+
+@functools.cache
+def code_sha256() -> str:
+    """The content hash of this installation's deciding code (computed once per process)."""
+    return tree_sha256(PACKAGE)
+
+
+def tree_sha256(root: Path) -> str:
+    """sha256 over the relative paths and bytes of the package's source files that decide the
+    output (ops, kernels, backends, writers, the runtime that cuts shards)."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.suffix in SUFFIXES and "__pycache__" not in p.parts):
+        rel = path.relative_to(root).as_posix()
+        if rel.startswith(NOT_DECIDING):
+            continue
+        h.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def plugin_sha256(modules: list[str]) -> str | None:
+    """sha256 of the source files of the user's op modules (``plugins:``), None without any."""
+    if not modules:
+        return None
+    h = hashlib.sha256()
+    for name in modules:
+        spec = importlib.util.find_spec(name)
+        origin = spec.origin if spec is not None else None
+        h.update(name.encode() + b"\0" + (Path(origin).read_bytes() if origin and Path(origin).is_file() else b""))
+    return h.hexdigest()
+
+
+def dataset_key(resolved: dict, inputs: list[tuple], plugins: list[str]) -> str:
+    """What the shards depend on: the config minus engine and bookkeeping keys, the inputs
+    (path, bytes, fingerprint), and the code (ours and the plugins')."""
+    relevant = {k: v for k, v in resolved.items() if k not in ("engine", "profiling")}
+    relevant["output"] = {k: v for k, v in resolved["output"].items() if k not in ("overwrite", "dir")}
+    code = {"shardsmith": code_sha256(), "plugins": plugin_sha256(plugins)}
+    return mf.sha256_json({"config": relevant, "inputs": inputs, "code": code})
