@@ -11,7 +11,7 @@ __all__ = ["ShardDataset", "ShardLoader"]
 
 def __getattr__(name):
     if name in __all__:
-        from shardsmith.shards import dataset
+        from shardsmith.shards import loader  # lazy: torch takes seconds to import, and writing needs none
 
-        return getattr(dataset, name)
+        return getattr(loader, name)
     raise AttributeError(f"module 'shardsmith.shards' has no attribute {name!r}")

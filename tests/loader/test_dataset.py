@@ -241,7 +241,7 @@ def test_bad_arguments_name_the_argument(dataset_dir):
 
 # --- device transfer ----------------------------------------------------------------------------------------
 def test_batch_tensors_share_one_buffer_that_rebuilds_exactly(dataset_dir):
-    from shardsmith.shards.dataset import _shared_buffer
+    from shardsmith.shards.loader.device import _shared_buffer
 
     batch = next(iter(ShardDataset(dataset_dir, batch_size=BS, seed=1)))
     host, views = _shared_buffer(batch)
@@ -277,7 +277,8 @@ def test_messages_of_several_batches_keep_the_single_batch_order(dataset_dir):
 
 
 def test_interleave_deals_message_rounds_batch_by_batch():
-    from shardsmith.shards.dataset import BatchSpec, interleave
+    from shardsmith.shards.loader.layout import BatchSpec
+    from shardsmith.shards.loader.transport import interleave
 
     spec = BatchSpec([("x", np.dtype("int64"))])
     counts, k = [5, 3, 0, 4], 2
