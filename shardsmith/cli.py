@@ -1,5 +1,8 @@
 """The command line: ``shardsmith <command> [options] [key=value overrides]``.
 
+Each command imports what it runs when it runs (``--help`` and ``inspect`` never pay for Dask,
+Hydra or torch).
+
 ``compile`` runs under Hydra (overrides, ``-m`` multirun sweeps, run directories); the other
 commands compose the same config tree without a run directory. A user error prints one line naming
 the config key or file and exits 2.
@@ -8,11 +11,12 @@ the config key or file and exits 2.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
 
-from shardsmith.errors import ShardsmithError
+from shardsmith.errors import ConfigError, ShardsmithError, did_you_mean  # lazy: each command imports only what it runs
 
 USAGE = """usage: shardsmith <command> [options]
 
@@ -47,8 +51,6 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"demo": cmd_demo, "demo-data": cmd_demo_data, "compile": cmd_compile, "plan": cmd_plan,
                 "inspect": cmd_inspect, "verify": cmd_verify, "report": cmd_report}
     if command not in handlers:
-        from shardsmith.errors import did_you_mean
-
         print(f"error: unknown command '{command}'{did_you_mean(command, handlers)}; see 'shardsmith --help'",
               file=sys.stderr)
         return 2
@@ -98,7 +100,7 @@ def cmd_demo_data(rest: list[str]) -> int:
     args = p.parse_args(rest)
     if args.rows < 1:
         raise ShardsmithError("expected a positive row count", "--rows")
-    from shardsmith.demo import generate
+    from shardsmith.demo import generate  # lazy: each command imports only what it runs
 
     paths = generate(args.rows, args.out, args.files, args.seed)
     print(f"wrote {args.rows:,} rows in {len(paths)} file(s) under {args.out}")
@@ -112,10 +114,10 @@ def cmd_demo(rest: list[str]) -> int:
     p.add_argument("--data", default="data/raw")
     args = p.parse_args(opts)
     _setup_logging()
-    from shardsmith.compiler.config import compose
-    from shardsmith.demo import generate
-    from shardsmith.runtime import compile_dataset
-    from shardsmith.shards.manifest import summary_lines
+    from shardsmith.compiler.config import compose  # lazy: each command imports only what it runs
+    from shardsmith.demo import generate  # lazy: each command imports only what it runs
+    from shardsmith.runtime import compile_dataset  # lazy: each command imports only what it runs
+    from shardsmith.shards.manifest import summary_lines  # lazy: each command imports only what it runs
 
     if not (os.path.isdir(args.data) and any(f.endswith(".parquet") for f in os.listdir(args.data))):
         paths = generate(args.rows, args.data)
@@ -132,8 +134,8 @@ def cmd_plan(rest: list[str]) -> int:
     p = argparse.ArgumentParser(prog="shardsmith plan", description="Explain a compile; reads no data.")
     p.add_argument("--passes", action="store_true", help="show the graph after each optimiser pass")
     args = p.parse_args(opts)
-    from shardsmith.compiler.config import compose
-    from shardsmith.runtime.explain import explain
+    from shardsmith.compiler.config import compose  # lazy: each command imports only what it runs
+    from shardsmith.runtime.explain import explain  # lazy: each command imports only what it runs
 
     print(explain(compose(overrides), passes=args.passes))
     return 0
@@ -144,12 +146,10 @@ def cmd_inspect(rest: list[str]) -> int:
     p.add_argument("manifest")
     p.add_argument("--json", action="store_true", help="print the manifest itself")
     args = p.parse_args(rest)
-    from shardsmith.shards.manifest import read_manifest, summary_lines
+    from shardsmith.shards.manifest import read_manifest, summary_lines  # lazy: each command imports only what it runs
 
     m = read_manifest(args.manifest)
     if args.json:
-        import json
-
         m.pop("_dir", None)
         print(json.dumps(m, indent=1))
     else:
@@ -161,7 +161,11 @@ def cmd_verify(rest: list[str]) -> int:
     p = argparse.ArgumentParser(prog="shardsmith verify", description="Re-hash every shard.")
     p.add_argument("manifest")
     args = p.parse_args(rest)
-    from shardsmith.shards.manifest import iter_shards, read_manifest, verify
+    from shardsmith.shards.manifest import (  # lazy: each command imports only what it runs
+        iter_shards,
+        read_manifest,
+        verify,
+    )
 
     m = read_manifest(args.manifest)
     problems = verify(m)
@@ -185,7 +189,7 @@ def cmd_report(rest: list[str]) -> int:
     p.add_argument("--out", help="where to write the HTML (default: report.html or compare.html in the directory)")
     p.add_argument("--no-html", action="store_true", help="print the summary only")
     args = p.parse_args(rest)
-    from shardsmith.profiling import report
+    from shardsmith.profiling import report  # lazy: each command imports only what it runs
 
     if args.compare:
         return report.compare_command(args.run_dir, args.deadline, args.cost_per_hour, args.out, not args.no_html)
@@ -198,24 +202,23 @@ def cmd_compile(rest: list[str]) -> int:
     """Hydra runs this: overrides, multirun (-m), sweepers and run directories all work."""
     multirun = any(w in ("-m", "--multirun") for w in rest)
     if not multirun:  # fail fast, with one line, before Hydra sets up a run directory
-        from shardsmith.compiler.config import compose
-        from shardsmith.errors import ConfigError
+        from shardsmith.compiler.config import compose  # lazy: each command imports only what it runs
 
         try:
             compose([w for w in rest if _is_override(w) and not w.lstrip("+~").startswith("hydra.")])
         except ConfigError as exc:
             if "HydraConfig was not set" not in str(exc):  # ${hydra:...} resolves only inside the run
                 raise
-    from shardsmith.compiler.config import config_dir, register_configs
+    from shardsmith.compiler.config import config_dir, register_configs  # lazy: each command imports only what it runs
 
     register_configs()
-    import hydra
+    import hydra  # lazy: each command imports only what it runs
 
     @hydra.main(config_path=str(config_dir()), config_name="config", version_base=None)
     def _task(cfg) -> float | None:
-        from shardsmith.compiler.config import from_omegaconf
-        from shardsmith.profiling.sweep import job_config, job_finish
-        from shardsmith.runtime import compile_dataset
+        from shardsmith.compiler.config import from_omegaconf  # lazy: each command imports only what it runs
+        from shardsmith.profiling.sweep import job_config, job_finish  # lazy: each command imports only what it runs
+        from shardsmith.runtime import compile_dataset  # lazy: each command imports only what it runs
 
         try:
             result = compile_dataset(job_config(from_omegaconf(cfg), log.info), log=log.info)

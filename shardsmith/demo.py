@@ -12,6 +12,8 @@ import math
 import os
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from shardsmith.kernels import xxhash64 as xx
 
@@ -26,8 +28,6 @@ def generate(rows: int, out_dir: str, files: int | None = None, seed: int = 0,
              row_group_rows: int = BLOCK) -> list[str]:
     """Write ``rows`` rows into ``files`` Parquet files (default: one per 500,000 rows) under
     ``out_dir``; returns their paths. Existing files of the same names are replaced."""
-    import pyarrow.parquet as pq
-
     if rows < 1:
         raise ValueError("rows must be positive")
     files = files or max(1, math.ceil(rows / 500_000))
@@ -55,8 +55,6 @@ def generate(rows: int, out_dir: str, files: int | None = None, seed: int = 0,
 
 def block(n: int, seed: int, index: int):
     """One block of ``n`` rows: a pyarrow Table."""
-    import pyarrow as pa
-
     rng = np.random.default_rng([seed, index])
     cols: dict[str, pa.Array] = {}
     ints = []
@@ -85,8 +83,6 @@ def block(n: int, seed: int, index: int):
 
 def _hex_strings(values: np.ndarray):
     """8-character lowercase hex strings of the low 32 bits, as Criteo's anonymised categories."""
-    import pyarrow as pa
-
     low = (values & np.uint64(0xFFFFFFFF)).astype(np.uint32)
     digits = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
     chars = np.empty((len(low), 8), dtype=np.uint8)

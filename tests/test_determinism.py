@@ -87,7 +87,7 @@ def test_code_identity_is_the_deciding_source(tmp_path):
     shutil.copytree(identity.PACKAGE, pkg, ignore=shutil.ignore_patterns("__pycache__"))
     before = identity.tree_sha256(pkg)
     assert before == identity.code_sha256()
-    (pkg / "profiling" / "report.py").write_text((pkg / "profiling" / "report.py").read_text() + "\n# edited\n")
+    (pkg / "profiling" / "plots.py").write_text((pkg / "profiling" / "plots.py").read_text() + "\n# edited\n")
     assert identity.tree_sha256(pkg) == before
     (pkg / "ops" / "numeric.py").write_text((pkg / "ops" / "numeric.py").read_text() + "\n# edited\n")
     assert identity.tree_sha256(pkg) != before
@@ -99,19 +99,21 @@ def test_changed_op_code_never_returns_stale_shards(demo_dir, tmp_path):
     refuses to replace the old dataset without output.overwrite, instead of returning it)."""
     import shutil
 
+    from shardsmith.compiler.config import config_dir
     from shardsmith.runtime import identity
     from tests.conftest import cli
 
     out = tmp_path / "out"
     args = ["compile", f"source.paths=[{demo_dir}/*.parquet]", f"output.dir={out}", "engine=inprocess",
             "output.overwrite=false", f"hydra.run.dir={tmp_path / 'run'}"]
-    assert cli(*args).returncode == 0
-    again = cli(*args)
-    assert again.returncode == 0 and "up to date" in again.stderr
+    assert cli(*args, cwd=tmp_path).returncode == 0
+    again = cli(*args, cwd=tmp_path)
+    assert again.returncode == 0 and "up to date" in again.stdout + again.stderr
     pkg = tmp_path / "edited" / "shardsmith"
     shutil.copytree(identity.PACKAGE, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(config_dir(), pkg.parent / "configs")
     numeric = pkg / "ops" / "numeric.py"
     numeric.write_text(numeric.read_text() + "\n# a changed op: the key must change with it\n")
-    edited = cli(*args, env={"PYTHONPATH": str(tmp_path / "edited")})
-    assert "up to date" not in edited.stderr
+    edited = cli(*args, cwd=tmp_path, env={"PYTHONPATH": str(pkg.parent)})
+    assert "up to date" not in edited.stdout + edited.stderr
     assert "holds a dataset built from another config" in edited.stderr  # refuses to overwrite, so not stale

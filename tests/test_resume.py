@@ -12,7 +12,8 @@ import time
 import pytest
 
 from shardsmith.backends.cpu import CpuBackend
-from shardsmith.runtime import staging, tasks
+from shardsmith.runtime import tasks
+from shardsmith.runtime.staging import Output
 from tests.conftest import run_compile
 
 
@@ -36,7 +37,7 @@ def test_resume_after_a_crash_reuses_state_and_shards(demo_dir, tmp_path, monkey
         return real_write(*a)
 
     monkeypatch.setattr(tasks, "write_shard_task", crashing_write)
-    monkeypatch.setattr(staging.Output, "abandon", lambda self: None)  # a crash cleans nothing up
+    monkeypatch.setattr(Output, "abandon", lambda self: None)  # a crash cleans nothing up
     with pytest.raises(SystemExit):
         run_compile(*args, tmp_path / "out", *opts)
     staging = [d for d in os.listdir(tmp_path) if d.startswith("out.partial-")]

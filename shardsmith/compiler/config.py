@@ -364,10 +364,9 @@ def to_dict(cfg: ShardsmithConfig) -> dict:
 
 def compose(overrides: list[str] | None = None, config_name: str = "config") -> ShardsmithConfig:
     """Compose the shipped Hydra tree with command-line style overrides, without a run directory."""
-    # lazy: composing is the one use of Hydra here, and the workers that import this module never compose
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.errors import HydraException
+    from hydra import compose as hydra_compose  # lazy: workers import this module and never compose
+    from hydra import initialize_config_dir  # lazy: as above
+    from hydra.errors import HydraException  # lazy: as above
 
     register_configs()
     try:

@@ -9,6 +9,7 @@ import hashlib
 import os
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from shardsmith.errors import InputError
 from shardsmith.inputs.read import open_text
@@ -69,8 +70,6 @@ def _scan_one(path: str, fmt: str, dtypes: dict[str, str]) -> tuple[FileInfo, pa
     size = os.path.getsize(path)
     try:
         if fmt == "parquet":
-            import pyarrow.parquet as pq
-
             md = pq.ParquetFile(path).metadata
             schema = md.schema.to_arrow_schema().remove_metadata()
             groups, col_bytes = [], [0] * md.num_columns

@@ -33,14 +33,14 @@ def cache_dir() -> Path:
 
 
 def device_arch() -> str:
-    import cupy as cp
+    import cupy as cp  # lazy: CuPy is optional (the gpu extras); sources render without it
 
     return f"sm_{cp.cuda.Device().compute_capability}"
 
 
 def function(src: KernelSource, entry: str):
     """The compiled entry point ``entry`` of ``src`` on the current device (compiled once)."""
-    import cupy as cp
+    import cupy as cp  # lazy: CuPy is optional (the gpu extras); sources render without it
 
     arch = device_arch()
     fkey = (src.sha256, arch, entry)

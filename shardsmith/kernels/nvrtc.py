@@ -15,7 +15,7 @@ class CudaCompileError(Exception):
 
 def unavailable_reason() -> str | None:
     try:
-        from cuda.bindings import nvrtc
+        from cuda.bindings import nvrtc  # lazy: cuda-bindings is optional (the gpu and test extras)
 
         err, major, minor = nvrtc.nvrtcVersion()
         if err != nvrtc.nvrtcResult.NVRTC_SUCCESS:
@@ -26,7 +26,7 @@ def unavailable_reason() -> str | None:
 
 
 def version() -> tuple[int, int]:
-    from cuda.bindings import nvrtc
+    from cuda.bindings import nvrtc  # lazy: cuda-bindings is optional (the gpu and test extras)
 
     _, major, minor = nvrtc.nvrtcVersion()
     return major, minor
@@ -34,7 +34,7 @@ def version() -> tuple[int, int]:
 
 def compile_source(src: KernelSource, arch: str = "sm_90", extra: tuple[str, ...] = ()) -> bytes:
     """The CUBIN of ``src`` for ``arch``; raises CudaCompileError with NVRTC's log on failure."""
-    from cuda.bindings import nvrtc
+    from cuda.bindings import nvrtc  # lazy: cuda-bindings is optional (the gpu and test extras)
 
     ok = nvrtc.nvrtcResult.NVRTC_SUCCESS
     err, prog = nvrtc.nvrtcCreateProgram(src.text.encode(), src.name.encode(), 0, [], [])

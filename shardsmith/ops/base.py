@@ -12,6 +12,7 @@ import dataclasses
 import fnmatch
 import typing
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
 from shardsmith.errors import ConfigError, did_you_mean
@@ -48,8 +49,6 @@ def _load_entry_points() -> None:
     if _ENTRY_POINTS_LOADED:
         return
     _ENTRY_POINTS_LOADED = True
-    from importlib.metadata import entry_points
-
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         loaded = ep.load()
         if isinstance(loaded, type) and issubclass(loaded, Op) and loaded.op_name not in _REGISTRY:

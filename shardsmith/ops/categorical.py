@@ -22,6 +22,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from shardsmith.errors import ConfigError
 from shardsmith.ir import DTYPES, Column, Schema
 from shardsmith.kernels.lookup import FIRST_ID, NULL_ID, OOV_ID, PAD_ID
@@ -72,9 +75,6 @@ class Categorify(ColumnwiseOp):
         return tuple(ValueCounts(c) for c in self.cols)
 
     def fit(self, results: dict) -> dict:
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
         state = {}
         for stat, (values, counts, nulls) in results.items():
             table = pa.table({"value": values, "count": pa.array(counts, type=pa.int64())})

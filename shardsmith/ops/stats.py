@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
+import pyarrow as pa
 
 from shardsmith.kernels import exact
 
@@ -98,8 +99,6 @@ class ValueCounts(Stat):
     """
 
     def merge(self, parts):
-        import pyarrow as pa
-
         nulls = sum(p[2] for p in parts)
         parts = [p for p in parts if len(p[0])]
         if not parts:
@@ -114,8 +113,6 @@ class ValueCounts(Stat):
         return (merged["v"].combine_chunks(), merged["n_sum"].to_numpy(), nulls)
 
     def finalize(self, merged):
-        import pyarrow as pa
-
         values, counts, nulls = merged
         return (values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values), counts, nulls)
 

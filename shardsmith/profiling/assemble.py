@@ -8,8 +8,8 @@ import os
 
 from shardsmith.profiling import stages as st
 from shardsmith.profiling.cost import cost_model
+from shardsmith.profiling.document import FORMAT, MAX_SPANS, VERSION, now_iso
 from shardsmith.profiling.machine import machine, versions
-from shardsmith.profiling.profile import FORMAT, MAX_SPANS, VERSION, now_iso
 
 
 def assemble(prof, facts: dict, manifest: dict, wall_s: float) -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 class EventTimer:
     def __init__(self):
-        import cupy
+        import cupy  # lazy: CuPy is optional; this module runs only on the GPU engine
 
         self._cp = cupy
         self._pending: list = []
@@ -35,7 +35,7 @@ class EventTimer:
 def device_memory_used() -> int | None:
     """Bytes in use on this process's current device (all allocators, pools included)."""
     try:
-        import cupy
+        import cupy  # lazy: CuPy is optional; this module runs only on the GPU engine
 
         free, total = cupy.cuda.runtime.memGetInfo()
         return int(total - free)
@@ -45,7 +45,7 @@ def device_memory_used() -> int | None:
 
 def device_names() -> list[dict]:
     """Name and memory of every visible device, through CuPy."""
-    import cupy
+    import cupy  # lazy: CuPy is optional; this module runs only on the GPU engine
 
     out = []
     for i in range(cupy.cuda.runtime.getDeviceCount()):

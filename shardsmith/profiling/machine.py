@@ -6,6 +6,12 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
+
+import psutil
+
+from shardsmith import __version__
+from shardsmith.profiling.gpu import device_names
 
 # Distribution name -> the module whose __version__ it is. Only modules this process imported are
 # listed (a GPU run imports the GPU ones): looking installed packages up in their metadata costs
@@ -29,8 +35,6 @@ def cpu_model() -> str:
 def gpus(backend: str) -> list[dict]:
     """Visible GPUs: through CuPy on the GPU engine, else nvidia-smi where it exists."""
     if backend == "gpu":
-        from shardsmith.profiling.gpu import device_names
-
         return device_names()
     smi = shutil.which("nvidia-smi")
     if smi is None:
@@ -45,8 +49,6 @@ def gpus(backend: str) -> list[dict]:
 
 
 def machine(backend: str) -> dict:
-    import psutil
-
     return {
         "hostname": platform.node(),
         "os": f"{platform.system()} {platform.release()}",
@@ -60,10 +62,6 @@ def machine(backend: str) -> dict:
 
 
 def versions(code_version: str) -> dict:
-    import sys
-
-    from shardsmith import __version__
-
     out = {"python": platform.python_version(), "shardsmith": __version__, "shardsmith_code": code_version}
     for dist, module in PACKAGES.items():
         version = getattr(sys.modules.get(module), "__version__", None)

@@ -12,7 +12,7 @@ DOMAIN = "shardsmith"
 @functools.cache
 def _module():
     try:
-        import nvtx
+        import nvtx  # lazy: NVTX ranges are optional (the gpu extras)
     except ImportError:
         return None
     return nvtx

@@ -16,10 +16,10 @@ MANY_SPANS = 3000  # draw the waterfall as an embedded bitmap beyond this many b
 
 
 def _pyplot():
-    import matplotlib
+    import matplotlib  # lazy: matplotlib is optional (the report extra)
 
     matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib is optional (the report extra)
 
     plt.rcParams.update({"svg.fonttype": "none", "font.size": 9, "axes.spines.top": False,
                          "axes.spines.right": False, "svg.hashsalt": "shardsmith"})
@@ -29,7 +29,7 @@ def _pyplot():
 def to_svg(fig) -> str:
     buf = io.StringIO()
     fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib is optional (the report extra)
 
     plt.close(fig)
     return buf.getvalue()
@@ -59,7 +59,7 @@ def stage_times(profile: dict) -> str:
 
 
 def _bound_legend(ax, bounds) -> None:
-    from matplotlib.patches import Patch
+    from matplotlib.patches import Patch  # lazy: matplotlib is optional (the report extra)
 
     handles = [Patch(color=c, label=b) for b, c in BOUND_COLOURS.items() if b in bounds]
     if handles:
@@ -148,7 +148,7 @@ def waterfall(profile: dict) -> str:
     ax.invert_yaxis()
     ax.set_xlabel("seconds since the compile started")
     _shade_sections(ax, profile)
-    from matplotlib.patches import Patch
+    from matplotlib.patches import Patch  # lazy: matplotlib is optional (the report extra)
 
     used = sorted({s[0] for s in spans}, key=lambda i: -stages[i]["wall_s"])[:12]
     ax.legend(handles=[Patch(color=colour[i], label=stages[i]["name"]) for i in used], fontsize=7, frameon=False,

@@ -8,9 +8,13 @@ merged (peaks kept as peaks) and the interval doubles, so a profile stays small.
 
 from __future__ import annotations
 
+import resource
 import threading
 import time
 
+import psutil
+
+from shardsmith.profiling.gpu import device_memory_used
 from shardsmith.profiling.spans import worker_id
 
 SERIES = ("t", "rss", "cpu", "gpu_mem", "managed", "spilled", "executing")
@@ -22,7 +26,6 @@ _SAMPLERS: dict[str, Sampler] = {}
 
 class Sampler:
     def __init__(self, interval: float, gpu: bool = False, worker=None, max_samples: int = 4000):
-        import psutil
 
         self.interval, self.gpu, self.worker, self.max_samples = interval, gpu, worker, max_samples
         self.proc = psutil.Process()
@@ -56,8 +59,6 @@ class Sampler:
         s["rss"].append(self.proc.memory_info().rss)
         s["cpu"].append(round((cpu - last_cpu) / (now - last_t), 3) if now > last_t else 0.0)
         if self.gpu:
-            from shardsmith.profiling.gpu import device_memory_used
-
             s["gpu_mem"].append(device_memory_used())
         w = self.worker
         if w is not None:
@@ -83,13 +84,9 @@ class Sampler:
         return self.summary()
 
     def summary(self) -> dict:
-        import resource
-
         s = self.series
         limit = getattr(getattr(self.worker, "memory_manager", None), "memory_limit", None)
         if self.worker is None:
-            import psutil
-
             limit = psutil.virtual_memory().total
         gpu = [v for v in s["gpu_mem"] if v is not None]
         return {

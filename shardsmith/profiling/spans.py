@@ -16,6 +16,9 @@ import socket
 import sys
 import time
 
+from shardsmith.profiling import nvtx
+from shardsmith.profiling.gpu import EventTimer
+
 # The key under which a task's spans travel in a result dict (no step key looks like it).
 PROFILE_KEY = "__profile__"
 
@@ -62,8 +65,6 @@ class Recorder:
         self._wid = worker_id()
         self._gpu = None
         if opts.get("gpu"):
-            from shardsmith.profiling.gpu import EventTimer
-
             self._gpu = EventTimer()
         self._nvtx = opts.get("nvtx", False)
         self.spans: list[dict] = []
@@ -85,8 +86,6 @@ class Recorder:
         span = {"phase": self.phase, "key": key, "kind": kind, "worker": self._wid, "partition": self.partition,
                 "rows_in": rows, "bytes_in": nbytes}
         if self._nvtx:
-            from shardsmith.profiling import nvtx
-
             nvtx.push(f"{self.phase}:{key}")
         if self._gpu is not None:
             span["_gpu"] = self._gpu.start()
@@ -103,8 +102,6 @@ class Recorder:
         if self._gpu is not None:
             self._gpu.stop(span, span.pop("_gpu"))
         if self._nvtx:
-            from shardsmith.profiling import nvtx
-
             nvtx.pop()
         span["rows_out"], span["bytes_out"] = self._size(frame, rows, nbytes)
         self._handoff = (frame, span["rows_out"], span["bytes_out"]) if frame is not None else None

@@ -17,21 +17,19 @@ import dataclasses
 import math
 import os
 
-from shardsmith.profiling.profile import PROFILE, read_profile, write_json
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf.errors import MissingMandatoryValue
+
+from shardsmith.profiling.document import PROFILE, read_profile, write_json
 
 
 def hydra_job():
     """The running job's Hydra config, or None outside a Hydra job."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
-    except ImportError:
-        return None
     return HydraConfig.get() if HydraConfig.initialized() else None
 
 
 def is_multirun(hc) -> bool:
-    from hydra.types import RunMode
-
     return hc is not None and hc.mode == RunMode.MULTIRUN
 
 
@@ -65,8 +63,6 @@ def job_finish(result, log=print) -> float:
 
 
 def _job_num(hc):
-    from omegaconf.errors import MissingMandatoryValue
-
     try:
         return hc.job.num
     except MissingMandatoryValue:  # a single run has no job number

@@ -7,6 +7,7 @@ the compile logic is the same for every choice; Dask moves the data between work
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
 
@@ -80,7 +81,7 @@ def executor_for(engine: EngineConfig, backend: str, log=None):
     if engine.scheduler is None and engine.cluster == "inprocess":
         yield InProcess()
         return
-    from distributed import Client
+    from distributed import Client  # lazy: distributed costs half a second; in-process runs never need it
 
     for name in ("distributed", "distributed.nanny", "distributed.scheduler", "distributed.worker"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -105,8 +106,6 @@ def executor_for(engine: EngineConfig, backend: str, log=None):
 
 
 def _has_bokeh() -> bool:
-    import importlib.util
-
     return importlib.util.find_spec("bokeh") is not None
 
 
@@ -126,12 +125,12 @@ def _local_cluster(engine: EngineConfig, backend: str):
     scheduler_kwargs = {"dashboard": bool(engine.dashboard)}
     memory = "auto" if engine.memory_limit == "auto" else parse_size(engine.memory_limit, "engine.memory_limit")
     if backend == "gpu":
-        from dask_cuda import LocalCUDACluster
+        from dask_cuda import LocalCUDACluster  # lazy: dask-cuda is optional (the gpu extras)
 
         return LocalCUDACluster(dashboard_address=dashboard, memory_limit=memory, silence_logs=logging.ERROR,
                                 scheduler_kwargs=scheduler_kwargs, **cuda_cluster_kwargs(engine))
-    import dask
-    from distributed import LocalCluster
+    import dask  # lazy: as distributed above
+    from distributed import LocalCluster  # lazy: as distributed above
 
     cores = os.cpu_count() or 1
     threads = engine.threads_per_worker or (1 if engine.processes else cores)

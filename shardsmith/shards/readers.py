@@ -15,8 +15,10 @@ import os
 import posixpath
 import uuid
 
+import fsspec
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from shardsmith.errors import InputError
 from shardsmith.shards import manifest as mf
@@ -38,8 +40,6 @@ def load_manifest(source, storage_options: dict | None = None) -> dict:
     source = str(source)
     if not is_url(source):
         return mf.read_manifest(source.removeprefix("file://"))
-    import fsspec
-
     fs, path = fsspec.core.url_to_fs(source, **(storage_options or {}))
     if not path.endswith(".json"):
         path = posixpath.join(path, mf.MANIFEST)
@@ -97,8 +97,6 @@ class ShardSource:
 
     def fs(self):
         if self._fs is None:
-            import fsspec
-
             self._fs = fsspec.core.url_to_fs(self.root, **self.storage_options)[0]
         return self._fs
 
@@ -170,8 +168,6 @@ class ShardSource:
             raise InputError(f"cannot read shard: {exc}", where) from None
 
     def _parquet(self, i: int):
-        import pyarrow.parquet as pq
-
         if i in self._files:
             self._files.move_to_end(i)
             return self._files[i]

@@ -7,6 +7,7 @@ import os
 import re
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 STATE_FILE = "state.json"
 
@@ -17,8 +18,6 @@ def _safe(name: str) -> str:
 
 def save_states(directory: str, states: dict) -> None:
     """Write ``states`` ({step key: {column: {name: value}}}) under ``directory``."""
-    import pyarrow.parquet as pq
-
     os.makedirs(directory, exist_ok=True)
 
     def encode(obj, path):
@@ -46,8 +45,6 @@ def save_states(directory: str, states: dict) -> None:
 
 def load_states(directory: str) -> dict | None:
     """The states saved in ``directory``, or None when none were saved (completely)."""
-    import pyarrow.parquet as pq
-
     path = os.path.join(directory, STATE_FILE)
     if not os.path.exists(path):
         return None

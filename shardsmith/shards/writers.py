@@ -8,6 +8,7 @@ import os
 import uuid
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 
 class HashingFile:
@@ -63,8 +64,6 @@ def atomic_write(final: str, write_fn) -> dict:
 
 
 def write_parquet(table: pa.Table, final: str, sink, schema=None) -> dict:
-    import pyarrow.parquet as pq
-
     compression = None if sink.compression == "none" else sink.compression
 
     def write(f):

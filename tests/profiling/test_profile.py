@@ -339,8 +339,8 @@ def test_gpu_stages_carry_cuda_event_times(demo_data, compile_fn, tmp_path):
 
 
 def test_a_local_cluster_logs_its_dashboard_address(monkeypatch):
-    from shardsmith.runtime import cluster
     from shardsmith.compiler.config import EngineConfig
+    from shardsmith.runtime import cluster
 
     lines = []
     with cluster.executor_for(EngineConfig(n_workers=1), "cpu", lines.append):

@@ -8,6 +8,7 @@ import contextlib
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from shardsmith.backends.base import FINITE_PARTIALS, TableBackend, assign_split
 from shardsmith.backends.cpu import arrays
@@ -48,8 +49,6 @@ class CpuBackend(TableBackend):
         before the pushed-down filter."""
         columns = list(source.columns)
         if source.format == "parquet":
-            import pyarrow.parquet as pq
-
             pf = pq.ParquetFile(part.path)
             table = pf.read_row_groups(list(part.row_groups), columns=columns, use_threads=True)
             rows = np.concatenate([np.arange(s, s + pf.metadata.row_group(g).num_rows, dtype=np.int64)

@@ -112,7 +112,7 @@ def _positions(col: pa.Array, table: pa.Table) -> np.ndarray:
     lives as long as the compile), not once per partition; other types use Arrow's index_in."""
     vocab = table["value"].combine_chunks()
     if is_numpy_friendly(col.type) and is_numpy_friendly(vocab.type):
-        import pandas as pd
+        import pandas as pd  # lazy: pandas costs half a second to import; only integer vocabularies use it
 
         cached = _INDEX_CACHE.get(id(table))
         if cached is None or cached[0] is not table:

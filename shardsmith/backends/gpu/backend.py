@@ -19,6 +19,7 @@ import cudf
 import cupy as cp
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from shardsmith.backends.base import FINITE_PARTIALS, TableBackend, assign_split
 from shardsmith.backends.gpu import columns as C
@@ -84,8 +85,6 @@ class GpuBackend(TableBackend):
         return frame, n
 
     def _read_parquet(self, part, columns):
-        import pyarrow.parquet as pq
-
         md = pq.ParquetFile(part.path).metadata
         frame = cudf.read_parquet(part.path, columns=columns, row_groups=[list(part.row_groups)],
                                   use_pandas_metadata=False)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import functools
+import os
 
 
 @functools.cache
 def unavailable_reason() -> str | None:
     try:
-        import cupy
+        import cupy  # lazy: the one place that tries the optional GPU imports
     except Exception as exc:  # noqa: BLE001 - any import failure means no GPU engine
         return f"CuPy does not import ({type(exc).__name__}: {exc}); install shardsmith[gpu-cu12] or [gpu-cu13]"
     try:
@@ -17,7 +18,7 @@ def unavailable_reason() -> str | None:
     except Exception as exc:  # noqa: BLE001
         return f"no usable CUDA device ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
     try:
-        import cudf  # noqa: F401
+        import cudf  # noqa: F401  # lazy: the one place that tries the optional GPU imports
     except Exception as exc:  # noqa: BLE001
         return f"cuDF does not import ({type(exc).__name__}: {exc}); install shardsmith[gpu-cu12] or [gpu-cu13]"
     return None
@@ -34,7 +35,7 @@ def device_memory_bytes() -> int:
     sizes = _nvml_sizes()
     if not sizes:
         try:
-            import cupy
+            import cupy  # lazy: the one place that tries the optional GPU imports
 
             sizes = [cupy.cuda.runtime.getDeviceProperties(i)["totalGlobalMem"]
                      for i in range(cupy.cuda.runtime.getDeviceCount())]
@@ -44,10 +45,8 @@ def device_memory_bytes() -> int:
 
 
 def _nvml_sizes() -> list[int]:
-    import os
-
     try:
-        import pynvml
+        import pynvml  # lazy: NVML is optional
 
         pynvml.nvmlInit()
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")

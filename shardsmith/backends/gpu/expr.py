@@ -226,9 +226,9 @@ class CudfColumns:
     """The adapter over a cuDF DataFrame: device views of its columns, cuDF for strings."""
 
     def __init__(self, frame):
-        import cupy
+        import cupy  # lazy: the predicate logic is tested on the host without CuPy
 
-        from shardsmith.backends.gpu import columns as C
+        from shardsmith.backends.gpu import columns as C  # lazy: columns imports cuDF
 
         self.frame, self.xp, self._C = frame, cupy, C
         self.num_rows = len(frame)

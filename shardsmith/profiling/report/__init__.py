@@ -8,7 +8,7 @@ import os
 
 from shardsmith.errors import InputError
 from shardsmith.profiling.cost import reprice
-from shardsmith.profiling.profile import read_profile
+from shardsmith.profiling.document import read_profile
 from shardsmith.profiling.report.page import BOUNDS, render_compare, render_html
 from shardsmith.profiling.report.runs import REPORT, choose, compare_lines, cost_basis, load_runs, verdict
 from shardsmith.profiling.report.summary import slowest, summary_lines

@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from shardsmith.errors import InputError
 from shardsmith.profiling.cost import reprice
-from shardsmith.profiling.profile import find_profiles, read_profile
+from shardsmith.profiling.document import find_profiles, read_profile
 from shardsmith.profiling.report.summary import slowest
 from shardsmith.profiling.report.words import human_bytes, human_count, human_seconds, money
 
