@@ -1,0 +1,65 @@
+"""The command line: ``shardsmith <command> [options] [key=value overrides]``.
+
+One module per command (``cli/<command>.py``), each with a one-line ``SUMMARY`` and a
+``run(argv) -> exit code``; :data:`COMMANDS` names them, and a command's module is imported only
+when it runs, so ``--help`` and ``inspect`` never pay for Dask, Hydra or torch.
+
+``compile`` runs under Hydra (overrides, ``-m`` multirun sweeps, run directories); the other
+commands compose the same config tree without a run directory. A user error prints one line naming
+the config key or file and exits 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from shardsmith.errors import ShardsmithError, did_you_mean
+
+# command -> (module, one-line summary): the summary is here so that --help imports no command
+COMMANDS = {
+    "demo": ("demo", "make demo data if absent (data/raw), compile it, show the manifest"),
+    "demo-data": ("demo_data", "write synthetic Criteo-like Parquet data (--rows, --out, --files, --seed)"),
+    "compile": ("compile", "compile the configured graph into shards (Hydra overrides; -m for sweeps)"),
+    "plan": ("plan", "print the optimised graph and the physical plan; reads no data (--passes)"),
+    "inspect": ("inspect", "print a dataset's schema, splits, rows, sizes and stats (a manifest path)"),
+    "verify": ("verify", "re-hash every shard of a dataset; exit 1 on a mismatch (a manifest path)"),
+    "report": ("report", "write report.html of a run's profile and print where the time went; --compare "
+                         "MULTIRUN_DIR ranks the runs of a sweep"),
+}
+EXAMPLES = """examples:
+  shardsmith demo
+  shardsmith compile pipeline=criteo_synthetic engine.n_workers=2 output.dir=/tmp/out split.seed=7
+  shardsmith compile -m engine.partition_bytes=64MB,256MB engine.n_workers=1,2
+  shardsmith plan --passes pipeline=criteo_synthetic
+  shardsmith report shards/criteo_synthetic
+  shardsmith report --compare multirun/2026-11-26/10-00-00 --deadline 5m
+"""
+
+
+def usage() -> str:
+    width = max(len(c) for c in COMMANDS)
+    lines = ["usage: shardsmith <command> [options]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {summary}" for name, (_, summary) in COMMANDS.items()]
+    return "\n".join(lines) + "\n\n" + EXAMPLES + "\n'shardsmith <command> --help' describes a command's options."
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"error: unknown command '{command}'{did_you_mean(command, COMMANDS)}; see 'shardsmith --help'",
+              file=sys.stderr)
+        return 2
+    try:
+        module = importlib.import_module(f"shardsmith.cli.{COMMANDS[command][0]}")
+        return module.run(rest)
+    except ShardsmithError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

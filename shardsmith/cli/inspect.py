@@ -1,0 +1,22 @@
+"""``shardsmith inspect``: a dataset's schema, splits, rows, sizes and statistics."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from shardsmith.shards.manifest import read_manifest, summary_lines
+
+
+def run(rest: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="shardsmith inspect", description="Summarise a dataset.")
+    p.add_argument("manifest")
+    p.add_argument("--json", action="store_true", help="print the manifest itself")
+    args = p.parse_args(rest)
+    m = read_manifest(args.manifest)
+    if args.json:
+        m.pop("_dir", None)
+        print(json.dumps(m, indent=1))
+    else:
+        print("\n".join(summary_lines(m)))
+    return 0

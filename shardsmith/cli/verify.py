@@ -1,0 +1,24 @@
+"""``shardsmith verify``: re-hash every shard of a dataset against its manifest."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from shardsmith.shards.manifest import iter_shards, read_manifest, verify
+
+
+def run(rest: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="shardsmith verify", description="Re-hash every shard.")
+    p.add_argument("manifest")
+    args = p.parse_args(rest)
+    m = read_manifest(args.manifest)
+    problems = verify(m)
+    for line in problems:
+        print(f"mismatch: {line}", file=sys.stderr)
+    n = sum(1 for _ in iter_shards(m))
+    if problems:
+        print(f"{len(problems)} of {n} shard file(s) do not match the manifest", file=sys.stderr)
+        return 1
+    print(f"ok: {n} shard file(s) match the manifest")
+    return 0
