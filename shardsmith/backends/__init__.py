@@ -8,7 +8,8 @@ from shardsmith.errors import PlanError
 
 
 @functools.cache
-def get_backend(name: str):
+def get_backend(name: str, cpu_kernels: str = "auto"):
+    """The backend ``name`` (one per process and setting); ``cpu_kernels`` is engine.cpu_kernels."""
     if name == "cpu":
         import os
 
@@ -19,7 +20,7 @@ def get_backend(name: str):
             import pyarrow as pa
 
             pa.set_cpu_count(max(1, int(threads)))
-        return CpuBackend()
+        return CpuBackend(cpu_kernels)
     if name == "gpu":
         reason = gpu_unavailable_reason()
         if reason:

@@ -48,6 +48,7 @@ class Plan:
     shard_rows: int
     rows_pruned: int  # rows in row groups that statistics pruning skipped
     files: tuple[str, ...]
+    cpu_kernels: str = "auto"  # engine.cpu_kernels: how the CPU backend runs fused groups and hashes
 
     @property
     def output_schema(self) -> Schema:
@@ -84,7 +85,7 @@ def physical_plan(graph: Graph, engine: EngineConfig) -> Plan:
     parts, pruned = partition(graph, target)
     fits = [fit_program(graph, s) for s in range(fit_passes(graph))]
     return Plan(graph, parts, tuple(p for p, _ in fits), tuple(c for _, c in fits), transform_program(graph),
-                shard_rows(graph), pruned, tuple(f.path for f in graph.source.files))
+                shard_rows(graph), pruned, tuple(f.path for f in graph.source.files), engine.cpu_kernels)
 
 
 def transform_program(graph: Graph) -> tuple:

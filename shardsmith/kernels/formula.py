@@ -121,6 +121,17 @@ def bucketize(x: Expr, boundaries: Param) -> Expr:
     return Call("bucketize", (x, boundaries))
 
 
+def functions(expr: Expr) -> set[str]:
+    """The functions a formula calls (``{"log1p"}``): what a renderer must be able to run exactly."""
+    if isinstance(expr, Call):
+        return {expr.fn}.union(*(functions(a) for a in expr.args))
+    if isinstance(expr, Binary):
+        return functions(expr.a) | functions(expr.b)
+    if isinstance(expr, Where):
+        return functions(expr.cond) | functions(expr.a) | functions(expr.b)
+    return set()
+
+
 # --- NumPy: the reference --------------------------------------------------------------------------
 def evaluate(expr: Expr, x, p: dict, xp=np):
     """The formula over ``x`` (rows x columns) with ``p`` as arrays over the columns (array-valued

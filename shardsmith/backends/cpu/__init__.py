@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 from shardsmith.backends.base import FILE_COL, ROW_COL, SPLIT_COL, Lowerings
 from shardsmith.backends.cpu.expr import to_arrow_expression
 from shardsmith.compiler.sources import ARROW_TYPES, open_text
-from shardsmith.kernels import exact
+from shardsmith.kernels import cpujit, exact
 from shardsmith.kernels import xxhash64 as xx
 from shardsmith.ops import stats as S
 
@@ -25,10 +25,16 @@ class CpuBackend:
     xp = np
     lowerings = LOWERINGS
 
+    def __init__(self, cpu_kernels: str = "numpy"):
+        # numpy, numba or auto (kernels/cpujit.py): where the hash and fused groups may run compiled.
+        self.kernels = cpujit.mode(cpu_kernels)
+
     # --- reading ----------------------------------------------------------------------------------
     def read(self, part, source, split) -> tuple[pa.Table, int]:
         """The partition's rows with hidden columns and the split assigned; also the row count
         before the pushed-down filter."""
+        if self.kernels != "numpy":
+            compiled.warm()  # the split's kernels build while this partition decodes
         columns = list(source.columns)
         if source.format == "parquet":
             import pyarrow.parquet as pq
@@ -55,13 +61,21 @@ class CpuBackend:
             h = self.hash(table[split.key], split.seed)
         else:
             file_seed = xx.xxh64_bytes(os.path.basename(path).encode(), split.seed)
-            h = xx.xxh64_u64(table[ROW_COL].to_numpy().view(np.uint64), file_seed)
+            h = self.hash(table[ROW_COL], file_seed)  # int64 row numbers: the words hashed are their bits
+        if self.kernels != "numpy":
+            ids = compiled.split_ids(self.kernels, h, split.thresholds)
+            if ids is not None:
+                return ids
         u = xx.to_unit53(h)
         return np.searchsorted(np.asarray(split.thresholds, dtype=np.int64), u, side="right").astype(np.int8)
 
     # --- hashing ----------------------------------------------------------------------------------
     def hash(self, column, seed) -> np.ndarray:
         """The shardsmith hash (kernels/xxhash64.py) of every value; ``seed`` scalar or per row."""
+        if self.kernels != "numpy":
+            h = compiled.hash_column(self.kernels, column, seed)
+            if h is not None:
+                return h
         arr = _plain(column)
         t = arr.type
         large = pa.types.is_large_string(t) or pa.types.is_large_binary(t)
@@ -182,7 +196,9 @@ def float_values(column) -> np.ndarray:
         arr = arr.cast(pa.int8())
     if arr.null_count == 0:
         return arr.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
-    return arr.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
+    # Unsafe: integers beyond 2**53 round to nearest, as NumPy's astype does without nulls
+    # (Arrow's safe cast refuses them).
+    return arr.cast(pa.float64(), safe=False).fill_null(np.nan).to_numpy(zero_copy_only=False)
 
 
 def finite_values(column) -> np.ndarray:
@@ -201,4 +217,4 @@ def from_float(values: np.ndarray, dtype: str) -> pa.Array:
     return pa.array(values, mask=missing if missing.any() else None, type=target)
 
 
-from shardsmith.backends.cpu import lowering  # noqa: E402,F401  (registers the CPU lowerings)
+from shardsmith.backends.cpu import compiled, lowering  # noqa: E402,F401  (lowering registers the CPU lowerings)
