@@ -5,7 +5,9 @@ the compiled code is what runs."""
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -254,3 +256,37 @@ def test_generated_sources_are_cached_on_disk_by_their_hash(tmp_path, monkeypatc
     files = list((tmp_path / "numba").glob("ss_test_*.py"))
     assert len(files) == 1 and files[0].read_text() == text and module.__file__ == str(files[0])
     assert "v = (p[0] if isnan(v) else v)" in text and "v = log1p(v)" in text
+
+
+# --- the demo pipeline's generated sources -----------------------------------------------------------
+GOLDEN = Path(__file__).resolve().parent / "golden" / "numba"
+
+
+def demo_chains():
+    """The demo pipeline's two chains (fit: fill -> clip -> log1p; transform: then normalize), as
+    tests/golden/ss_fused_*.cu holds them for the GPU."""
+    fit = [(FillMissing(cols=("a",), value=0.0), {"fill": 0.0}), (Clip(cols=("a",), lower=0.0), {"lo": 0.0}),
+           (Log1p(cols=("a",)), {})]
+    transform = [*fit, (Normalize(cols=("a",)), {"mean": 0.0, "std": 1.0})]
+    return [([op for op, _ in chain], codegen.layout_of([p for _, p in chain])) for chain in (fit, transform)]
+
+
+def test_demo_pipeline_numba_sources_match_the_golden_files():
+    sources = {}
+    for ops, layout in demo_chains():
+        text = NF.render(tuple(ops), layout, ("float32",) * len(ops))
+        sources[f"ss_fused_{len(ops)}_stages.py.txt"] = text  # .txt: not a module to lint or import
+    if os.environ.get("SHARDSMITH_UPDATE_GOLDEN"):
+        GOLDEN.mkdir(parents=True, exist_ok=True)
+        for name, text in sources.items():
+            (GOLDEN / name).write_text(text)
+    for name, text in sources.items():
+        assert text == (GOLDEN / name).read_text(), f"code generation changed: review tests/golden/numba/{name}, " \
+            "then regenerate with SHARDSMITH_UPDATE_GOLDEN=1"
+
+
+def test_a_kernel_serves_every_parameter_value():
+    """Parameters travel in arrays: two clips with other bounds render the same source."""
+    layout = codegen.layout_of([{"lo": 0.0}])
+    a = NF.render((Clip(cols=("a",), lower=0.0),), layout, ("float32",))
+    assert a == NF.render((Clip(cols=("b",), lower=-7.5),), layout, ("float32",))
