@@ -223,6 +223,26 @@ def test_split_ids_are_the_reference():
     np.testing.assert_array_equal(compiled.split_ids("numba", h, thresholds), want)
 
 
+def test_kernels_run_on_several_threads_at_once():
+    """Dask's worker threads call the kernels side by side (they release the GIL and use no Numba
+    thread pool): every thread gets the reference's bits."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(9)
+    node = fused_node([FillMissing(cols=("a",), value=1.0), Log1p(cols=("a",))], Schema((Column("a", "float32"),)))
+    frames = [pa.table({"a": arrow(edge_values(rng, "float32", 20_000), "float32", rng.random(20_000) > 0.1)})
+              for _ in range(8)]
+
+    def both(frame):
+        h = compiled.hash_column("numba", frame["a"], 3), CpuBackend("numpy").hash(frame["a"], 3)
+        f = compiled.fused_group("numba", node, node.groups[0], frame, {})["a"], \
+            _fused_numpy(node, node.groups[0], frame, {})["a"]
+        return np.array_equal(*h) and bits(f[0]) == bits(f[1])
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(both, frames))
+
+
 # --- building --------------------------------------------------------------------------------------
 def test_auto_runs_numpy_until_a_kernel_is_built():
     def build():
