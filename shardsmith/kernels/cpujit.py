@@ -26,7 +26,6 @@ from pathlib import Path
 
 from shardsmith.errors import ShardsmithError
 
-CHOICES = ("auto", "numba", "numpy")
 _lock = threading.Lock()  # the builder's table of futures
 _source_lock = threading.Lock()
 _modules: dict[str, object] = {}
@@ -67,16 +66,21 @@ def load_source(prefix: str, text: str):
 
 
 def _write_once(name: str, text: str) -> Path:
-    """The source's path; written through a temporary name, so that a reader (another worker) never
-    sees half a file, and never rewritten, so that Numba's cache (keyed by its mtime) stays valid."""
-    directory = cache_dir()
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        import tempfile
+    """The source's path, in the cache directory or, where that cannot be written, a folder in /tmp."""
+    import tempfile
 
-        directory = Path(tempfile.gettempdir()) / f"shardsmith-numba-{os.getuid()}"
-        directory.mkdir(parents=True, exist_ok=True)
+    for directory in (cache_dir(), Path(tempfile.gettempdir()) / f"shardsmith-numba-{os.getuid()}"):
+        try:
+            return _write_into(directory, name, text)
+        except OSError:
+            continue
+    raise OSError(f"cannot write a kernel source into {cache_dir()} nor into the temporary directory")
+
+
+def _write_into(directory: Path, name: str, text: str) -> Path:
+    """Written through a temporary name, so that another worker never reads half a file, and never
+    rewritten, so that Numba's cache of it (keyed by the file's modification time) stays valid."""
+    directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.py"
     if not path.exists():
         tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
@@ -85,8 +89,10 @@ def _write_once(name: str, text: str) -> Path:
             os.link(tmp, path)  # unlike a rename, never replaces a file another process just wrote
         except FileExistsError:
             pass
+        except OSError:  # a file system without hard links
+            os.replace(tmp, path)
         finally:
-            tmp.unlink()
+            tmp.unlink(missing_ok=True)
     return path
 
 

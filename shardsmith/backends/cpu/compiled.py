@@ -28,7 +28,7 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return a
 
 
-NO_MASK = _readonly(np.zeros(0, dtype=np.uint8))
+NO_BYTES = _readonly(np.zeros(0, dtype=np.uint8))  # no validity bitmap (every row valid), or no string bytes
 
 
 # --- fused elementwise groups ---------------------------------------------------------------------
@@ -57,7 +57,7 @@ def _fused_kernel(how: str, ops, layout, dtypes, src_np, out_np):
         if cpujit.import_numba().config.USING_SVML and "log1p" in text:
             return None  # Numba would vectorise log1p with SVML: not the C library's bits
         kern = NF.kernel(ops, layout, dtypes)
-        NF.run(kern, _readonly(np.zeros(0, src_np)), NO_MASK, 0, np.zeros(1), np.zeros(1),
+        NF.run(kern, _readonly(np.zeros(0, src_np)), NO_BYTES, 0, np.zeros(1), np.zeros(1),
                np.zeros(2, np.int64), out_np)
         return kern
 
@@ -83,7 +83,7 @@ def _kernel_input(column) -> tuple[np.ndarray, np.ndarray, int]:
     arr = _plain(column)
     t = arr.type
     if pa.types.is_boolean(t) or pa.types.is_float16(t):
-        return _readonly(float_values(arr)), NO_MASK, 0
+        return _readonly(float_values(arr)), NO_BYTES, 0
     return _values(arr, np.dtype(t.to_pandas_dtype())), *_validity(arr)
 
 
@@ -96,7 +96,7 @@ def _values(arr: pa.Array, dtype: np.dtype) -> np.ndarray:
 
 def _validity(arr: pa.Array) -> tuple[np.ndarray, int]:
     if arr.null_count == 0:
-        return NO_MASK, 0
+        return NO_BYTES, 0
     return np.frombuffer(arr.buffers()[0], dtype=np.uint8), arr.offset
 
 
@@ -131,7 +131,7 @@ def _string_buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64 if large else np.int32,
                             count=arr.offset + len(arr) + 1)[arr.offset:]
     data = arr.buffers()[2]
-    return offsets, np.frombuffer(data, dtype=np.uint8) if data is not None else NO_MASK
+    return offsets, np.frombuffer(data, dtype=np.uint8) if data is not None else NO_BYTES
 
 
 def _hash_kernel(how: str, name: str, args: tuple):
@@ -144,7 +144,7 @@ def _hash_kernel(how: str, name: str, args: tuple):
 
         kern = getattr(K, name)
         kern(*(_readonly(np.zeros(1 if name == "hash_strings" and i == 0 else 0, t)) for i, t in enumerate(types)),
-             NO_MASK, 0, np.zeros(1, np.uint64), np.zeros(0, np.uint64))
+             NO_BYTES, 0, np.zeros(1, np.uint64), np.zeros(0, np.uint64))
         return kern
 
     return cpujit.compiled(how, (name, types), build)
