@@ -267,6 +267,14 @@ def test_a_failed_build_is_numpy_under_auto_and_an_error_naming_the_key_under_nu
     assert cpujit.compiled("auto", key, build) is None
 
 
+def test_auto_compiles_only_inputs_that_repay_numbas_start_up():
+    big = cpujit.AUTO_MIN_ROWS
+    assert cpujit.choose("auto", big, 1) == "auto" and cpujit.choose("auto", big - 1, 1) == "numpy"
+    assert cpujit.choose("auto", big, 2) == "numpy"  # each worker process pays the start-up
+    assert cpujit.choose("auto", -1, 4) == "auto"  # CSV: rows not known before reading
+    assert cpujit.choose("numba", 10, 1) == "numba" and cpujit.choose("numpy", big, 1) == "numpy"
+
+
 def test_generated_sources_are_cached_on_disk_by_their_hash(tmp_path, monkeypatch):
     monkeypatch.setenv("SHARDSMITH_KERNEL_CACHE", str(tmp_path))
     ops = (FillMissing(cols=("a",), value=0.0), Log1p(cols=("a",)))

@@ -31,10 +31,12 @@ def test_workers_and_partition_sizes_do_not_change_a_byte(demo_dir, tmp_path):
     assert stats[0] == stats[1] == stats[2]
 
 
-def test_compiled_cpu_kernels_do_not_change_a_byte(demo_dir, tmp_path):
+def test_compiled_cpu_kernels_do_not_change_a_byte(demo_dir, tmp_path, monkeypatch):
     """engine.cpu_kernels numba, numpy and auto (which switches from NumPy to compiled kernels as
     they become ready) write the same shards, in process and on two threads of a local cluster."""
     from shardsmith.kernels import cpujit
+
+    monkeypatch.setattr(cpujit, "AUTO_MIN_ROWS", 0)  # auto compiles for this little input too
 
     settings = ["numpy", "auto"] + (["numba"] if cpujit.available() else [])
     runs = {k: run_compile(f"{demo_dir}/*.parquet", tmp_path / k, "output.shard_rows=7000",

@@ -74,8 +74,8 @@ class EngineConfig:
     # visible GPU's memory, dask-cudf's default), or a fraction of GPU memory ("0.05"; GPU only).
     partition_bytes: str = "128MB"
     # The CPU engine's fused elementwise groups and row hash: numba (compiled loops), numpy (the
-    # vectorised reference), or auto (numba when it is installed; NumPy runs while kernels compile).
-    # Both give byte-identical shards (kernels/cpujit.py).
+    # vectorised reference), or auto (numba when it is installed and the input is large enough to
+    # repay its start-up; NumPy runs while kernels compile). Byte-identical shards (kernels/cpujit.py).
     cpu_kernels: str = "auto"
     # GPU engine settings (engine=gpu); ignored on CPU. Sizes or fractions of one GPU's memory.
     rmm_pool_size: str | None = None  # an RMM pool per worker (CuPy allocates from it too); null: none

@@ -2,8 +2,9 @@
 
 ``engine.cpu_kernels`` chooses: ``numba`` (compiled loops: kernels/numba_fused.py for fused
 elementwise groups, kernels/numba_xxhash64.py for the row hash), ``numpy`` (the vectorised NumPy
-reference, which defines every result), or ``auto`` (numba when it imports, else numpy). Both
-paths give bit-identical results; the tests run both.
+reference, which defines every result), or ``auto`` (numba when it is installed and the input is
+large enough to repay Numba's start-up, else numpy). Both paths give bit-identical results; the
+tests run both.
 
 Numba is imported on first use only (it costs a few tenths of a second), and a generated source is
 written once to ``<cache>/numba/<name>_<sha256>.py`` and imported from there, so that Numba's own
@@ -26,6 +27,11 @@ from pathlib import Path
 
 from shardsmith.errors import ShardsmithError
 
+# Numba costs each worker process 1-2 s of CPU before its first kernel runs (importing it, its first
+# dispatch; more when SciPy is installed, which Numba imports), and the demo pipeline's kernels save
+# about 0.5 s of CPU per million rows (2-vCPU machine, 2026-11): below this many input rows per
+# worker process, auto stays on NumPy.
+AUTO_MIN_ROWS = 4_000_000
 _lock = threading.Lock()  # the builder's table of futures
 _source_lock = threading.Lock()
 _modules: dict[str, object] = {}
@@ -102,6 +108,16 @@ def _import(name: str, path: Path):
     sys.modules[name] = module  # Numba's cache names functions by their module
     spec.loader.exec_module(module)
     return module
+
+
+def choose(setting: str, rows: int, processes: int) -> str:
+    """The plan's ``engine.cpu_kernels``: ``auto`` becomes ``numpy`` where Numba is missing or the
+    input is too small to repay its start-up (``rows`` < 0: not known, as for CSV)."""
+    if setting != "auto":
+        return setting
+    if not available() or 0 <= rows < AUTO_MIN_ROWS * max(1, processes):
+        return "numpy"
+    return "auto"
 
 
 def mode(setting: str) -> str:
