@@ -7,9 +7,13 @@ import functools
 from shardsmith.errors import PlanError
 
 
-@functools.cache
 def get_backend(name: str, cpu_kernels: str = "auto"):
-    """The backend ``name`` (one per process and setting); ``cpu_kernels`` is engine.cpu_kernels."""
+    """The backend ``name``, one per process (the CPU's, one per ``engine.cpu_kernels`` setting)."""
+    return _backend(name, cpu_kernels if name == "cpu" else "auto")
+
+
+@functools.cache
+def _backend(name: str, cpu_kernels: str):
     if name == "cpu":
         import os
 
