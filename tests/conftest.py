@@ -63,6 +63,19 @@ def _backends():
     return ["cpu", gpu]
 
 
+def _cpu_kernels():
+    from shardsmith.kernels import cpujit
+
+    return [pytest.param("numba", marks=pytest.mark.skipif(not cpujit.available(), reason="numba is not installed")),
+            "numpy"]
+
+
+@pytest.fixture(params=_cpu_kernels())
+def cpu_kernels(request) -> str:
+    """``engine.cpu_kernels`` under test: the compiled loops, and the NumPy reference."""
+    return request.param
+
+
 @pytest.fixture(params=_backends())
 def backend(request) -> str:
     """The engine kind under test: ``cpu`` always, ``gpu`` where CuPy, cuDF and a device are usable."""

@@ -33,6 +33,7 @@ def test_default_config_composes_and_builds(demo_dir):
     ("split.fractions={train: 0.5, valid: 0.2}", "split.fractions: fractions must sum to 1"),
     ("engine.kind=tpu", "engine.kind: expected one of cpu, gpu, auto"),
     ("engine.partition_bytes=lots", "engine.partition_bytes: expected a size"),
+    ("engine.cpu_kernels=numbaa", "engine.cpu_kernels: expected one of auto, numba, numpy, got 'numbaa' (did you mean"),
     ("output.format=[parquet,csv]", "output.format"),
     ("split.fit_on=trian", "split.fit_on"),
 ])

@@ -31,6 +31,25 @@ def test_workers_and_partition_sizes_do_not_change_a_byte(demo_dir, tmp_path):
     assert stats[0] == stats[1] == stats[2]
 
 
+def test_compiled_cpu_kernels_do_not_change_a_byte(demo_dir, tmp_path, monkeypatch):
+    """engine.cpu_kernels numba, numpy and auto (which switches from NumPy to compiled kernels as
+    they become ready) write the same shards, in process and on two threads of a local cluster."""
+    from shardsmith.kernels import cpujit
+
+    monkeypatch.setattr(cpujit, "AUTO_MIN_ROWS", 0)  # auto compiles for this little input too
+
+    settings = ["numpy", "auto"] + (["numba"] if cpujit.available() else [])
+    runs = {k: run_compile(f"{demo_dir}/*.parquet", tmp_path / k, "output.shard_rows=7000",
+                           f"engine.cpu_kernels={k}") for k in settings}
+    if cpujit.available():
+        runs["cluster"] = run_compile(f"{demo_dir}/*.parquet", tmp_path / "cluster", "output.shard_rows=7000",
+                                      "engine.cpu_kernels=numba", "engine.n_workers=1", "engine.threads_per_worker=2",
+                                      "engine.partition_bytes=300KB", engine="cpu")
+    hashes = {k: shard_hashes(r) for k, r in runs.items()}
+    assert all(h == hashes["numpy"] for h in hashes.values()), hashes
+    assert runs["numpy"].manifest["stats"] == runs[settings[-1]].manifest["stats"]
+
+
 def test_seed_changes_the_split(demo_dir, tmp_path):
     a = run_compile(f"{demo_dir}/*.parquet", tmp_path / "a", "split.seed=1")
     b = run_compile(f"{demo_dir}/*.parquet", tmp_path / "b", "split.seed=2")

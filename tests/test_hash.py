@@ -45,8 +45,8 @@ def test_per_row_seeds_chain():
     assert [int(g) for g in got] == want
 
 
-def test_ints_floats_and_nulls_follow_the_spec():
-    be = get_backend("cpu")
+def test_ints_floats_and_nulls_follow_the_spec(cpu_kernels):
+    be = get_backend("cpu", cpu_kernels)
     ints = pa.array([0, -1, 5, None, 2**62], type=pa.int64())
     h = be.hash(ints, 42)
     want = [xxhash.xxh64_intdigest(int(v).to_bytes(8, "little", signed=True), 42) for v in (0, -1, 5)]
@@ -61,8 +61,8 @@ def test_ints_floats_and_nulls_follow_the_spec():
     assert int(f64[2]) == xxhash.xxh64_intdigest((0x7FF8000000000000).to_bytes(8, "little"), 3)
 
 
-def test_string_columns_with_offsets_nulls_and_large_types():
-    be = get_backend("cpu")
+def test_string_columns_with_offsets_nulls_and_large_types(cpu_kernels):
+    be = get_backend("cpu", cpu_kernels)
     values = ["", "a", None, "héllo wörld", "x" * 70, None, "tail"]
     arr = pa.array(values)
     for column in (arr, arr.slice(2), pa.array(values, pa.large_string()), pa.chunked_array([arr[:3], arr[3:]])):

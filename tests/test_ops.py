@@ -46,10 +46,11 @@ def source(table, tmp_path_factory) -> str:
     return str(d / "*.parquet")
 
 
-def compile_graph(source, tmp_path, graph, **extra):
+def compile_graph(source, tmp_path, graph, cpu_kernels="auto", **extra):
     raw = {"name": "t", "source": {"paths": [source]}, "graph": graph,
            "split": {"fractions": {"train": 1.0}, "fit_on": None},
-           "output": {"dir": str(tmp_path / "out"), "shard_rows": 1000}, "engine": {"cluster": "inprocess"}}
+           "output": {"dir": str(tmp_path / "out"), "shard_rows": 1000},
+           "engine": {"cluster": "inprocess", "cpu_kernels": cpu_kernels}}
     for k, v in extra.items():
         raw.setdefault(k, {}).update(v) if isinstance(v, dict) else raw.__setitem__(k, v)
     res = compile_dataset(from_dict(raw), log=lambda *_: None)
@@ -70,11 +71,11 @@ def f32(v):
     return None if v is None else float(np.float32(v))
 
 
-def test_fill_clip_log1p_constant_chain(source, table, tmp_path):
+def test_fill_clip_log1p_constant_chain(source, table, tmp_path, cpu_kernels):
     graph = [{"op": "fill_missing", "cols": ["x"], "value": -2.5},
              {"op": "clip", "cols": ["x"], "lower": -1, "upper": 5000},
              {"op": "log1p", "cols": ["x"]}]
-    out, _ = compile_graph(source, tmp_path, graph)
+    out, _ = compile_graph(source, tmp_path, graph, cpu_kernels)
     want = []
     for v in values(table, "x"):
         v = f32(-2.5 if v is None else v)
@@ -84,10 +85,10 @@ def test_fill_clip_log1p_constant_chain(source, table, tmp_path):
     np.testing.assert_allclose(np.array(out["x"].to_pylist(), dtype=np.float64), want, rtol=1e-6)
 
 
-def test_fill_mean_and_median_are_fitted(source, table, tmp_path):
+def test_fill_mean_and_median_are_fitted(source, table, tmp_path, cpu_kernels):
     graph = [{"op": "fill_missing", "cols": ["x"], "strategy": "mean", "out": ["xmean"]},
              {"op": "fill_missing", "cols": ["x"], "strategy": "median"}]
-    out, _ = compile_graph(source, tmp_path, graph, stats={"quantile_bits": 52})
+    out, _ = compile_graph(source, tmp_path, graph, cpu_kernels, stats={"quantile_bits": 52})
     present = [v for v in values(table, "x") if v is not None]
     mean = float(sum(Fraction(v) for v in present) / len(present))
     median = sorted(present)[math.ceil(len(present) / 2) - 1]  # the lower median
@@ -96,11 +97,11 @@ def test_fill_mean_and_median_are_fitted(source, table, tmp_path):
         assert m2 == (median if before is None else before)
 
 
-def test_normalize_and_minmax(source, table, tmp_path):
+def test_normalize_and_minmax(source, table, tmp_path, cpu_kernels):
     graph = [{"op": "fill_missing", "cols": ["x"], "value": 0},
              {"op": "normalize", "cols": ["x"]},
              {"op": "normalize_minmax", "cols": ["k"]}]
-    out, _ = compile_graph(source, tmp_path, graph)
+    out, _ = compile_graph(source, tmp_path, graph, cpu_kernels)
     xs = [f32(0.0 if v is None else v) for v in values(table, "x")]
     mean = sum(Fraction(v) for v in xs) / len(xs)
     var = sum(Fraction(v) ** 2 for v in xs) / len(xs) - mean**2
@@ -112,10 +113,10 @@ def test_normalize_and_minmax(source, table, tmp_path):
     assert out["k"].type == pa.float32()
 
 
-def test_bucketize_given_and_quantiles(source, table, tmp_path):
+def test_bucketize_given_and_quantiles(source, table, tmp_path, cpu_kernels):
     graph = [{"op": "bucketize", "cols": ["k"], "boundaries": [0, 10, 20.5]},
              {"op": "bucketize", "cols": ["x"], "quantiles": 4, "out": ["xq"]}]
-    out, res = compile_graph(source, tmp_path, graph)
+    out, res = compile_graph(source, tmp_path, graph, cpu_kernels)
     assert out["k"].to_pylist() == [sum(b <= v for b in (0, 10, 20.5)) for v in table["k"].to_pylist()]
     xs = sorted(v for v in values(table, "x") if v is not None)
     bounds = sorted({xs[math.ceil(q * len(xs)) - 1] for q in (Fraction(1, 4), Fraction(2, 4), Fraction(3, 4))})
@@ -153,10 +154,10 @@ def test_categorify_fits_on_train_only(source, table, tmp_path):
     assert res.manifest["splits"]["train"]["rows"] + res.manifest["splits"]["test"]["rows"] == N
 
 
-def test_hash_bucket_and_hashed_cross(source, table, tmp_path):
+def test_hash_bucket_and_hashed_cross(source, table, tmp_path, cpu_kernels):
     graph = [{"op": "hash_bucket", "cols": ["s", "k"], "num_buckets": 1000, "seed": 5, "out": ["sh", "kh"]},
              {"op": "hashed_cross", "cols": ["s", "k", "x"], "num_buckets": 77, "seed": 3}]
-    out, _ = compile_graph(source, tmp_path, graph)
+    out, _ = compile_graph(source, tmp_path, graph, cpu_kernels)
 
     def h(v, seed):
         if v is None:
@@ -176,12 +177,12 @@ def test_hash_bucket_and_hashed_cross(source, table, tmp_path):
     assert out["s_x_k_x_x"].to_pylist() == want
 
 
-def test_filter_rename_drop_and_row_accounting(source, table, tmp_path):
+def test_filter_rename_drop_and_row_accounting(source, table, tmp_path, cpu_kernels):
     graph = [{"op": "log1p", "cols": ["k"], "out": ["klog"]},
              {"op": "filter", "expr": "k >= 0 and (s != 'v1' or is_null(x)) and klog < 3.5"},
              {"op": "rename", "mapping": {"s": "category"}},
              {"op": "drop", "cols": ["num"]}]
-    out, res = compile_graph(source, tmp_path, graph)
+    out, res = compile_graph(source, tmp_path, graph, cpu_kernels)
     keep = []
     for k, s, x in zip(table["k"].to_pylist(), table["s"].to_pylist(), values(table, "x")):
         klog = f32(math.log1p(k)) if k > -1 else None
@@ -241,11 +242,11 @@ def test_cast_failure_names_file_column_and_row(source, tmp_path):
     assert not os.path.exists(tmp_path / "out")
 
 
-def test_one_kernel_group_keeps_each_steps_parameters(tmp_path):
+def test_one_kernel_group_keeps_each_steps_parameters(tmp_path, cpu_kernels):
     # Two clips with different bounds on two float32 columns: one kernel group, two steps.
     t = pa.table({"a": pa.array([-2.0, 0.5, 3.0], pa.float32()), "b": pa.array([-2.0, 0.5, 3.0], pa.float32())})
     pq.write_table(t, tmp_path / "t.parquet")
     graph = [{"op": "clip", "cols": ["a"], "lower": 0.0}, {"op": "clip", "cols": ["b"], "lower": 1.0}]
-    out, res = compile_graph(str(tmp_path / "t.parquet"), tmp_path, graph)
+    out, res = compile_graph(str(tmp_path / "t.parquet"), tmp_path, graph, cpu_kernels)
     assert out["a"].to_pylist() == [0.0, 0.5, 3.0]
     assert out["b"].to_pylist() == [1.0, 1.0, 3.0]

@@ -22,13 +22,18 @@ __all__ = ["Backend", "Lowerings", "TaskContext", "register_lowering", "get_back
 _LOWERINGS = {"cpu": cpu.LOWERINGS, "gpu": gpu_lowering.LOWERINGS}
 
 
+def get_backend(name: str, cpu_kernels: str = "auto") -> Backend:
+    """The backend ``name``, one per process (the CPU's, one per ``engine.cpu_kernels`` setting)."""
+    return _backend(name, cpu_kernels if name == "cpu" else "auto")
+
+
 @functools.cache
-def get_backend(name: str) -> Backend:
+def _backend(name: str, cpu_kernels: str) -> Backend:
     if name == "cpu":
         threads = os.environ.get("SHARDSMITH_ARROW_THREADS")  # set for the workers of a local cluster
         if threads:
             cpu.set_threads(max(1, int(threads)))
-        return cpu.CpuBackend()
+        return cpu.CpuBackend(cpu_kernels)
     if name == "gpu":
         reason = gpu_unavailable_reason()
         if reason:

@@ -49,6 +49,7 @@ class Backend(Protocol):
     def slice(self, frame: Frame, start: int, stop: int) -> Frame: ...
     def conform(self, frame: Frame, schema: Schema) -> Frame: ...  # the output columns in planned dtypes
     def partial(self, stat: S.Stat, column: Column) -> Any: ...  # by its partials table (TableBackend)
+    def split_index(self, h, thresholds) -> Any: ...  # see TableBackend
     def to_arrow(self, frame: Frame, schema: Schema | None = None) -> pa.Table: ...
 
 
@@ -134,6 +135,13 @@ class TableBackend:
     def partial(self, stat: S.Stat, column: Column):
         return partial(self, stat, column)
 
+    def split_index(self, h, thresholds) -> Any:
+        """Each hash's split (int8): the number of ``thresholds`` <= its top 53 bits (the unit
+        fraction scaled to 2**53). A backend may run the same rule compiled."""
+        u = (h >> np.uint64(11)).astype(np.int64)
+        return self.xp.searchsorted(self.xp.asarray(np.asarray(thresholds, dtype=np.int64)), u,
+                                    side="right").astype(np.int8)
+
 
 # The statistics of the finite values, as array code that NumPy and CuPy run alike.
 FINITE_PARTIALS: dict[type, Callable] = {
@@ -151,9 +159,7 @@ def assign_split(be: Backend, frame: Frame, path: str, split: Split):
         h = be.hash(frame[split.key], split.seed)
     else:
         h = be.hash(frame[ROW_COL], xx.xxh64_bytes(os.path.basename(path).encode(), split.seed))
-    u = (h >> np.uint64(11)).astype(np.int64)
-    thresholds = be.xp.asarray(np.asarray(split.thresholds, dtype=np.int64))
-    return be.xp.searchsorted(thresholds, u, side="right").astype(np.int8)
+    return be.split_index(h, split.thresholds)
 
 
 # --- the task context -----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ parameters when the graph is built (``compiler/build.py``).
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ SOURCE_FORMATS = ("parquet", "csv", "jsonl")
 OUTPUT_FORMATS = ("parquet", "webdataset")
 ENGINE_KINDS = ("cpu", "gpu", "auto")
 CLUSTERS = ("local", "inprocess")
+CPU_KERNELS = ("auto", "numba", "numpy")
 COMPRESSIONS = ("zstd", "snappy", "lz4", "gzip", "none")
 
 
@@ -74,6 +76,10 @@ class EngineConfig:
     # A partition's decoded size: a size ("128MB"), "auto" (CPU: 128MB; GPU: 1/32 of the smallest
     # visible GPU's memory, dask-cudf's default), or a fraction of GPU memory ("0.05"; GPU only).
     partition_bytes: str = "128MB"
+    # The CPU engine's fused elementwise groups and row hash: numba (compiled loops), numpy (the
+    # vectorised reference), or auto (numba when it is installed and the input is large enough to
+    # repay its start-up; NumPy runs while kernels compile). Byte-identical shards (kernels/cpujit.py).
+    cpu_kernels: str = "auto"
     # GPU engine settings (engine=gpu); ignored on CPU. Sizes or fractions of one GPU's memory.
     rmm_pool_size: str | None = None  # an RMM pool per worker (CuPy allocates from it too); null: none
     device_memory_limit: str | None = None  # spill device -> host above this; null: dask-cuda's 80%; 0: never
@@ -336,6 +342,9 @@ def _validate_engine(eng: EngineConfig) -> None:
         if getattr(eng, key) is not None and getattr(eng, key) <= 0:
             raise ConfigError(f"expected a positive count, got {getattr(eng, key)}", f"engine.{key}")
     parse_partition_bytes(eng.partition_bytes, eng.kind)
+    _choice(eng.cpu_kernels, CPU_KERNELS, "engine.cpu_kernels")
+    if eng.cpu_kernels == "numba" and importlib.util.find_spec("numba") is None:
+        raise ConfigError("numba is not installed (pip install numba), or choose auto or numpy", "engine.cpu_kernels")
     for key in ("rmm_pool_size", "device_memory_limit"):
         if getattr(eng, key) is not None:
             parse_device_size(getattr(eng, key), f"engine.{key}")

@@ -3,6 +3,7 @@ are cut into shards. Pure planning: it reads no data (only the metadata the scan
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 
 from shardsmith.compiler.config import EngineConfig, parse_partition_bytes
@@ -13,6 +14,7 @@ from shardsmith.errors import ConfigError
 from shardsmith.ir import Fused, Graph, Schema, Step
 from shardsmith.ir.dtypes import width
 from shardsmith.ir.fusion import group_columns
+from shardsmith.kernels import cpujit
 from shardsmith.ops.base import ElementwiseOp
 from shardsmith.ops.stats import Quantiles
 
@@ -48,6 +50,7 @@ class Plan:
     shard_rows: int
     rows_pruned: int  # rows in row groups that statistics pruning skipped
     files: tuple[str, ...]
+    cpu_kernels: str = "auto"  # engine.cpu_kernels: how the CPU backend runs fused groups and hashes
 
     @property
     def output_schema(self) -> Schema:
@@ -82,7 +85,18 @@ def physical_plan(graph: Graph, engine: EngineConfig, kind: str = "cpu", device_
     parts, pruned = partition(graph, target)
     fits = [fit_program(graph, s) for s in range(fit_passes(graph))]
     return Plan(graph, parts, tuple(p for p, _ in fits), tuple(c for _, c in fits), transform_program(graph),
-                shard_rows(graph), pruned, tuple(f.path for f in graph.source.files))
+                shard_rows(graph), pruned, tuple(f.path for f in graph.source.files),
+                cpujit.choose(engine.cpu_kernels, graph.source.rows, worker_processes(engine)))
+
+
+CPU_KERNELS_TEXT = {"numba": "compiled (Numba)", "numpy": "NumPy",
+                    "auto": "compiled (Numba) once built, NumPy meanwhile"}
+
+
+def worker_processes(engine: EngineConfig) -> int:
+    """How many processes run tasks, each paying its own start-up (an existing cluster: unknown, 1)."""
+    local = engine.cluster == "local" and engine.scheduler is None
+    return (engine.n_workers or os.cpu_count() or 1) if local and engine.processes else 1
 
 
 def transform_program(graph: Graph) -> tuple:
@@ -198,6 +212,7 @@ def describe(plan: Plan) -> list[str]:
                      f"node(s), statistics for {', '.join(fitted)}")
     lines.append(f"  transform: {len(plan.transform)} node(s), {kernel_count(plan.transform)} fused kernel(s)")
     lines.append(f"shards: {plan.shard_rows:,} rows each, splits {', '.join(g.split.names)}")
+    lines.append(f"CPU engine kernels: {CPU_KERNELS_TEXT[plan.cpu_kernels]} (engine.cpu_kernels)")
     return lines
 
 

@@ -3,7 +3,7 @@
 An op is a small frozen dataclass: its fields are its config parameters, its docstring's first line
 says what it does, :meth:`Op.infer` is its schema rule and :meth:`Op.statistics` what it fits.
 How an op runs is the backends' business (``backends/<name>/``), except for elementwise ops, whose
-per-row formula is given once here as NumPy-style array code and as a CUDA expression template.
+per-row formula is given once (kernels/formula.py) and rendered for every engine.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 from shardsmith.errors import ConfigError, did_you_mean
 from shardsmith.ir import Column, Schema, float_result, is_numeric
+from shardsmith.kernels import formula
 
 _REGISTRY: dict[str, type[Op]] = {}
 _ENTRY_POINTS_LOADED = False
@@ -165,9 +166,12 @@ class ElementwiseOp(ColumnwiseOp):
     """A per-value formula over numeric columns, fusable with its neighbours into one kernel.
 
     Values are computed in float64 with missing (null or NaN) as NaN, then rounded to the op's
-    output dtype; missing results are written as null. ``apply`` gets a 2-D block ``x`` of shape
-    (rows, columns) and per-column parameters of shape (columns,); ``cuda`` renders the same formula
-    as a C expression over ``x`` and parameter names.
+    output dtype; missing results are written as null. An op states its meaning once, in
+    ``formula`` (kernels/formula.py), from which ``apply`` (NumPy, the reference), ``cuda`` (the GPU's
+    generated kernels) and the CPU's compiled kernels are all rendered. An op without a formula
+    (a user's op from before formulas) defines ``apply`` and ``cuda`` itself: ``apply`` gets a 2-D
+    block ``x`` of shape (rows, columns) and per-column parameters of shape (columns,); ``cuda``
+    renders the C expression over ``x`` and parameter names. Such ops run on the NumPy path.
     """
 
     def check(self, schema: Schema, key: str) -> None:
@@ -196,11 +200,27 @@ class ElementwiseOp(ColumnwiseOp):
         so rounding to ``out_dtype`` after this op can be skipped (an optimisation only)."""
         return False
 
+    def formula(self, x, p):
+        """The op's meaning as an expression of ``x`` and ``p[name]`` (kernels/formula.py); None
+        for an op that defines ``apply`` and ``cuda`` instead."""
+        return None
+
     def apply(self, x, p: dict, xp):
-        raise NotImplementedError(f"op '{self.op_name}' does not define apply()")
+        return formula.evaluate(self._formula("apply"), x, p, xp)
 
     def cuda(self, x: str, p: dict[str, str]) -> str:
-        raise NotImplementedError(f"op '{self.op_name}' does not define cuda()")
+        return formula.to_cuda(self._formula("cuda"), x, p)
+
+    def compiles(self) -> bool:
+        """Whether the CPU's compiled kernels may run this op: its formula is its whole meaning
+        (an op that overrides ``apply`` keeps its own reference, and runs on the NumPy path)."""
+        return type(self).apply is ElementwiseOp.apply and self.formula(formula.VALUE, formula.PARAMS) is not None
+
+    def _formula(self, what: str):
+        expr = self.formula(formula.VALUE, formula.PARAMS)
+        if expr is None:
+            raise NotImplementedError(f"op '{self.op_name}' defines neither formula() nor {what}()")
+        return expr
 
 
 def resolve_columns(value, schema: Schema, key: str) -> tuple[str, ...]:

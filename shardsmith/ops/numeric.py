@@ -23,17 +23,9 @@ import numpy as np
 
 from shardsmith.errors import ConfigError
 from shardsmith.ir import INT_DTYPES, Column, Schema, is_float, is_numeric
+from shardsmith.kernels import formula as F
 from shardsmith.ops.base import ColumnwiseOp, ElementwiseOp, register_op
 from shardsmith.ops.stats import MinMax, Moments, Quantiles
-
-
-def _cfloat(v: float) -> str:
-    """A float as a C double literal that round-trips exactly."""
-    if math.isnan(v):
-        return "CUDART_NAN"
-    if math.isinf(v):
-        return "CUDART_INF" if v > 0 else "(-CUDART_INF)"
-    return repr(float(v))
 
 
 def representable(values, dtype: str) -> bool:
@@ -98,11 +90,8 @@ class FillMissing(ElementwiseOp):
     def keeps_values(self, in_dtype, out_dtype, params):
         return in_dtype == out_dtype and representable(params.values(), out_dtype)
 
-    def apply(self, x, p, xp):
-        return xp.where(xp.isnan(x), p["fill"], x)
-
-    def cuda(self, x, p):
-        return f"(isnan({x}) ? {p['fill']} : {x})"
+    def formula(self, x, p):
+        return F.where(F.isnan(x), p["fill"], x)
 
 
 @register_op
@@ -145,19 +134,12 @@ class Clip(ElementwiseOp):
     def keeps_values(self, in_dtype, out_dtype, params):
         return in_dtype == out_dtype and representable(params.values(), out_dtype)
 
-    def apply(self, x, p, xp):
+    def formula(self, x, p):
         # Comparisons with NaN are false, so missing values pass through unchanged.
-        if "lo" in p:
-            x = xp.where(x < p["lo"], p["lo"], x)
-        if "hi" in p:
-            x = xp.where(x > p["hi"], p["hi"], x)
-        return x
-
-    def cuda(self, x, p):
-        if "lo" in p:
-            x = f"({x} < {p['lo']} ? {p['lo']} : {x})"
-        if "hi" in p:
-            x = f"({x} > {p['hi']} ? {p['hi']} : {x})"
+        if self.lower is not None:
+            x = F.where(x < p["lo"], p["lo"], x)
+        if self.upper is not None:
+            x = F.where(x > p["hi"], p["hi"], x)
         return x
 
 
@@ -168,12 +150,8 @@ class Log1p(ElementwiseOp):
 
     op_name = "log1p"
 
-    def apply(self, x, p, xp):
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return xp.log1p(x)
-
-    def cuda(self, x, p):
-        return f"log1p({x})"
+    def formula(self, x, p):
+        return F.log1p(x)
 
 
 @register_op
@@ -197,11 +175,8 @@ class Normalize(ElementwiseOp):
         std = state[col]["std"]
         return {"mean": state[col]["mean"], "std": std if std > 0 and math.isfinite(std) else 1.0}
 
-    def apply(self, x, p, xp):
+    def formula(self, x, p):
         return (x - p["mean"]) / p["std"]
-
-    def cuda(self, x, p):
-        return f"(({x} - {p['mean']}) / {p['std']})"
 
 
 @register_op
@@ -227,11 +202,8 @@ class NormalizeMinmax(ElementwiseOp):
             return {"min": 0.0, "range": 1.0}
         return {"min": lo, "range": (hi - lo) if hi > lo else 1.0}
 
-    def apply(self, x, p, xp):
+    def formula(self, x, p):
         return (x - p["min"]) / p["range"]
-
-    def cuda(self, x, p):
-        return f"(({x} - {p['min']}) / {p['range']})"
 
 
 @register_op
@@ -286,15 +258,8 @@ class Bucketize(ElementwiseOp):
         b = self.boundaries if self.boundaries is not None else state[col]["boundaries"]
         return {"boundaries": np.asarray(b, dtype=np.float64)}
 
-    def apply(self, x, p, xp):
-        out = xp.empty_like(x)
-        for j, b in enumerate(p["boundaries"]):
-            col = x[:, j]
-            out[:, j] = xp.searchsorted(xp.asarray(b), col, side="right")
-        return xp.where(xp.isnan(x), xp.nan, out)
-
-    def cuda(self, x, p):
-        return f"bucketize({x}, {p['boundaries']}, {p['boundaries_len']})"
+    def formula(self, x, p):
+        return F.bucketize(x, p["boundaries"])
 
 
 CAST_ERRORS = ("fail", "null", "quarantine")

@@ -40,7 +40,7 @@ def run_program(be, program, frame, states: dict, ctx, on_collect=None, rec=None
 def fit_task(backend: str, plan, part, stage: int, states: dict, prof: dict | None = None) -> dict:
     """Partial statistics of fit pass ``stage`` over one partition: {step key: [partial per stat]}
     (and the task's spans, as a list, under PROFILE_KEY when ``prof`` options are given)."""
-    be = get_backend(backend)
+    be = get_backend(backend, plan.cpu_kernels)
     ctx = TaskContext(part.index, plan.files)
     rec = recorder(be, f"fit{stage}", part.index, prof)
     with be.exclusive():
@@ -85,7 +85,7 @@ def merge_partials(stats: dict, a: dict, b: dict, backend: str = "cpu", stage: i
 def transform_task(backend: str, plan, part, states: dict, prof: dict | None = None) -> dict:
     """One partition through the whole graph, cut by split; with its row accounting (and its
     spans when ``prof`` is given)."""
-    be = get_backend(backend)
+    be = get_backend(backend, plan.cpu_kernels)
     ctx = TaskContext(part.index, plan.files)
     rec = recorder(be, "transform", part.index, prof)
     with be.exclusive():

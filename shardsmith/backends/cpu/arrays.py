@@ -47,7 +47,9 @@ def float_values(column) -> np.ndarray:
         arr = arr.cast(pa.int8())
     if arr.null_count == 0:
         return arr.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
-    return arr.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
+    # Unsafe: integers beyond 2**53 round to nearest, as NumPy's astype does without nulls
+    # (Arrow's safe cast refuses them).
+    return arr.cast(pa.float64(), safe=False).fill_null(np.nan).to_numpy(zero_copy_only=False)
 
 
 def finite_values(column) -> np.ndarray:

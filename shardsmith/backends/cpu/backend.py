@@ -11,12 +11,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from shardsmith.backends.base import FINITE_PARTIALS, TableBackend, assign_split
-from shardsmith.backends.cpu import arrays
+from shardsmith.backends.cpu import arrays, compiled
 from shardsmith.backends.cpu.lowering import LOWERINGS
 from shardsmith.inputs.predicate import to_arrow_expression
 from shardsmith.inputs.read import open_text
 from shardsmith.ir import FILE_COL, ROW_COL, SPLIT_COL
 from shardsmith.ir.dtypes import ARROW_TYPES
+from shardsmith.kernels import cpujit
 from shardsmith.kernels import xxhash64 as xx
 from shardsmith.ops import stats as S
 
@@ -43,10 +44,16 @@ class CpuBackend(TableBackend):
     lowerings = LOWERINGS
     partials = {**FINITE_PARTIALS, S.ValueCounts: value_counts}
 
+    def __init__(self, cpu_kernels: str = "numpy"):
+        # numpy, numba or auto (kernels/cpujit.py): where the hash and fused groups may run compiled.
+        self.kernels = cpujit.mode(cpu_kernels)
+
     # --- reading ----------------------------------------------------------------------------------
     def read(self, part, source, split) -> tuple[pa.Table, int]:
         """The partition's rows with hidden columns and the split assigned; also the row count
         before the pushed-down filter."""
+        if self.kernels != "numpy":
+            compiled.warm()  # the split's kernels build while this partition decodes
         columns = list(source.columns)
         if source.format == "parquet":
             pf = pq.ParquetFile(part.path)
@@ -68,6 +75,10 @@ class CpuBackend(TableBackend):
     # --- hashing ----------------------------------------------------------------------------------
     def hash(self, column, seed) -> np.ndarray:
         """The shardsmith hash (kernels/xxhash64.py) of every value; ``seed`` scalar or per row."""
+        if self.kernels != "numpy":
+            h = compiled.hash_column(self.kernels, column, seed)
+            if h is not None:
+                return h
         arr = arrays.plain(column)
         t = arr.type
         large = pa.types.is_large_string(t) or pa.types.is_large_binary(t)
@@ -86,6 +97,10 @@ class CpuBackend(TableBackend):
             seeds = seed[nulls] if np.ndim(seed) else seed
             h[nulls] = xx.null_hash(seeds)
         return h
+
+    def split_index(self, h, thresholds) -> np.ndarray:
+        ids = compiled.split_ids(self.kernels, h, thresholds) if self.kernels != "numpy" else None
+        return ids if ids is not None else super().split_index(h, thresholds)
 
     def exclusive(self):
         """No device to share: tasks run side by side."""

@@ -8,6 +8,7 @@ import pyarrow.compute as pc
 
 from shardsmith.backends.arrow import cast_each
 from shardsmith.backends.base import lowerings_table
+from shardsmith.backends.cpu import compiled
 from shardsmith.backends.cpu.arrays import from_float, is_numpy_friendly, numeric_values
 from shardsmith.errors import ShardsmithError
 from shardsmith.inputs.predicate import to_arrow_expression
@@ -26,33 +27,39 @@ BLOCK_ROWS = 8192  # rows per block of a fused group: (rows x columns) float64 s
 
 @LOWERINGS.register(Fused)
 def run_fused(be, node: Fused, frame: pa.Table, states: dict, ctx) -> pa.Table:
-    """Each column group in one blocked pass: every op of the chain on a cache-sized block of rows
-    and columns, then the next block; one read of the inputs, one write of the outputs."""
+    """Each column group as one compiled loop (engine.cpu_kernels, backends/cpu/compiled.py), or
+    where that cannot run, the NumPy reference: the same bits either way."""
     new = {}
-    n = frame.num_rows
     for group in node.groups:
-        ops = [node.steps[pos].op for pos, _ in group.chains[0].stages]
-        params = [_group_params(node, group, j, op, states) for j, op in enumerate(ops)]
-        dtypes = group.chains[0].dtypes
-        # Rounding is idempotent: skip it after an op that cannot leave the dtype's values.
-        rounding = [None if op.keeps_values(d_in, dt, p) else dt
-                    for op, p, d_in, dt in zip(ops, params, (group.src_dtype, *dtypes), dtypes)]
-        srcs = [numeric_values(frame[c]) for c in group.srcs]
-        outs = np.empty((len(srcs), n), dtype=np.float64)
-        block = np.empty((BLOCK_ROWS, len(srcs)), dtype=np.float64, order="F")  # columns contiguous
-        for start in range(0, n, BLOCK_ROWS):
-            rows = min(BLOCK_ROWS, n - start)
-            x = block[:rows]
-            for i, src in enumerate(srcs):
-                x[:, i] = src[start : start + rows]
-            for op, p, dt in zip(ops, params, rounding):
-                x = op.apply(x, p, np)
-                if dt is not None:
-                    x = round_to(x, dt)
-            outs[:, start : start + rows] = x.T
-        for i, out in enumerate(group.outs):
-            new[out] = from_float(outs[i], dtypes[-1])
+        out = compiled.fused_group(be.kernels, node, group, frame, states) if be.kernels != "numpy" else None
+        new.update(out if out is not None else _fused_numpy(node, group, frame, states))
     return _set_columns(frame, new)
+
+
+def _fused_numpy(node: Fused, group, frame: pa.Table, states: dict) -> dict:
+    """The group in one blocked pass: every op of the chain on a cache-sized block of rows and
+    columns, then the next block; one read of the inputs, one write of the outputs."""
+    n = frame.num_rows
+    ops = [node.steps[pos].op for pos, _ in group.chains[0].stages]
+    params = [_group_params(node, group, j, op, states) for j, op in enumerate(ops)]
+    dtypes = group.chains[0].dtypes
+    # Rounding is idempotent: skip it after an op that cannot leave the dtype's values.
+    rounding = [None if op.keeps_values(d_in, dt, p) else dt
+                for op, p, d_in, dt in zip(ops, params, (group.src_dtype, *dtypes), dtypes)]
+    srcs = [numeric_values(frame[c]) for c in group.srcs]
+    outs = np.empty((len(srcs), n), dtype=np.float64)
+    block = np.empty((BLOCK_ROWS, len(srcs)), dtype=np.float64, order="F")  # columns contiguous
+    for start in range(0, n, BLOCK_ROWS):
+        rows = min(BLOCK_ROWS, n - start)
+        x = block[:rows]
+        for i, src in enumerate(srcs):
+            x[:, i] = src[start : start + rows]
+        for op, p, dt in zip(ops, params, rounding):
+            x = op.apply(x, p, np)
+            if dt is not None:
+                x = round_to(x, dt)
+        outs[:, start : start + rows] = x.T
+    return {out: from_float(outs[i], dtypes[-1]) for i, out in enumerate(group.outs)}
 
 
 def _group_params(node: Fused, group, j: int, op, states: dict) -> dict:
