@@ -40,6 +40,7 @@ decode handler for zstd members (docs/loader.md has the recipe).
 from __future__ import annotations
 
 import base64
+import functools
 import gzip
 import io
 import json
@@ -67,6 +68,7 @@ ZSTD = ".zst"
 ZSTD_LEVEL = 1
 GZIP_LEVEL = {"per_row": 9, "batched": 1}
 MAX_MEMBER = 8**11 - 1  # the largest size a USTAR header's 11 octal digits can hold
+SAMPLES_PER_CHUNK = 64  # batched samples written (and their headers made) together
 
 
 @dataclass(frozen=True)
@@ -259,6 +261,7 @@ def _text_values(col: pa.ChunkedArray) -> list:
     return col.to_pylist()
 
 
+@functools.lru_cache(maxsize=64)  # every full sample of a shard has the same headers
 def npy_header(dtype: np.dtype, *shape: int) -> bytes:
     """The .npy (format 1.0) header of a C-ordered array of ``shape`` and ``dtype``."""
     buf = io.BytesIO()
@@ -327,18 +330,25 @@ def _octal(values: np.ndarray, digits: int) -> np.ndarray:
 
 # --- writing batched samples ---------------------------------------------------------------------------
 def batched_chunks(table: pa.Table, layout, stem: str, per_sample: int, zstd: bool, where: str):
-    """The tar's bytes, one sample of ``per_sample`` consecutive rows at a time, then the end blocks."""
-    groups = {m.ext: group_matrix(table, m, where) for m in layout if m.dtype is not None and m.ext != ROW_EXT}
+    """The tar's bytes, a chunk of samples of ``per_sample`` consecutive rows at a time, then the
+    end blocks. Samples are assembled from column slices (a sample's block fits in cache, so this
+    is several times faster than one whole-shard matrix) and their headers made in one NumPy pass."""
+    columns = {m.ext: [_numeric(table.column(c), c, where) for c in m.columns] for m in layout
+               if m.ext not in ("json", ROW_EXT)}
     text = next(m for m in layout if m.ext == "json").columns
     values = {c: _text_values(table.column(c)) for c in text}
-    described = {member_name(m.ext, zstd): list(m.columns) for m in layout if m.ext in groups}
+    described = {member_name(m.ext, zstd): list(m.columns) for m in layout if m.ext in columns}
+    firsts = range(0, table.num_rows, per_sample)
     written = 0
-    for first in range(0, table.num_rows, per_sample):
-        stop = min(first + per_sample, table.num_rows)
-        key = f"{stem}_{first:0{KEY_DIGITS}d}"
-        head = {"key": key, "row": first, "rows": stop - first, "columns": described}
-        payloads = [_sample_payload(m, groups, values, head, first, stop) for m in layout]
-        chunk = _sample_bytes(key, layout, payloads, zstd)
+    for i in range(0, len(firsts), SAMPLES_PER_CHUNK):
+        members = []
+        for first in firsts[i: i + SAMPLES_PER_CHUNK]:
+            stop = min(first + per_sample, table.num_rows)
+            key = f"{stem}_{first:0{KEY_DIGITS}d}"
+            head = {"key": key, "row": first, "rows": stop - first, "columns": described}
+            members += [(f"{key}.{member_name(m.ext, zstd)}", _sample_payload(m, columns, values, head, first, stop))
+                        for m in layout]
+        chunk = _members_bytes(members, zstd)
         written += len(chunk)
         yield chunk
     yield end_of_archive(written)
@@ -348,11 +358,14 @@ def member_name(ext: str, zstd: bool) -> str:
     return ext + ZSTD if zstd else ext
 
 
-def _sample_payload(m: Member, groups: dict, values: dict, head: dict, first: int, stop: int) -> bytes:
+def _sample_payload(m: Member, columns: dict, values: dict, head: dict, first: int, stop: int) -> bytes:
     if m.ext == ROW_EXT:
         return npy_bytes(np.arange(first, stop, dtype=np.int64))
-    if m.ext in groups:
-        return npy_bytes(groups[m.ext][first:stop])
+    if m.ext in columns:
+        block = np.empty((stop - first, len(m.columns)), dtype=m.dtype)
+        for i, col in enumerate(columns[m.ext]):
+            block[:, i] = col[first:stop]
+        return npy_bytes(block)
     doc = {**head, **{c: v[first:stop] for c, v in values.items()}}
     return json.dumps(doc, separators=(",", ":")).encode()
 
@@ -362,10 +375,10 @@ def npy_bytes(a: np.ndarray) -> bytes:
     return npy_header(a.dtype, *a.shape) + np.ascontiguousarray(a).tobytes()
 
 
-def _sample_bytes(key: str, layout, payloads: list[bytes], zstd: bool) -> bytes:
-    if zstd:
-        payloads = [zstd_compress(p) for p in payloads]
-    names = np.array([f"{key}.{member_name(m.ext, zstd)}".encode() for m in layout])
+def _members_bytes(members: list[tuple[str, bytes]], zstd: bool) -> bytes:
+    """Tar members (header, data, padding) for (name, data) pairs, the data zstd-compressed if asked."""
+    payloads = [zstd_compress(p) if zstd else p for _, p in members]
+    names = np.array([name.encode() for name, _ in members])
     sizes = np.array([len(p) for p in payloads], dtype=np.int64)
     if sizes.max() > MAX_MEMBER:
         raise ShardsmithError(f"a sample member of {sizes.max():,} bytes is more than a tar header can hold "
@@ -461,20 +474,24 @@ class TarShard:
         wanted = [m for m in self.layout if set(m.columns) & set(names) or m.ext == ROW_EXT]
         parts = [self._sample(buf, lo, j, wanted) for j in range(j0, j1 + 1)]
         a, b = start - int(idx.firsts[j0]), stop - int(idx.firsts[j0])
-        return {c: np.ascontiguousarray(np.concatenate([p[c] for p in parts])[a:b]) for c in names}
+        out = {}
+        for m in (m for m in wanted if m.columns):  # row.npy has none: its ids were checked by _sample
+            # one transposing copy per member, so that each column comes out contiguous
+            rows_by_col = np.ascontiguousarray(np.concatenate([p[m.ext] for p in parts])[a:b].T)
+            out.update(zip(m.columns, rows_by_col))
+        return {c: out[c] for c in names}
 
     def _sample(self, buf: bytes, lo: int, j: int, wanted) -> dict[str, np.ndarray]:
-        """The columns of sample ``j`` (its row ids checked against its position)."""
+        """Sample ``j``'s (n, columns) array of each wanted member (its row ids checked against its place)."""
         first, n = int(self.index.firsts[j]), self.index.rows_in(j, self.rows)
         out = {}
         for m in wanted:
             name, (off, size) = self.index.member(j, m.ext, self.where)
             raw = buf[off - lo: off - lo + size]
             raw = zstd_decompress(raw, f"{self.where}: {name}") if name.endswith(ZSTD) else raw
-            arr = _npy_array(raw, m, n, f"{self.where}: {name}")
-            if m.ext == ROW_EXT and not np.array_equal(arr, np.arange(first, first + n)):
+            out[m.ext] = _npy_array(raw, m, n, f"{self.where}: {name}")
+            if m.ext == ROW_EXT and not np.array_equal(out[m.ext], np.arange(first, first + n)):
                 raise InputError(f"'{name}' does not hold rows {first}..{first + n - 1}", self.where)
-            out.update({c: arr[:, i] for i, c in enumerate(m.columns)})
         return out
 
 
@@ -546,14 +563,13 @@ def _walk(read_at, size: int, where: str, first_sample_only: bool = False):
 
 
 def _npy_array(raw: bytes, m: Member, n: int, where: str) -> np.ndarray:
-    """A batched sample's .npy member as an (n, columns) array (``row.npy``: 1-D)."""
+    """A batched sample's .npy member as an (n, columns) array (``row.npy``: 1-D, no columns)."""
     dtype = np.dtype(m.dtype)
     shape = (n,) if m.ext == ROW_EXT else (n, len(m.columns))
     header = npy_header(dtype, *shape)
     if len(raw) != len(header) + int(np.prod(shape)) * dtype.itemsize or bytes(raw[: len(header)]) != header:
         raise InputError(f"expected a {dtype.name} array of shape {shape}", where)
-    arr = np.frombuffer(raw, dtype=dtype, offset=len(header))
-    return arr if m.ext == ROW_EXT else arr.reshape(shape)
+    return np.frombuffer(raw, dtype=dtype, offset=len(header)).reshape(shape)
 
 
 def zstd_decompress(data, where: str = "zstd member") -> bytes:
