@@ -7,8 +7,9 @@ Takes the first train Parquet shard of a compiled dataset (``shardsmith compile 
 a WebDataset shard with each ``rows_per_sample`` and compression, and reads it back two ways: the
 loader's path (``TarShard.read`` of the whole shard, all numeric columns) and the ``webdataset``
 library (decode, ``to_tuple``, ``unbatched``: the recipe of docs/loader.md) on the first
-``--wds-rows`` rows. Also measured: zstd over the whole tar (``.tar.zst``) as the alternative to
-per-member zstd. Ratios are to the shard's uncompressed column bytes (rows x sum of dtype sizes).
+``--wds-rows`` rows. Also measured (``--levels-only``: just these): zstd levels per member, and
+zstd and gzip levels over the whole tar (``.tar.zst`` being the alternative to per-member zstd).
+Ratios are to the shard's uncompressed column bytes (rows x sum of dtype sizes).
 Each figure is the median of ``--reps`` runs.
 """
 
@@ -83,11 +84,24 @@ def wds_read(path: str, per: int, limit: int) -> int:
     return n
 
 
-def whole_zstd(path: str, level: int, reps: int) -> dict:
+def whole_file(path: str, codec: str, level: int, reps: int) -> dict:
+    """The whole tar compressed at once (as gzip shards are, and as .tar.zst would be)."""
     data = open(path, "rb").read()
-    codec = pa.Codec("zstd", compression_level=level)
-    seconds, out = timed(lambda: codec.compress(data, asbytes=True), reps)
+    seconds, out = timed(lambda: pa.Codec(codec, compression_level=level).compress(data, asbytes=True), reps)
     return {"bytes": len(out), "compress_s": seconds}
+
+
+def levels(table, schema_obj, tmp: str, reps: int) -> dict:
+    """zstd levels per member, and zstd and gzip levels over the whole tar, at 1024 rows per sample."""
+    plain = write_case(table, schema_obj, os.path.join(tmp, "plain"), 1024, "none", 1)["path"]
+    out = {"zstd_members": {}, "whole_tar_zstd": {}, "whole_tar_gzip": {}}
+    for level in (1, 3):
+        out["zstd_members"][level] = member_zstd_level(table, schema_obj, tmp, level, reps)
+        out["zstd_members"][level].pop("path")
+        out["whole_tar_zstd"][level] = whole_file(plain, "zstd", level, reps)
+    for level in (1, 6, 9):
+        out["whole_tar_gzip"][level] = whole_file(plain, "gzip", level, reps)
+    return out
 
 
 def member_zstd_level(table, schema_obj, tmp: str, level: int, reps: int) -> dict:
@@ -109,23 +123,18 @@ def measure_case(table, schema_obj, schema, tmp: str, per: int, comp: str, reps:
     return case
 
 
-def run(root: str, reps: int, wds_rows: int, max_rows: int) -> dict:
+def run(root: str, reps: int, wds_rows: int, max_rows: int, levels_only: bool = False) -> dict:
     from shardsmith.compiler.ir import Column, Schema
 
     table, schema = first_train_shard(root, max_rows)
     schema_obj = Schema(tuple(Column(n, d, r) for n, d, r in schema))
-    out = {"rows": table.num_rows, "column_bytes": column_bytes(table), "cases": [], "zstd_levels": {},
-           "whole_tar_zstd": {}}
+    out = {"rows": table.num_rows, "column_bytes": column_bytes(table), "cases": []}
     tmp = tempfile.mkdtemp(prefix="wds-layouts-")
     try:
-        for per, comp in CASES:
+        for per, comp in CASES if not levels_only else ():
             out["cases"].append(measure_case(table, schema_obj, schema, tmp, per, comp, reps, wds_rows))
             print(json.dumps(out["cases"][-1]), flush=True)
-        for level in (1, 3):
-            out["zstd_levels"][level] = member_zstd_level(table, schema_obj, tmp, level, reps)
-            out["zstd_levels"][level].pop("path")
-            plain = os.path.join(tmp, "1024-none", "part-00000.tar")
-            out["whole_tar_zstd"][level] = whole_zstd(plain, level, reps)
+        out["levels"] = levels(table, schema_obj, tmp, reps)
     finally:
         shutil.rmtree(tmp)
     return out
@@ -137,10 +146,12 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--wds-rows", type=int, default=50_000)
     ap.add_argument("--max-rows", type=int, default=131_072)
+    ap.add_argument("--levels-only", action="store_true", help="only the compression levels")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
-    result = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "load_before": os.getloadavg(),
-              **run(args.compiled, args.reps, args.wds_rows, args.max_rows), "load_after": os.getloadavg()}
+    result = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "load_before": os.getloadavg()}
+    result.update(run(args.compiled, args.reps, args.wds_rows, args.max_rows, args.levels_only))
+    result["load_after"] = os.getloadavg()
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
 
