@@ -48,10 +48,10 @@ class SplitConfig:
 
 @dataclass
 class WebDatasetConfig:
-    # Rows per tar sample. 1024 (BENCHMARKS.md, "WebDataset shards"): the tar is 1.08x the column
-    # bytes (row ids 5%, headers and padding 3%; 1.05x is the floor at any size), a sample is one
-    # default loader batch of ~170 KB. 1: one sample per row, the layout of shardsmith 0.1 byte for
-    # byte (4 KB of headers per row: 25x the column bytes of the demo data).
+    # Rows per tar sample. 1024 (BENCHMARKS.md, "WebDataset shards: batched samples"): the tar is
+    # 1.08x the column bytes (row ids 5%, headers and padding 3%; 1.05x is the floor at any size),
+    # a sample is one default loader batch of ~170 KB. 1: one sample per row, the layout of
+    # shardsmith 0.1 byte for byte (4 KB of headers per row: 25x the column bytes of the demo data).
     rows_per_sample: int = 1024
     # "none" (part-NNNNN.tar), "gzip" (part-NNNNN.tar.gz, the whole shard) or "zstd" (every member
     # of a batched sample compressed on its own, "<member>.zst"; the tar stays seekable).

@@ -62,9 +62,10 @@ NUMERIC = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint
            "float16", "float32", "float64", "bool")
 ROW_EXT = "row.npy"  # batched samples only: each row's index in the shard
 ZSTD = ".zst"
-# Levels, measured on 131,072 demo rows in batched samples (bench/loader/wds_layouts.py): zstd 3
-# wrote 2.6% fewer bytes than zstd 1 in 1.1x the time; gzip 9 wrote 12% fewer bytes than gzip 1 in
-# 33x the time (20 s against 0.6 s). Per-row shards keep gzip 9, their layout of old, byte for byte.
+# Levels (bench/loader/wds_layouts.py --levels-only: 131,072 demo rows, 1024 rows per sample): per
+# member, zstd 3 wrote 2.6% fewer bytes than zstd 1, and over a whole tar it took twice the time;
+# gzip 9 wrote 12% fewer bytes than gzip 1 in 33-35x the time. Per-row shards keep gzip 9, their
+# layout of old, byte for byte.
 ZSTD_LEVEL = 1
 GZIP_LEVEL = {"per_row": 9, "batched": 1}
 MAX_MEMBER = 8**11 - 1  # the largest size a USTAR header's 11 octal digits can hold
