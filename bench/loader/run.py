@@ -55,8 +55,11 @@ def build_dataset(work: str, rows: int) -> dict:
     raw, out = os.path.join(work, "raw"), os.path.join(work, "ds")
     if not os.path.exists(os.path.join(raw, "part-00000.parquet")):
         generate(rows, raw)
+    # One tar sample per row, as the WebDataset peer was measured (and as its own writer would write):
+    # batched samples (the default since) are in the "WebDataset shards" part of BENCHMARKS.md.
     cfg = compose(["engine=cpu", "engine.n_workers=2", f"source.paths=[{raw}/*.parquet]", f"output.dir={out}",
-                   "output.shard_rows=131072", "output.format=[parquet,webdataset]"])
+                   "output.shard_rows=131072", "output.format=[parquet,webdataset]",
+                   "output.webdataset.rows_per_sample=1"])
     compile_dataset(cfg, log=lambda *a: None)
     return read_manifest(out)
 

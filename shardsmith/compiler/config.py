@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,9 @@ ENGINE_KINDS = ("cpu", "gpu", "auto")
 CLUSTERS = ("local", "inprocess")
 CPU_KERNELS = ("auto", "numba", "numpy")
 COMPRESSIONS = ("zstd", "snappy", "lz4", "gzip", "none")
+WDS_COMPRESSIONS = ("none", "gzip", "zstd")
+MAX_ROWS_PER_SAMPLE = 1 << 20
+log = logging.getLogger("shardsmith")
 
 
 @dataclass
@@ -48,6 +52,18 @@ class SplitConfig:
 
 
 @dataclass
+class WebDatasetConfig:
+    # Rows per tar sample. 1024 (BENCHMARKS.md, "WebDataset shards: batched samples"): the tar is
+    # 1.08x the column bytes (row ids 5%, headers and padding 3%; 1.05x is the floor at any size),
+    # a sample is one default loader batch of ~170 KB. 1: one sample per row, the layout of
+    # shardsmith 0.1 byte for byte (4 KB of headers per row: 25x the column bytes of the demo data).
+    rows_per_sample: int = 1024
+    # "none" (part-NNNNN.tar), "gzip" (part-NNNNN.tar.gz, the whole shard) or "zstd" (every member
+    # of a batched sample compressed on its own, "<member>.zst"; the tar stays seekable).
+    compression: str = "none"
+
+
+@dataclass
 class OutputConfig:
     dir: str = "shards/${name}"
     format: list[str] = field(default_factory=lambda: ["parquet"])
@@ -56,8 +72,10 @@ class OutputConfig:
     row_group_rows: int = 65536
     compression: str = "zstd"
     compression_level: int | None = None
-    # WebDataset shards: "none" (part-NNNNN.tar) or "gzip" (part-NNNNN.tar.gz, whole-file gzip).
-    webdataset_compression: str = "none"
+    # WebDataset shards (output.format includes webdataset): layout and compression.
+    webdataset: WebDatasetConfig = field(default_factory=WebDatasetConfig)
+    # Deprecated alias of webdataset.compression (null: unset).
+    webdataset_compression: str | None = None
     overwrite: bool = False
 
 
@@ -128,7 +146,8 @@ class ShardsmithConfig:
 
 
 _SECTIONS = {"SourceConfig": SourceConfig, "SplitConfig": SplitConfig, "OutputConfig": OutputConfig,
-             "EngineConfig": EngineConfig, "StatsConfig": StatsConfig, "ProfilingConfig": ProfilingConfig}
+             "EngineConfig": EngineConfig, "StatsConfig": StatsConfig, "ProfilingConfig": ProfilingConfig,
+             "WebDatasetConfig": WebDatasetConfig}
 
 
 def register_configs() -> None:
@@ -330,7 +349,27 @@ def _validate_output(out: OutputConfig) -> None:
     if out.row_group_rows <= 0:
         raise ConfigError(f"expected a positive row count, got {out.row_group_rows}", "output.row_group_rows")
     _choice(out.compression, COMPRESSIONS, "output.compression")
-    _choice(out.webdataset_compression, ("none", "gzip"), "output.webdataset_compression")
+    _validate_webdataset(out)
+
+
+def _validate_webdataset(out: OutputConfig) -> None:
+    wd = out.webdataset
+    if out.webdataset_compression is not None:
+        old = "output.webdataset_compression"
+        _choice(out.webdataset_compression, WDS_COMPRESSIONS, old)
+        if wd.compression not in ("none", out.webdataset_compression):
+            raise ConfigError(f"conflicts with output.webdataset.compression={wd.compression!r}; set only that key",
+                              old)
+        wd.compression = out.webdataset_compression
+        log.warning("%s is deprecated; use output.webdataset.compression", old)
+    n = wd.rows_per_sample
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_ROWS_PER_SAMPLE:
+        raise ConfigError(f"expected an integer in [1, {MAX_ROWS_PER_SAMPLE}], got {n!r}",
+                          "output.webdataset.rows_per_sample")
+    _choice(wd.compression, WDS_COMPRESSIONS, "output.webdataset.compression")
+    if n == 1 and wd.compression == "zstd":  # per-member zstd of one row's 50-byte members gains nothing
+        raise ConfigError("zstd compresses the members of batched samples; with rows_per_sample=1 use gzip or none",
+                          "output.webdataset.compression")
 
 
 def _validate_engine(eng: EngineConfig) -> None:

@@ -139,6 +139,7 @@ class Sink:
     compression_level: int | None
     overwrite: bool
     webdataset_compression: str = "none"
+    webdataset_rows_per_sample: int = 1  # 1: one tar sample per row (see shards/webdataset.py)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@
 ``shuffle`` and the buffer size, and never on the number of ranks or workers:
 
 1. *Units* are the shards cut at ``unit_rows`` (the Parquet row-group size the compiler wrote;
-   a WebDataset tar is one unit, since it can only be read front to back).
+   WebDataset shards are cut at the same rows, so both formats give the same sequence).
 2. The units are put in a random order: ascending shardsmith hash (``kernels/xxhash64``) of the unit
    index, seeded from (seed, epoch).
 3. *Blocks* are runs of ``block_units`` consecutive units of that order: the shuffle buffer. The

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from shardsmith.errors import InputError
 from shardsmith.shards import manifest as mf
 from shardsmith.shards.order import Unit
-from shardsmith.shards.webdataset import read_tar_columns, sample_layout
+from shardsmith.shards.webdataset import TarShard
 
 
 def is_url(path: str) -> bool:
@@ -71,15 +71,15 @@ class ShardSource:
         self.storage_options = storage_options or {}
         self.cache_dir = cache_dir
         self.verify = verify
-        self.layout = sample_layout([(c["name"], c["dtype"], c["role"]) for c in manifest["schema"]])
+        self.schema = [(c["name"], c["dtype"], c["role"]) for c in manifest["schema"]]
         self._checked: set[int] = set()
         self._files: collections.OrderedDict = collections.OrderedDict()
-        self._tar: tuple[int, dict] | None = None
+        self._tars: collections.OrderedDict = collections.OrderedDict()  # shard -> (TarShard, open file)
         self._fs = None
 
     def __getstate__(self):  # DataLoader workers get a fresh copy without open files
         state = dict(self.__dict__)
-        state.update(_files=collections.OrderedDict(), _tar=None, _fs=None)
+        state.update(_files=collections.OrderedDict(), _tars=collections.OrderedDict(), _fs=None)
         return state
 
     def check_present(self) -> None:
@@ -193,18 +193,52 @@ class ShardSource:
         return {c: column_numpy(table.column(c), c, where) for c in self.columns}
 
     def _read_tar(self, unit: Unit, where: str) -> dict[str, np.ndarray]:
-        if self._tar is None or self._tar[0] != unit.shard:
-            with self._open(unit.shard) as f:
-                data = f.read()
-            if data[:2] == b"\x1f\x8b":
-                data = gzip.decompress(data)
-            cols = read_tar_columns(data, self.layout, self.shards[unit.shard]["rows"], where)
-            missing = [c for c in self.columns if c not in cols]
-            if missing:
-                raise InputError(f"column(s) {', '.join(missing)} are not in the WebDataset samples", where)
-            self._tar = (unit.shard, cols)
-        cols = self._tar[1]
-        return {c: cols[c][unit.start: unit.stop] for c in self.columns}
+        return self._tar_shard(unit.shard, where).read(unit.start, unit.stop, self.columns)
+
+    def _tar_shard(self, i: int, where: str) -> TarShard:
+        """Shard ``i`` as a TarShard over its open file, or over its bytes when the whole file is
+        gzip-compressed (it cannot be entered mid-way). A few are kept open; of those that hold
+        their data in memory (decompressed or decoded whole), the two used last."""
+        if i in self._tars:
+            self._tars.move_to_end(i)
+            return self._tars[i][0]
+        f = self._open(i)
+        try:
+            read_at, size, in_memory = _tar_bytes(f, where)
+            shard = TarShard(read_at, size, self.schema, self.shards[i]["rows"], where, in_memory=in_memory)
+        except BaseException:
+            f.close()
+            raise
+        if in_memory:
+            f.close()
+        self._tars[i] = (shard, None if in_memory else f)
+        heavy = [j for j, (t, _) in self._tars.items() if t.holds_data]
+        for j in heavy[:-2] + list(self._tars)[:-8]:
+            self._drop_tar(j)
+        return shard
+
+    def _drop_tar(self, i: int) -> None:
+        _, f = self._tars.pop(i, (None, None))
+        if f is not None:
+            f.close()
+
+
+def _tar_bytes(f, where: str):
+    """(read_at(offset, size) -> bytes, size, in memory) over a tar file, decompressed first if gzip."""
+    head = f.read(2)
+    if head == b"\x1f\x8b":
+        data = gzip.decompress(head + f.read())
+        return (lambda off, n: data[off: off + n]), len(data), True
+    size = f.seek(0, os.SEEK_END)
+
+    def read_at(off: int, n: int) -> bytes:
+        f.seek(off)
+        out = f.read(n)
+        if len(out) != n:
+            raise InputError(f"truncated: {n} bytes expected at byte {off}, {len(out)} there", where)
+        return out
+
+    return read_at, size, False
 
 
 def column_numpy(col: pa.ChunkedArray, name: str, where: str) -> np.ndarray:

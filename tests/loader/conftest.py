@@ -15,16 +15,23 @@ SHARD_ROWS = 5_000
 ROW_GROUP_ROWS = 1_000
 
 
-def compile_demo(root: str, rows: int = ROWS, extra: tuple = ()) -> str:
-    """Demo data compiled to Parquet + WebDataset shards under ``root``; returns the output dir."""
+# WebDataset layouts compiled from the same input as dataset_dir: (rows_per_sample, compression).
+# 300 rows per sample: samples that straddle the loader's units (row groups of 1,000 rows).
+LAYOUTS = {"batched": (1024, "none"), "per-row": (1, "none"), "batched-zstd": (300, "zstd"),
+           "batched-gzip": (1024, "gzip"), "per-row-gzip": (1, "gzip")}
+
+
+def compile_demo(root: str, rows: int = ROWS, extra: tuple = (), raw: str | None = None, out: str = "out") -> str:
+    """Demo data compiled to Parquet + WebDataset shards under ``root`` (from ``raw`` when given);
+    returns the output dir."""
     from shardsmith.compiler.config import compose
     from shardsmith.demo import generate
     from shardsmith.runtime import compile_dataset
 
-    raw = os.path.join(root, "raw")
+    raw = raw or os.path.join(root, "raw")
     if not os.path.isdir(raw):
         generate(rows, raw, files=2, row_group_rows=4096)
-    out = os.path.join(root, "out")
+    out = os.path.join(root, out)
     cfg = compose(["engine=inprocess", f"source.paths=[{raw}/*.parquet]", f"output.dir={out}",
                    f"output.shard_rows={SHARD_ROWS}", f"output.row_group_rows={ROW_GROUP_ROWS}",
                    "output.format=[parquet,webdataset]", *extra])
@@ -35,6 +42,17 @@ def compile_demo(root: str, rows: int = ROWS, extra: tuple = ()) -> str:
 @pytest.fixture(scope="session")
 def dataset_dir(tmp_path_factory) -> str:
     return compile_demo(str(tmp_path_factory.mktemp("loader-ds")))
+
+
+@pytest.fixture(scope="session")
+def layouts(dataset_dir) -> dict[str, str]:
+    """The input of dataset_dir compiled once per WebDataset layout: layout name -> output dir."""
+    root = os.path.dirname(dataset_dir)
+    out = {}
+    for name, (per, comp) in LAYOUTS.items():
+        extra = (f"output.webdataset.rows_per_sample={per}", f"output.webdataset.compression={comp}")
+        out[name] = dataset_dir if name == "batched" else compile_demo(root, extra=extra, out=name)
+    return out
 
 
 @pytest.fixture()

@@ -41,7 +41,7 @@ def run(rank: int, cfg: dict) -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{cfg['port']}", rank=rank,
                             world_size=cfg["world"])
     t_init = time.perf_counter() - t0
-    ds = ShardDataset(cfg["dataset"], batch_size=cfg["batch_size"], seed=cfg["seed"])
+    ds = ShardDataset(cfg["dataset"], batch_size=cfg["batch_size"], seed=cfg["seed"], format=cfg.get("format"))
     if cfg.get("state"):
         with open(cfg["state"]) as f:
             ds.load_state_dict(json.load(f))

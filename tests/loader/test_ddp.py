@@ -1,5 +1,5 @@
 """A real multi-process DDP run (gloo on CPU, DataLoader workers in every rank), stopped mid-epoch
-and resumed on 1 and 3 ranks."""
+and resumed on 1 and 3 ranks; the same over batched WebDataset samples, resumed on another layout."""
 
 from __future__ import annotations
 
@@ -84,3 +84,29 @@ def test_ddp_epoch_stop_and_resume_on_other_world_sizes(tmp_path, dataset_dir, r
             assert len(got) == len(remaining)  # no padding on one rank: each row once
         else:
             assert len(got) - len(remaining) <= BS  # 14 batches on 3 ranks: one batch repeated as padding
+
+
+def test_ddp_reads_batched_tar_samples_exactly_once_and_resumes_on_another_layout(tmp_path, layouts, reference):
+    """2 ranks x 2 workers over zstd tars of 300-row samples (which straddle the 1,000-row units);
+    stopped mid-epoch and resumed on 3 ranks x 2 workers reading the per-row tars of the same input."""
+    cols = reference["columns"]
+    everything = set(row_keys({i: cols[n] for i, n in enumerate(sorted(cols))}).tolist())
+    run = ddp(tmp_path, layouts["batched-zstd"], "tar", world=2, workers=2, format="webdataset",
+              phases=[{"name": "full", "epoch": 0}, {"name": "stop", "epoch": 1, "stop": 4}])
+    full, stopped = run["full"], run["stop"]
+    assert [info["batches"] for info, _ in full] == [11, 11]
+    rows = keys_set(full)
+    assert len(rows) == len(everything) and set(rows) == everything  # every sample exactly once
+    for step in range(11):
+        both = zip(full[0][0]["local"][step], full[1][0]["local"][step])
+        assert full[0][0]["reduced"][step] == full[1][0]["reduced"][step] == [a + b for a, b in both]
+    assert stopped[0][0]["state"] == stopped[1][0]["state"]
+    seen = keys_set(stopped)
+    assert len(seen) == 8 * BS and len(set(seen)) == len(seen)
+    state_path = tmp_path / "tar-state.json"
+    state_path.write_text(json.dumps(stopped[0][0]["state"]))
+    later = ddp(tmp_path, layouts["per-row"], "resume-per-row", world=3, workers=2, format="webdataset",
+                state=str(state_path), phases=[{"name": "rest"}])["rest"]
+    got = keys_set(later)
+    assert len({info["batches"] for info, _ in later}) == 1
+    assert set(got) == everything - set(seen) and len(got) - len(set(got)) <= BS  # at most one padding batch

@@ -1,4 +1,6 @@
-"""WebDataset shards: round trips through the real ``webdataset`` library and Python's tarfile."""
+"""WebDataset shards of one row per sample (``rows_per_sample: 1``, the layout of shardsmith 0.1):
+round trips through the real ``webdataset`` library and Python's tarfile. Batched samples:
+test_wds_layouts.py."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from shardsmith.shards.webdataset import read_tar_columns, sample_layout, write_
 
 from .conftest import compile_demo
 
-SINK = SimpleNamespace(webdataset_compression="none")
+SINK = SimpleNamespace(webdataset_compression="none", webdataset_rows_per_sample=1)
 
 
 def _manifest(d):
@@ -30,7 +32,8 @@ def _manifest(d):
         return json.load(f)
 
 
-def test_compiled_tar_reads_natively_with_webdataset(dataset_dir):
+def test_compiled_tar_reads_natively_with_webdataset(layouts):
+    dataset_dir = layouts["per-row"]
     manifest = _manifest(dataset_dir)
     schema = {c["name"]: c for c in manifest["schema"]}
     cont = [n for n, c in schema.items() if c["role"] == "continuous"]
@@ -56,11 +59,13 @@ def test_compiled_tar_reads_natively_with_webdataset(dataset_dir):
         np.testing.assert_array_equal(labels, table.column("label").to_numpy())
 
 
-def test_tar_members_are_plain_ustar_with_fixed_metadata(dataset_dir):
+@pytest.mark.parametrize("layout,per_sample,count", [("per-row", 1, 4), ("batched", 1024, 5)])
+def test_tar_members_are_plain_ustar_with_fixed_metadata(layouts, layout, per_sample, count):
+    dataset_dir = layouts[layout]
     tar = next(s for s in _manifest(dataset_dir)["splits"]["valid"]["shards"] if s["format"] == "webdataset")
     with tarfile.open(os.path.join(dataset_dir, tar["path"])) as tf:
         members = tf.getmembers()
-    assert len(members) == 4 * tar["rows"]
+    assert len(members) == count * -(-tar["rows"] // per_sample)
     for m in members[:8] + members[-4:]:
         assert m.isfile() and m.mode == 0o444 and m.uid == m.gid == 0 and m.mtime == 0
         assert m.uname == m.gname == ""
@@ -129,7 +134,7 @@ def test_writes_are_deterministic_and_read_back_by_the_loader_parser(tmp_path):
 def test_gzip_shards_are_deterministic_and_readable(tmp_path):
     table = _table()
     schema = _schema(table, {"label": "label", "x": "continuous", "c": "categorical"})
-    sink = SimpleNamespace(webdataset_compression="gzip")
+    sink = SimpleNamespace(webdataset_compression="gzip", webdataset_rows_per_sample=1)
     a = write_webdataset(table, str(tmp_path / "a" / "part-00000.tar"), sink, schema=schema)
     b = write_webdataset(table, str(tmp_path / "b" / "part-00000.tar"), sink, schema=schema)
     assert a["path"].endswith(".tar.gz") and a["sha256"] == b["sha256"]
@@ -141,9 +146,12 @@ def test_gzip_shards_are_deterministic_and_readable(tmp_path):
     assert [s["cls"] for s in samples] == [1, 0, 1]
 
 
-def test_compile_with_gzip_lists_tar_gz_shards_with_checksums(tmp_path):
-    out = compile_demo(str(tmp_path), rows=3000, extra=("output.webdataset_compression=gzip",))
+def test_compile_with_the_deprecated_gzip_key_lists_tar_gz_shards_with_checksums(tmp_path, caplog):
+    out = compile_demo(str(tmp_path), rows=3000, extra=("output.webdataset_compression=gzip",
+                                                        "output.webdataset.rows_per_sample=1"))
+    assert "output.webdataset_compression is deprecated; use output.webdataset.compression" in caplog.text
     manifest = mf.read_manifest(out)
+    assert manifest["config"]["resolved"]["output"]["webdataset"]["compression"] == "gzip"
     tars = [s for _, s in mf.iter_shards(manifest) if s["format"] == "webdataset"]
     assert tars and all(s["path"].endswith(".tar.gz") for s in tars)
     assert mf.verify(manifest) == []
@@ -151,9 +159,12 @@ def test_compile_with_gzip_lists_tar_gz_shards_with_checksums(tmp_path):
     assert n == tars[0]["rows"]
 
 
-def test_same_config_twice_gives_identical_tar_shards(tmp_path):
-    a = mf.read_manifest(compile_demo(str(tmp_path / "a"), rows=3000))
-    b = mf.read_manifest(compile_demo(str(tmp_path / "b"), rows=3000))
+@pytest.mark.parametrize("extra", [("output.webdataset.rows_per_sample=1",), (),
+                                   ("output.webdataset.rows_per_sample=500", "output.webdataset.compression=zstd"),
+                                   ("output.webdataset.compression=gzip",)])
+def test_same_config_twice_gives_identical_tar_shards(tmp_path, extra):
+    a = mf.read_manifest(compile_demo(str(tmp_path / "a"), rows=3000, extra=extra))
+    b = mf.read_manifest(compile_demo(str(tmp_path / "b"), rows=3000, extra=extra))
     sha = lambda m: [s["sha256"] for _, s in mf.iter_shards(m) if s["format"] == "webdataset"]  # noqa: E731
     assert sha(a) == sha(b) and len(sha(a)) >= 3
     assert mf.verify(a) == []

@@ -48,11 +48,12 @@ class ShardDataset(IterableDataset):
         self.source = ShardSource(self.manifest, shards, [c for c, _ in self.columns],
                                   storage_options=storage_options, cache_dir=cache_dir, verify=verify)
         self.source.check_present()
-        unit_rows = _unit_rows(self.manifest) if self.format == "parquet" else None
+        # Both formats are cut at the Parquet row groups, so they give the same batches and states.
+        unit_rows = _unit_rows(self.manifest)
         self.units = od.make_units([s["rows"] for s in shards], [unit_rows] * len(shards))
         typical = max((u.rows for u in self.units), default=1)
         self.block_units = max(1, round(shuffle_buffer / typical))
-        self.fingerprint = _fingerprint(split, self.format, shards, self.units, self.block_units)
+        self.fingerprint = _fingerprint(self.manifest, split, shards, self.units, self.block_units)
         self.epoch = 0
         self._jobs = None   # the remaining jobs of the epoch (None: the epoch's start)
         self._start = None  # the jobs when the current iteration began, and batches delivered since
@@ -274,10 +275,25 @@ def _unit_rows(manifest: dict) -> int:
         return 65536
 
 
-def _fingerprint(split, fmt, shards, units, block_units) -> str:
-    doc = {"split": split, "format": fmt, "shards": [(s["path"], s["rows"], s["sha256"]) for s in shards],
-           "units": [(u.shard, u.start, u.stop) for u in units], "block_units": block_units}
+def _fingerprint(manifest: dict, split, shards, units, block_units) -> str:
+    """What a state is tied to: the rows and their order, not the files. The rows are named by the
+    inputs' content and the settings that make rows (not the output format or layout, nor the
+    engine), so a state moves between a compile's Parquet and WebDataset shards, and between
+    compiles of one pipeline into other WebDataset layouts. A manifest without them: the shards' sha256."""
+    made = _rows_identity(manifest) or [s["sha256"] for s in shards]
+    doc = {"split": split, "shards": [s["rows"] for s in shards], "units": [(u.shard, u.start, u.stop) for u in units],
+           "block_units": block_units, "rows": made}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def _rows_identity(manifest: dict):
+    resolved = (manifest.get("config") or {}).get("resolved")
+    inputs = manifest.get("inputs")
+    if not isinstance(resolved, dict) or not isinstance(inputs, list):
+        return None
+    source = {k: v for k, v in (resolved.get("source") or {}).items() if k != "paths"}
+    made_by = {k: resolved.get(k) for k in ("graph", "roles", "split", "stats", "plugins")}
+    return {"source": source, **made_by, "inputs": [i.get("fingerprint") for i in inputs]}
 
 
 def _any_jobs(jobs) -> bool:
