@@ -59,6 +59,7 @@ class Source:
     # Row groups kept per file after statistics pruning, as indices; None: all of them.
     row_groups: tuple[tuple[int, ...], ...] | None = None
     dtypes: tuple[tuple[str, str], ...] = ()  # dtype overrides for CSV / JSON lines
+    filter_keys: tuple[str, ...] = ()  # the steps whose predicates ``filter`` holds (push_filters)
 
     @property
     def rows(self) -> int:

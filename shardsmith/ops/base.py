@@ -102,6 +102,29 @@ class Op:
         """The schema after this op, given the schema before it."""
         return schema
 
+    def depends_on(self) -> dict[str, tuple]:
+        """Which inputs each column this op writes is computed from (column-level lineage):
+        ``{output: (input, ...)}``, where an input is the name of a column of the frame before this
+        op, or ``(table, column)`` for a column of a side table. The default: every column read
+        feeds every column written. Lineage (the manifest's, ``shardsmith lineage``, OpenLineage)
+        and fit signatures use only this method, so an op that maps columns more precisely says so
+        here. Rows an op removes are row-level lineage (``is_row_op`` and ``reads``), not this.
+
+        >>> Op(cols=("a", "b")).depends_on()
+        {}
+        """
+        reads = tuple(self.reads())
+        return {w: reads for w in self.writes()}
+
+    def parameters(self) -> dict:
+        """The op's parameters as JSON values (tuples as lists): what lineage and fit signatures
+        record of a step.
+
+        >>> Op(cols=("a",)).parameters()
+        {'cols': ['a']}
+        """
+        return {f.name: _json_value(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
     # --- fitting --------------------------------------------------------------------------------
     def statistics(self, schema: Schema) -> tuple:
         """The statistics (ops/stats.py) this op needs, over its input; empty for unfitted ops."""
@@ -153,6 +176,10 @@ class ColumnwiseOp(Op):
 
     def pairs(self) -> list[tuple[str, str]]:
         return list(zip(self.cols, self.outputs()))
+
+    def depends_on(self) -> dict[str, tuple]:
+        """Each output from its own column: ``{out: (col,)}``."""
+        return {o: (c,) for c, o in self.pairs()}
 
     def output_column(self, col: Column, name: str) -> Column:
         return dataclasses.replace(col, name=name)
@@ -281,6 +308,14 @@ def _coerce_scalar(value, hint, key: str):
     if not isinstance(value, types) or (hint is not bool and isinstance(value, bool)):
         raise ConfigError(f"expected {what}, got {value!r}", key)
     return float(value) if hint is float else value
+
+
+def _json_value(value):
+    if isinstance(value, (tuple, list)):
+        return [_json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    return value
 
 
 def _short(value) -> str:

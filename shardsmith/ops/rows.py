@@ -62,6 +62,9 @@ class Rename(Op):
     def writes(self) -> tuple[str, ...]:
         return tuple(self.mapping.values())
 
+    def depends_on(self) -> dict[str, tuple]:
+        return {new: (old,) for old, new in self.mapping.items()}
+
     def infer(self, schema: Schema) -> Schema:
         m = self.mapping
         return Schema(tuple(Column(m.get(c.name, c.name), c.dtype, c.role, c.cardinality) for c in schema.columns))

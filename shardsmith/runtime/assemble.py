@@ -40,6 +40,7 @@ def build_manifest(cfg, resolved: dict, key: str, plan: Plan, states: dict, stre
         "code_version": code_version(),
         "code_sha256": code_sha256(),
         "inputs": _inputs(plan, metas),
+        "input_schema": plan.graph.source.schema.to_json(),
         "schema": _schema_json(fitted_schema(plan, states)),
         "splits": splits,
         "quarantine": quarantine,

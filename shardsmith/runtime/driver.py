@@ -31,9 +31,11 @@ from shardsmith.runtime.cluster import executor_for, warm_up
 from shardsmith.runtime.context import RunContext
 from shardsmith.runtime.fitting import fit
 from shardsmith.runtime.identity import dataset_key
+from shardsmith.runtime.lineage import manifest_lineage
 from shardsmith.runtime.staging import Output
 from shardsmith.runtime.writing import ShardWriter
 from shardsmith.shards import manifest as mf
+from shardsmith.shards.state import load_state_doc
 
 
 @dataclass
@@ -122,5 +124,6 @@ def _run(cfg, prep: Prepared, out: Output, prof: Profiler, log, t_start: float) 
         metas = [out.metas[p.index] for p in prep.plan.partitions]
         engine = {"kind": prep.backend, "executor": ex.name, "workers": getattr(ex, "n_workers", 1)}
         manifest = build_manifest(cfg, prep.resolved, prep.key, prep.plan, states, streams, metas, engine, timings)
+        manifest["lineage"] = manifest_lineage(prep.plan, load_state_doc(out.path("state")))
     manifest["profile"] = prof.write(out.staging, stages.facts(prep.plan), manifest)
     return manifest, timings

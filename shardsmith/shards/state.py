@@ -43,13 +43,31 @@ def save_states(directory: str, states: dict) -> None:
     os.replace(tmp, os.path.join(directory, STATE_FILE))
 
 
-def load_states(directory: str) -> dict | None:
-    """The states saved in ``directory``, or None when none were saved (completely)."""
+def load_state_doc(directory: str) -> dict | None:
+    """``state.json`` as written: tables appear as ``{"$parquet": relative path}``; None when absent."""
     path = os.path.join(directory, STATE_FILE)
     if not os.path.exists(path):
         return None
     with open(path) as f:
-        doc = json.load(f)
+        return json.load(f)
+
+
+def table_files(doc) -> list[str]:
+    """The Parquet files (relative to the state directory) that a part of ``state.json`` names."""
+    if isinstance(doc, dict):
+        if set(doc) == {"$parquet"}:
+            return [doc["$parquet"]]
+        return [f for v in doc.values() for f in table_files(v)]
+    if isinstance(doc, list):
+        return [f for v in doc for f in table_files(v)]
+    return []
+
+
+def load_states(directory: str) -> dict | None:
+    """The states saved in ``directory``, or None when none were saved (completely)."""
+    doc = load_state_doc(directory)
+    if doc is None:
+        return None
 
     def decode(obj):
         if isinstance(obj, dict):

@@ -17,11 +17,12 @@ from shardsmith.ops.rows import Filter
 
 
 def push_filters(graph: Graph) -> Graph:
-    pushed, kept, written, fitted_before = [], [], set(), False
+    pushed, keys, kept, written, fitted_before = [], [], [], set(), False
     for step in graph.flat_steps():
         op = step.op
         if isinstance(op, Filter) and not fitted_before and not (set(op.reads()) & written):
             pushed.append(op.predicate)
+            keys.append(step.key)
             continue
         written |= set(op.writes())
         fitted_before |= op.fitted
@@ -31,7 +32,7 @@ def push_filters(graph: Graph) -> Graph:
     pred = graph.source.filter
     terms = ([pred] if pred is not None else []) + pushed
     pred = terms[0] if len(terms) == 1 else Expr("and", tuple(terms))
-    source = replace(graph.source, filter=pred)
+    source = replace(graph.source, filter=pred, filter_keys=graph.source.filter_keys + tuple(keys))
     if source.format == "parquet":
         source = replace(source, row_groups=row_groups_passing(source.files, source.filter))
     return replace(graph, source=source, steps=tuple(kept))
