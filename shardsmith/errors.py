@@ -28,6 +28,22 @@ class PlanError(ShardsmithError):
     """The graph cannot be planned for the chosen backend."""
 
 
+class ExpectationError(ShardsmithError):
+    """Expectations of severity ``fail`` were broken (ops/expectations.py): the compile stopped
+    before its commit. Exit code 3; one line per broken expectation."""
+
+    exit_code = 3
+
+    def __init__(self, lines: list[str]):
+        self.lines = list(lines)
+        super().__init__("\n".join(self.lines))
+
+
+def error_lines(exc: ShardsmithError) -> list[str]:
+    """What the command line prints for an error: ``error: ...``, one line per problem."""
+    return [f"error: {line}" for line in str(exc).splitlines() or [type(exc).__name__]]
+
+
 def did_you_mean(name: str, choices) -> str:
     """`` (did you mean 'I4'?)`` when a close match exists, else the empty string."""
     close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.5)

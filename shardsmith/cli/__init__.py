@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from shardsmith.errors import ShardsmithError, did_you_mean
+from shardsmith.errors import ShardsmithError, did_you_mean, error_lines
 
 # command -> (module, one-line summary): the summary is here so that --help imports no command
 COMMANDS = {
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(f"shardsmith.cli.{COMMANDS[command][0]}")
         return module.run(rest)
     except ShardsmithError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print("\n".join(error_lines(exc)), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -9,7 +9,7 @@ import hydra
 
 from shardsmith.cli.common import is_override, log
 from shardsmith.compiler.config import compose, config_dir, from_omegaconf, register_configs
-from shardsmith.errors import ConfigError, ShardsmithError
+from shardsmith.errors import ConfigError, ShardsmithError, error_lines
 from shardsmith.profiling.sweep import job_config, job_finish
 from shardsmith.runtime import compile_dataset
 
@@ -32,7 +32,7 @@ def run(rest: list[str]) -> int:
             # The profile is copied into the run directory; a sweeper minimises cost (or wall time).
             return job_finish(result, log.info)
         except ShardsmithError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            print("\n".join(error_lines(exc)), file=sys.stderr)
             sys.exit(exc.exit_code)
 
     saved = sys.argv

@@ -12,6 +12,7 @@ from shardsmith.errors import ConfigError
 from shardsmith.inputs import scan as sources
 from shardsmith.ir import Graph, Schema, Sink, Source, Split, Step
 from shardsmith.ops import get_op
+from shardsmith.ops.expectations import parse_expectations
 
 UNIT = 1 << 53
 
@@ -28,8 +29,11 @@ def build(cfg: ShardsmithConfig) -> Graph:
     source = Source(cfg.source.format, files, schema, schema.names,
                     dtypes=tuple(sorted(cfg.source.schema.items())))
     steps = build_steps(cfg.graph, schema)
-    return Graph(cfg.name, source, steps, build_split(cfg, schema), build_sink(cfg),
-                 quantile_bits=cfg.stats.quantile_bits)
+    split = build_split(cfg, schema)
+    out_schema = steps[-1].schema if steps else schema
+    checks = parse_expectations(cfg.expect, schema, out_schema, split.names)
+    return Graph(cfg.name, source, steps, split, build_sink(cfg), quantile_bits=cfg.stats.quantile_bits,
+                 expectations=checks)
 
 
 def build_steps(entries: list[dict], schema: Schema) -> tuple[Step, ...]:

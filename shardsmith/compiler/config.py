@@ -143,6 +143,8 @@ class ShardsmithConfig:
     profiling: ProfilingConfig = field(default_factory=ProfilingConfig)
     # Import paths of modules that register user ops (the opt-in for ops outside the registry).
     plugins: list[str] = field(default_factory=list)
+    # Expectations checked while compiling: {col, check, severity, at, ...} (ops/expectations.py).
+    expect: list[Any] = field(default_factory=list)
 
 
 _SECTIONS = {"SourceConfig": SourceConfig, "SplitConfig": SplitConfig, "OutputConfig": OutputConfig,

@@ -183,6 +183,9 @@ def fit_program(graph: Graph, stage: int) -> tuple[tuple, tuple[str, ...]]:
             run.append(step)
     if graph.source.filter is not None:
         live |= graph.source.filter.columns()
+    for check in graph.checks_at("input"):  # quarantined input rows are left out of every statistic
+        if check.severity == "quarantine":
+            live |= check.columns()
     return tuple(items), tuple(c for c in graph.source.columns if c in live or c == graph.split.key)
 
 

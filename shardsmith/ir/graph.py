@@ -152,6 +152,11 @@ class Graph:
     sink: Sink
     passes_applied: tuple[str, ...] = field(default=())
     quantile_bits: int = 10
+    expectations: tuple = ()  # checks of the data (ops/expectations.py), evaluated while compiling
+
+    def checks_at(self, stage: str) -> tuple:
+        """The column and row checks evaluated at ``stage`` (input or output)."""
+        return tuple(e for e in self.expectations if e.kind != "dataset" and e.at == stage)
 
     @property
     def schema(self) -> Schema:

@@ -53,6 +53,7 @@ def assemble(prof, facts: dict, manifest: dict, wall_s: float) -> dict:
         "accounting": _accounting(prof, stage_rows, wall_s),
         "machine": machine(prof.backend),
         "versions": versions(manifest.get("code_version", "")),
+        "quality": manifest.get("quality"),  # the expectations' results, for the report
     }
 
 

@@ -14,6 +14,7 @@ commit (``<dir>``)::
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 
@@ -25,7 +26,7 @@ from shardsmith.compiler.planner import Collect, Plan, physical_plan
 from shardsmith.errors import PlanError
 from shardsmith.ir import Fused, Graph, Step
 from shardsmith.profiling.profile import Profiler
-from shardsmith.runtime import stages
+from shardsmith.runtime import quality, stages
 from shardsmith.runtime.assemble import build_manifest
 from shardsmith.runtime.cluster import executor_for, warm_up
 from shardsmith.runtime.context import RunContext
@@ -111,6 +112,25 @@ def compile_dataset(cfg: ShardsmithConfig, log=print, passes=None) -> Result:
     return Result(manifest, os.path.join(out.final, mf.MANIFEST), timings=timings)
 
 
+def check_expectations(run: RunContext, streams: dict, fractions: dict) -> dict | None:
+    """Judge the expectations from the transform pass's partials (and the distinct values it
+    spilled); the manifest's ``quality`` section, or None without expectations. Broken ``fail``
+    checks raise (exit 3) before the commit; broken ``warn`` checks are logged."""
+    checks = run.plan.graph.expectations
+    if not checks:
+        return None
+    metas = [run.out.metas[p.index] for p in run.plan.partitions]
+    spill = run.out.path(quality.QUALITY_DIR)
+    distinct = quality.distinct_counts(run.ex, spill, checks, len(run.plan.partitions), quality.buckets_for(run.plan))
+    shutil.rmtree(spill, ignore_errors=True)  # the spilled distinct values are not part of the dataset
+    rows = {name: streams[name].planned_rows for name in run.plan.graph.split.names}
+    results = quality.judge(checks, quality.merge_partials(metas), distinct, rows, fractions)
+    for line in quality.broken_lines(results, "warned"):
+        run.log(f"warning: {line}")
+    quality.raise_if_failed(results)
+    return quality.section(results)
+
+
 def _run(cfg, prep: Prepared, out: Output, prof: Profiler, log, t_start: float) -> tuple[dict, dict]:
     """Fit, transform and write on the cluster; the manifest (with its profile) and the timings."""
     with prof.cluster(executor_for(cfg.engine, prep.backend, log), warm_up) as ex:
@@ -119,11 +139,15 @@ def _run(cfg, prep: Prepared, out: Output, prof: Profiler, log, t_start: float) 
             states = fit(run)
         with prof.section("transform+write"):
             streams = ShardWriter(run).run_all(states)
+        with prof.stage("expectations", section=True):
+            checked = check_expectations(run, streams, cfg.split.fractions)
     timings = {"wall": time.perf_counter() - t_start, **run.timings}
     with prof.stage("manifest", section=True):
         metas = [out.metas[p.index] for p in prep.plan.partitions]
         engine = {"kind": prep.backend, "executor": ex.name, "workers": getattr(ex, "n_workers", 1)}
         manifest = build_manifest(cfg, prep.resolved, prep.key, prep.plan, states, streams, metas, engine, timings)
         manifest["lineage"] = manifest_lineage(prep.plan, load_state_doc(out.path("state")))
+        if checked is not None:
+            manifest["quality"] = checked
     manifest["profile"] = prof.write(out.staging, stages.facts(prep.plan), manifest)
     return manifest, timings

@@ -54,6 +54,7 @@ def catalog(plan: Plan) -> list[dict]:
     out.append(entry("write:shards", "write", "write shards (all formats)", "transform"))
     out.append(entry("write:quarantine", "write", "write quarantined rows"))
     out.append(entry("driver:journal", "driver", "append progress to the resume journal"))
+    out.append(entry("driver:expectations", "driver", "judge expectations (merge partials, count distinct values)"))
     out.append(entry("driver:cluster stop", "startup", "stop or disconnect from the cluster"))
     out.append(entry("driver:manifest", "driver", "merge summaries, build the manifest"))
     return out

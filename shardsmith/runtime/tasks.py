@@ -15,6 +15,7 @@ from shardsmith.backends.base import TaskContext
 from shardsmith.compiler.planner import Collect
 from shardsmith.ir import SPLIT_COL, Fused, Step
 from shardsmith.profiling.spans import PROFILE_KEY, recorder
+from shardsmith.runtime.quality import check_stage, drop_quarantined
 from shardsmith.runtime.stages import stage_key, stage_kind
 from shardsmith.shards.summary import shard_summary
 from shardsmith.shards.writers import write_shard
@@ -51,6 +52,7 @@ def _fit(be, ctx, rec, plan, part, stage: int, states: dict) -> dict:
     span = rec.start("read", "read")
     source = replace(plan.graph.source, columns=plan.fit_columns[stage])
     frame, n_read = be.read(part, source, plan.graph.split)
+    frame = drop_quarantined(be, frame, plan.graph.checks_at("input"))
     rec.stop(span, frame, rows_in=n_read)
     fit_on = plan.graph.split.fit_on
     split_index = plan.graph.split.names.index(fit_on) if fit_on is not None else None
@@ -82,22 +84,26 @@ def merge_partials(stats: dict, a: dict, b: dict, backend: str = "cpu", stage: i
     return out
 
 
-def transform_task(backend: str, plan, part, states: dict, prof: dict | None = None) -> dict:
-    """One partition through the whole graph, cut by split; with its row accounting (and its
-    spans when ``prof`` is given)."""
+def transform_task(backend: str, plan, part, states: dict, prof: dict | None = None,
+                   spill: dict | None = None) -> dict:
+    """One partition through the whole graph, cut by split; with its row accounting and its
+    expectations' partials (and its spans when ``prof`` is given). ``spill``: where checks that
+    need distinct values write them (runtime/quality.py)."""
     be = get_backend(backend, plan.cpu_kernels)
     ctx = TaskContext(part.index, plan.files)
     rec = recorder(be, "transform", part.index, prof)
     with be.exclusive():
-        return _transform(be, ctx, rec, plan, part, states)
+        return _transform(be, ctx, rec, plan, part, states, spill and {**spill, "partition": part.index})
 
 
-def _transform(be, ctx, rec, plan, part, states: dict) -> dict:
+def _transform(be, ctx, rec, plan, part, states: dict, spill) -> dict:
     span = rec.start("read", "read")
     frame, n_read = be.read(part, plan.graph.source, plan.graph.split)
     rec.stop(span, frame, rows_in=n_read)
     after_read = be.num_rows(frame)
+    frame, checked = check_stage(be, frame, plan.graph.checks_at("input"), ctx, spill)
     frame = run_program(be, plan.transform, frame, states, ctx, rec=rec)
+    frame, checked_out = check_stage(be, frame, plan.graph.checks_at("output"), ctx, spill)
     span = rec.start("split", "split", frame)
     schema = plan.output_schema
     split_ids = be.split_ids(frame)
@@ -115,6 +121,8 @@ def _transform(be, ctx, rec, plan, part, states: dict) -> dict:
         "quarantined": quarantined,
         "split_rows": split_rows,
     }
+    if checked or checked_out:
+        meta["quality"] = {**checked, **checked_out}
     if rec.enabled:
         meta["profile"] = rec.finish()
     quarantine = None

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from shardsmith.profiling.spans import PROFILE_KEY
 from shardsmith.runtime import tasks
 from shardsmith.runtime.context import RunContext
+from shardsmith.runtime.quality import QUALITY_DIR, buckets_for
 
 QUARANTINE = "quarantine"
 
@@ -39,6 +40,8 @@ class ShardWriter:
         self.plan = run.plan
         self.window = max(2, 2 * getattr(run.ex, "n_workers", 1))  # partitions in flight
         self.shard_futures: list = []
+        # Where checks that need exact distinct values write them (runtime/quality.py).
+        self.spill = {"dir": run.out.path(QUALITY_DIR), "buckets": buckets_for(self.plan)}
 
     def run_all(self, states: dict) -> dict[str, Stream]:
         """Transform every partition and write every shard; the streams with their shard infos."""
@@ -75,7 +78,8 @@ class ShardWriter:
         if part.index in self.skip:
             self.progress.advance(part)
             return part, None, run.out.metas[part.index]
-        fut = run.ex.submit(tasks.transform_task, run.backend, run.plan_h, part, states_h, run.prof.task_opts)
+        fut = run.ex.submit(tasks.transform_task, run.backend, run.plan_h, part, states_h, run.prof.task_opts,
+                            self.spill)
         return part, self.progress.watch(fut, part), None
 
     def _resumable(self, streams) -> set[int]:

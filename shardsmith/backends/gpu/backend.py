@@ -141,6 +141,10 @@ class GpuBackend(TableBackend):
         mask = mask if isinstance(mask, cp.ndarray) else transfer.to_device(np.asarray(mask, dtype=bool))
         return frame[C.from_device(mask.astype(bool, copy=False))].reset_index(drop=True)
 
+    def predicate_mask(self, frame, node) -> cp.ndarray:
+        """True where the predicate ``node`` is true (the CPU engine's exact meaning: gpu/expr.py)."""
+        return expr.keep_mask(node, expr.CudfColumns(frame))
+
     def split_ids(self, frame) -> cp.ndarray:
         return C.values(frame[SPLIT_COL])
 

@@ -1,8 +1,9 @@
 """Pass: read only the columns the graph needs, and remove steps whose results nobody uses.
 
-A backward liveness walk (compiler/liveness.py) from the output schema (plus the split key): a
-step stays if it writes a live column or removes rows; the source's projection becomes the columns
-live at its output, so the Parquet reader never decodes the others.
+A backward liveness walk (compiler/liveness.py) from the output schema (plus the split key and
+the columns that input expectations check): a step stays if it writes a live column or removes
+rows; the source's projection becomes the columns live at its output, so the Parquet reader never
+decodes the others.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ def prune_columns(graph: Graph) -> Graph:
     kept, live = backward(steps, set(graph.schema.names), lambda i: KEEP if isinstance(steps[i].op, Drop) else AUTO)
     if graph.split.key is not None:
         live.add(graph.split.key)
+    for check in graph.checks_at("input"):  # input checks read source columns before any step
+        live |= check.columns()
     columns = tuple(n for n in graph.source.schema.names if n in live)
     source = replace(graph.source, columns=columns)
     return replace(graph, source=source, steps=_retype(source.schema.select(columns), [steps[i] for i in kept]))

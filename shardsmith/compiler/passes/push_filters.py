@@ -3,7 +3,8 @@
 A filter moves to the source when no earlier step writes a column it reads and no earlier step is
 fitted (moving it would change the rows that step's statistics see). Pushed predicates are ANDed,
 evaluated while reading, and used once more at plan time: row groups whose min/max statistics
-prove that no row can pass are never read (their rows are counted as filtered).
+prove that no row can pass are never read (their rows are counted as filtered). Nothing moves when
+expectations check the input (``at: input``): they see every input row.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from shardsmith.ops.rows import Filter
 
 
 def push_filters(graph: Graph) -> Graph:
+    if graph.checks_at("input"):  # input expectations see every row as read: nothing moves before them
+        return graph
     pushed, keys, kept, written, fitted_before = [], [], [], set(), False
     for step in graph.flat_steps():
         op = step.op

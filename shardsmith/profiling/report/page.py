@@ -12,6 +12,7 @@ from importlib import resources
 
 from shardsmith.errors import ShardsmithError
 from shardsmith.profiling import plots
+from shardsmith.profiling.report.quality import quality_html
 from shardsmith.profiling.report.runs import REPORT, basis_text, cost_basis, status_text, verdict
 from shardsmith.profiling.report.summary import slowest
 from shardsmith.profiling.report.words import human_bytes, human_count, human_seconds, money
@@ -69,7 +70,8 @@ def render_html(profile: dict) -> str:
             f"<p class=sub>dataset {e(profile['dataset'])} &middot; profiled {e(profile['created'])} &middot; "
             f"{e(profile['engine']['kind'])} engine, {e(profile['engine']['executor'])}, "
             f"{profile['engine']['workers']} worker(s), {profile['engine']['partitions']} partition(s)</p>",
-            _cards(profile), _slowest_html(profile), *figures[:2], _stage_table(profile), *figures[2:],
+            _cards(profile), quality_html(profile.get("quality")),
+            _slowest_html(profile), *figures[:2], _stage_table(profile), *figures[2:],
             _worker_table(profile), _cost_html(profile), _machine_html(profile),
             f"<footer><p>{e(BOUNDS)}</p></footer>"]
     return page(e(f"shardsmith profile: {profile['name']}"), body)

@@ -3,6 +3,7 @@ the projection, and peak memory."""
 
 from __future__ import annotations
 
+from shardsmith.profiling.report.quality import quality_lines
 from shardsmith.profiling.report.words import human_bytes, human_count, human_seconds, money
 
 
@@ -38,7 +39,7 @@ def summary_lines(profile: dict) -> list[str]:
         lines.append(f"projection to {human_bytes(proj['target_bytes'])} of input: {human_seconds(proj['seconds'])}"
                      f"{price} (linear in input bytes; see the report for the assumptions)")
     lines.append(_memory_line(profile))
-    return lines
+    return lines + quality_lines(profile.get("quality"))
 
 
 def _memory_line(profile: dict) -> str:
