@@ -24,6 +24,8 @@ COMMANDS = {
     "plan": ("plan", "print the optimised graph and the physical plan; reads no data (--passes)"),
     "inspect": ("inspect", "print a dataset's schema, splits, rows, sizes and stats (a manifest path)"),
     "verify": ("verify", "re-hash every shard of a dataset; exit 1 on a mismatch (a manifest path)"),
+    "drift": ("drift", "compare two datasets' distributions per column (PSI, JS, KS, null and OOV rates); "
+                       "exit 1 when a threshold is crossed"),
     "lineage": ("lineage", "where each output column comes from: inputs, side tables, steps, fitted state "
                            "(--format text|json|openlineage)"),
     "report": ("report", "write report.html of a run's profile and print where the time went; --compare "

@@ -131,6 +131,21 @@ class ProfilingConfig:
 
 
 @dataclass
+class DriftConfig:
+    """``shardsmith drift`` thresholds (shards/drift.py): a metric above its limit is drift (exit 1);
+    null: no limit. ``drift=strict`` picks configs/drift/strict.yaml; --fail-on overrides."""
+
+    psi: float | None = 0.25  # population stability index (0.1: moderate, 0.25: large shift)
+    js: float | None = None  # Jensen-Shannon distance, base 2, in [0, 1]
+    ks: float | None = None  # Kolmogorov-Smirnov distance of continuous columns
+    null_rate: float | None = 0.05  # absolute change of the share of missing values
+    oov_rate: float | None = 0.05  # share of NEW's values outside BASE's vocabulary
+    row_count: float | None = None  # relative change of the row count
+    bins: int = 10  # bins at BASE's quantiles for continuous columns
+    split: str | None = None  # compare one split; null: all rows
+
+
+@dataclass
 class ShardsmithConfig:
     name: str = "dataset"
     source: SourceConfig = field(default_factory=SourceConfig)
@@ -145,11 +160,13 @@ class ShardsmithConfig:
     plugins: list[str] = field(default_factory=list)
     # Expectations checked while compiling: {col, check, severity, at, ...} (ops/expectations.py).
     expect: list[Any] = field(default_factory=list)
+    # Thresholds of `shardsmith drift` (not used by a compile).
+    drift: DriftConfig = field(default_factory=DriftConfig)
 
 
 _SECTIONS = {"SourceConfig": SourceConfig, "SplitConfig": SplitConfig, "OutputConfig": OutputConfig,
              "EngineConfig": EngineConfig, "StatsConfig": StatsConfig, "ProfilingConfig": ProfilingConfig,
-             "WebDatasetConfig": WebDatasetConfig}
+             "WebDatasetConfig": WebDatasetConfig, "DriftConfig": DriftConfig}
 
 
 def register_configs() -> None:
@@ -316,6 +333,16 @@ def validate(cfg: ShardsmithConfig) -> None:
     if not 1 <= cfg.stats.quantile_bits <= 52:
         raise ConfigError(f"expected 1..52, got {cfg.stats.quantile_bits}", "stats.quantile_bits")
     _validate_profiling(cfg.profiling)
+    validate_drift(cfg.drift)
+
+
+def validate_drift(d: DriftConfig) -> None:
+    for name in ("psi", "js", "ks", "null_rate", "oov_rate", "row_count"):
+        v = getattr(d, name)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
+            raise ConfigError(f"expected a limit >= 0 (or null: no limit), got {v!r}", f"drift.{name}")
+    if not isinstance(d.bins, int) or d.bins < 2:
+        raise ConfigError(f"expected 2 or more bins, got {d.bins!r}", "drift.bins")
 
 
 def _validate_split(split: SplitConfig) -> None:

@@ -81,6 +81,29 @@ def histogram(x, bits: int, xp=np) -> tuple[np.ndarray, np.ndarray]:
     return _host(keys, xp).astype(np.int64), _host(counts, xp).astype(np.int64)
 
 
+def coarse_histogram(x, bits: int, xp=np) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`histogram` for a few mantissa bits, by counting instead of sorting: a value's key is
+    its top ``12 + bits`` bits (sign, exponent, mantissa), which index a table of ``2**(12 + bits)``
+    counts. The same keys and counts as ``histogram(x, bits)``, in O(n).
+
+    >>> x = np.array([0.1, -3.0, 2.5, 2.6, 1e300, -0.0])
+    >>> all(np.array_equal(a, b) for a, b in zip(coarse_histogram(x, 3), histogram(x, 3)))
+    True
+    """
+    if bits > 8:
+        raise ValueError("coarse_histogram keeps at most 8 mantissa bits; use histogram()")
+    drop = 52 - bits
+    raw = xp.ascontiguousarray(x, dtype=xp.float64).view(xp.uint64)
+    counts = _host(xp.bincount((raw >> np.uint64(drop)).view(xp.int64), minlength=1 << (12 + bits)), xp)
+    negative_zero = 1 << (11 + bits)  # -0.0 counts as +0.0
+    counts[0], counts[negative_zero] = counts[0] + counts[negative_zero], 0
+    index = np.flatnonzero(counts)
+    trunc = (index.astype(np.uint64) << np.uint64(drop)).view(np.int64)
+    keys = np.where(trunc < 0, ~(trunc & np.int64(0x7FFFFFFFFFFFFFFF)), trunc)
+    order = np.argsort(keys, kind="stable")
+    return keys[order].astype(np.int64), counts[index][order].astype(np.int64)
+
+
 def merge_histograms(parts) -> tuple[np.ndarray, np.ndarray]:
     parts = [p for p in parts if len(p[0])]
     if not parts:

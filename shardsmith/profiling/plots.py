@@ -210,3 +210,19 @@ def runs_breakdown(runs: list[dict]) -> str:
     ax.legend(frameon=False, fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.25 if len(runs) < 4
                                                                                          else -0.12))
     return to_svg(fig)
+
+
+def drift_bins(column: dict) -> str:
+    """A drifted column's distribution in BASE and NEW: the share of each bin, side by side."""
+    plt = _pyplot()
+    bins = column["bins"]
+    n = len(bins["labels"])
+    fig, ax = plt.subplots(figsize=(min(12, 1.2 + 0.45 * n), 3.2))
+    x = range(n)
+    ax.bar([i - 0.2 for i in x], bins["base"], width=0.4, color=LINE_COLOURS[0], label="BASE")
+    ax.bar([i + 0.2 for i in x], bins["new"], width=0.4, color=LINE_COLOURS[1], label="NEW")
+    ax.set_xticks(list(x), [lb if len(lb) <= 18 else lb[:16] + "..." for lb in bins["labels"]], rotation=45,
+                  ha="right", fontsize=7)
+    ax.set_ylabel("share of values")
+    ax.legend(frameon=False, fontsize=8)
+    return to_svg(fig)

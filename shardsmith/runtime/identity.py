@@ -65,7 +65,7 @@ def plugin_sha256(modules: list[str]) -> str | None:
 def dataset_key(resolved: dict, inputs: list[tuple], plugins: list[str]) -> str:
     """What the shards depend on: the config minus engine and bookkeeping keys, the inputs
     (path, bytes, fingerprint), and the code (ours and the plugins')."""
-    relevant = {k: v for k, v in resolved.items() if k not in ("engine", "profiling")}
+    relevant = {k: v for k, v in resolved.items() if k not in ("engine", "profiling", "drift")}
     relevant["output"] = {k: v for k, v in resolved["output"].items() if k not in ("overwrite", "dir")}
     code = {"shardsmith": code_sha256(), "plugins": plugin_sha256(plugins)}
     return mf.sha256_json({"config": relevant, "inputs": inputs, "code": code})

@@ -1,7 +1,12 @@
 """Summary statistics of the output columns, computed per shard as it is written and merged in
-shard order: null counts; for numbers the count, min and max of the finite values, and (except
-for categorical ids) the exact moments of ops/stats.py, merged as every fitted statistic is, so
-that the figures depend neither on partitioning nor on the engine."""
+shard order: null counts; for numbers the count, min and max of the finite values, (except for
+categorical ids) the exact moments of ops/stats.py, and a histogram, merged as every fitted
+statistic is, so that the figures depend neither on partitioning nor on the engine.
+
+The histogram counts the finite values by key: a value truncated toward zero to HIST_BITS mantissa
+bits (kernels/exact.py), so 8 bins per power of two, every integer below 16 a bin of its own, and
+the same bins in every dataset: two datasets' histograms compare bin by bin (``shardsmith drift``).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,11 @@ import numpy as np
 import pyarrow as pa
 
 from shardsmith.ir import Schema, is_numeric
+from shardsmith.kernels.exact import coarse_histogram, merge_histograms
 from shardsmith.ops.stats import MinMax, Moments, minmax_partial, moments_partial
 
 MOMENT_ROLES = ("continuous", "label", "weight", "other")
+HIST_BITS = 3
 
 
 def shard_summary(table: pa.Table, schema: Schema) -> dict:
@@ -27,6 +34,8 @@ def shard_summary(table: pa.Table, schema: Schema) -> dict:
             entry.update(count=n, min=lo if n else None, max=hi if n else None)
             if col.role in MOMENT_ROLES and n:
                 entry["moments"] = list(moments_partial(x))
+            keys, counts = coarse_histogram(x, HIST_BITS)
+            entry["hist"] = [keys.tolist(), counts.tolist()]
         out[col.name] = entry
     return out
 
@@ -52,5 +61,9 @@ def merge_summaries(parts: list[dict], schema: Schema) -> dict:
         if moments:
             result = Moments(col.name).finalize(Moments(col.name).merge(moments))
             merged["mean"], merged["std"] = result["mean"], result["std"]
+        hists = [tuple(np.asarray(a, np.int64) for a in e["hist"]) for e in entries if "hist" in e]
+        if hists:
+            keys, counts = merge_histograms(hists)
+            merged["hist"] = {"bits": HIST_BITS, "keys": keys.tolist(), "counts": counts.tolist()}
         out[col.name] = merged
     return out
