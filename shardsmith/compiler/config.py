@@ -160,6 +160,9 @@ class ShardsmithConfig:
     plugins: list[str] = field(default_factory=list)
     # Expectations checked while compiling: {col, check, severity, at, ...} (ops/expectations.py).
     expect: list[Any] = field(default_factory=list)
+    # Where the fitted state comes from: fit.from=PATH/manifest.json reuses a dataset's (no fit pass);
+    # fit.cache: auto (beside output.dir), off, or a directory (runtime/fitsource.py).
+    fit: dict[str, Any] = field(default_factory=lambda: {"from": None, "cache": "auto"})
     # Thresholds of `shardsmith drift` (not used by a compile).
     drift: DriftConfig = field(default_factory=DriftConfig)
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from shardsmith.compiler.planner import Plan
 from shardsmith.profiling.profile import Profiler
+from shardsmith.runtime.fitsource import FitSource
 from shardsmith.runtime.staging import Output
 
 
@@ -20,6 +21,7 @@ class RunContext:
     log: object = print
     prof: Profiler = field(default_factory=Profiler.disabled)
     timings: dict = field(default_factory=lambda: collections.defaultdict(float))
+    fit: FitSource = field(default_factory=lambda: FitSource("fit"))  # where the fitted state comes from
 
     def __post_init__(self):
         self.plan_h = self.ex.scatter(self.plan)  # the plan travels to the workers once

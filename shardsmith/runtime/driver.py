@@ -21,15 +21,17 @@ from dataclasses import dataclass, field
 from shardsmith.backends import device_memory_bytes, gpu_unavailable_reason, lowerings_for, resolve_kind
 from shardsmith.compiler.build import build
 from shardsmith.compiler.config import ShardsmithConfig, to_dict
+from shardsmith.compiler.lineage import fit_signatures
 from shardsmith.compiler.passes import optimize
 from shardsmith.compiler.planner import Collect, Plan, physical_plan
 from shardsmith.errors import PlanError
 from shardsmith.ir import Fused, Graph, Step
 from shardsmith.profiling.profile import Profiler
-from shardsmith.runtime import quality, stages
+from shardsmith.runtime import fitsource, quality, stages
 from shardsmith.runtime.assemble import build_manifest
 from shardsmith.runtime.cluster import executor_for, warm_up
 from shardsmith.runtime.context import RunContext
+from shardsmith.runtime.fitsource import FitSource
 from shardsmith.runtime.fitting import fit
 from shardsmith.runtime.identity import dataset_key
 from shardsmith.runtime.lineage import manifest_lineage
@@ -56,6 +58,7 @@ class Prepared:
     backend: str  # the engine that runs it: cpu or gpu (``auto`` resolved)
     resolved: dict
     key: str
+    fit: FitSource = FitSource("fit")  # where the fitted state comes from (runtime/fitsource.py)
 
 
 def prepare(cfg: ShardsmithConfig, passes=None, require_engine: bool = True) -> Prepared:
@@ -68,9 +71,11 @@ def prepare(cfg: ShardsmithConfig, passes=None, require_engine: bool = True) -> 
         raise PlanError(f"the GPU engine cannot run here: {reason}", "engine.kind")
     plan = physical_plan(graph, cfg.engine, backend, device_memory_bytes() if backend == "gpu" else None)
     check_lowerings(plan, lowerings_for(backend))
+    plan, fit = fitsource.resolve(cfg, plan)
     resolved = to_dict(cfg)
     inputs = [(f.path, f.bytes, f.fingerprint) for f in graph.source.files]
-    return Prepared(graph, plan, backend, resolved, dataset_key(resolved, inputs, cfg.plugins))
+    key = dataset_key(resolved, inputs, cfg.plugins, fit.parent["dataset_key"] if fit.parent else None)
+    return Prepared(graph, plan, backend, resolved, key, fit)
 
 
 def check_lowerings(plan: Plan, lowerings) -> None:
@@ -131,10 +136,24 @@ def check_expectations(run: RunContext, streams: dict, fractions: dict) -> dict 
     return quality.section(results)
 
 
+def fit_section(prep: Prepared) -> dict:
+    """The manifest's ``fit``: where the fitted state came from, and each fitted step's signature
+    (what ``fit.from`` checks a new graph against)."""
+    fit = prep.fit
+    out = {"source": fit.kind, "steps": fit_signatures(prep.graph)}
+    if fit.kind in ("parent", "cache"):
+        out["from"] = fit.path
+    if fit.kind == "fit" and fit.entry:
+        out["cache"] = fit.entry
+    if fit.kind in ("fit", "cache"):
+        out["key"] = fit.key
+    return out
+
+
 def _run(cfg, prep: Prepared, out: Output, prof: Profiler, log, t_start: float) -> tuple[dict, dict]:
     """Fit, transform and write on the cluster; the manifest (with its profile) and the timings."""
     with prof.cluster(executor_for(cfg.engine, prep.backend, log), warm_up) as ex:
-        run = RunContext(prep.plan, prep.backend, ex, out, log, prof)
+        run = RunContext(prep.plan, prep.backend, ex, out, log, prof, fit=prep.fit)
         with prof.section("fit"):
             states = fit(run)
         with prof.section("transform+write"):
@@ -149,5 +168,8 @@ def _run(cfg, prep: Prepared, out: Output, prof: Profiler, log, t_start: float) 
         manifest["lineage"] = manifest_lineage(prep.plan, load_state_doc(out.path("state")))
         if checked is not None:
             manifest["quality"] = checked
+        manifest["fit"] = fit_section(prep)
+        if prep.fit.parent:
+            manifest["parent"] = prep.fit.parent
     manifest["profile"] = prof.write(out.staging, stages.facts(prep.plan), manifest)
     return manifest, timings

@@ -9,6 +9,7 @@ from shardsmith.compiler.config import ShardsmithConfig
 from shardsmith.compiler.explain import explain_lines
 from shardsmith.compiler.passes import optimize
 from shardsmith.compiler.planner import physical_plan
+from shardsmith.runtime import fitsource
 from shardsmith.runtime.driver import check_lowerings
 
 
@@ -20,4 +21,7 @@ def explain(cfg: ShardsmithConfig, passes: bool = False) -> str:
     lowerings = lowerings_for(backend)
     plan = physical_plan(final, cfg.engine, backend, device_memory_bytes() if backend == "gpu" else None)
     check_lowerings(plan, lowerings)  # an op the engine cannot run fails here, as it would when compiling
-    return "\n".join(explain_lines(built, trace, plan, lowerings, passes))
+    plan, fit = fitsource.resolve(cfg, plan)  # a reused fit (fit.from, the fit cache) runs no fit pass
+    lines = explain_lines(built, trace, plan, lowerings, passes)
+    at = lines.index("== physical plan") + 1
+    return "\n".join(lines[:at] + [fit.describe()] + lines[at:])

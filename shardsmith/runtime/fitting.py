@@ -7,17 +7,42 @@ import time
 
 from shardsmith.compiler.planner import Collect
 from shardsmith.profiling.spans import PROFILE_KEY
-from shardsmith.runtime import tasks
+from shardsmith.runtime import fitsource, tasks
 from shardsmith.runtime.context import RunContext
 from shardsmith.shards.state import load_states, save_states
 
 
 def fit(run: RunContext) -> dict:
-    """Every fit pass of the plan, in order; the fitted states by step key."""
+    """The fitted states by step key: saved by an interrupted run of this compile, reused (another
+    dataset's, or the fit cache's), or fitted by every fit pass of the plan, in order."""
     saved = load_states(run.out.path("state"))
     if saved is not None:
         run.log(f"resuming: fitted state found in {run.out.path('state')}")
         return saved
+    with run.prof.stage("reuse state"):
+        reused = _reused(run)
+    if reused is not None:
+        with run.prof.stage("save state"):
+            save_states(run.out.path("state"), reused)
+        return reused
+    states = _fit_passes(run)
+    with run.prof.stage("cache state"):
+        fitsource.store(run.fit, states, run.log)
+    return states
+
+
+def _reused(run: RunContext) -> dict | None:
+    source = run.fit
+    if source.kind == "parent":
+        run.log(source.describe())
+        return fitsource.parent_states(source)
+    if source.kind == "cache":
+        run.log(source.describe())
+        return fitsource.cached_states(source)
+    return None
+
+
+def _fit_passes(run: RunContext) -> dict:
     states: dict = {}
     for stage, program in enumerate(run.plan.fit_programs):
         t0 = time.perf_counter()

@@ -62,10 +62,14 @@ def plugin_sha256(modules: list[str]) -> str | None:
     return h.hexdigest()
 
 
-def dataset_key(resolved: dict, inputs: list[tuple], plugins: list[str]) -> str:
+def dataset_key(resolved: dict, inputs: list[tuple], plugins: list[str], parent: str | None = None) -> str:
     """What the shards depend on: the config minus engine and bookkeeping keys, the inputs
-    (path, bytes, fingerprint), and the code (ours and the plugins')."""
-    relevant = {k: v for k, v in resolved.items() if k not in ("engine", "profiling", "drift")}
+    (path, bytes, fingerprint), the code (ours and the plugins'), and the dataset key of the
+    parent whose fitted state is reused (``fit.from``; the fit cache changes nothing)."""
+    relevant = {k: v for k, v in resolved.items() if k not in ("engine", "profiling", "drift", "fit")}
     relevant["output"] = {k: v for k, v in resolved["output"].items() if k not in ("overwrite", "dir")}
     code = {"shardsmith": code_sha256(), "plugins": plugin_sha256(plugins)}
-    return mf.sha256_json({"config": relevant, "inputs": inputs, "code": code})
+    doc = {"config": relevant, "inputs": inputs, "code": code}
+    if parent is not None:
+        doc["parent"] = parent
+    return mf.sha256_json(doc)
