@@ -26,6 +26,14 @@ def build(cfg: ShardsmithConfig) -> Graph:
     schema = sources.to_schema(arrow_schema, cfg.roles)
     for col in cfg.source.schema:
         schema.require(col, f"source.schema.{col}")
+    return build_on(cfg, schema, files)
+
+
+def build_on(cfg: ShardsmithConfig, schema: Schema, files: tuple = ()) -> Graph:
+    """The graph of ``cfg`` over input columns ``schema`` (roles applied) and input ``files``:
+    :func:`build` after its scan, and how a dataset's graph is rebuilt from its manifest to serve
+    it (shardsmith/serve.py: no files)."""
+    load_plugins(cfg.plugins)
     source = Source(cfg.source.format, files, schema, schema.names,
                     dtypes=tuple(sorted(cfg.source.schema.items())))
     steps = build_steps(cfg.graph, schema)

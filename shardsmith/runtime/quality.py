@@ -38,12 +38,15 @@ EXAMPLES = 3
 
 
 # --- in a task ------------------------------------------------------------------------------------
-def check_stage(be, frame, checks, ctx, spill: dict | None = None):
+def check_stage(be, frame, checks, ctx, spill: dict | None = None, only_quarantine: bool = False):
     """Evaluate one stage's ``checks`` on ``frame``: the frame without the rows quarantine checks
     took (each row once, for the first check it fails), and each check's partial by key.
-    ``spill``: where distinct values go (``{"dir", "partition", "buckets"}``), None to skip them."""
+    ``spill``: where distinct values go (``{"dir", "partition", "buckets"}``), None to skip them;
+    ``only_quarantine``: evaluate the quarantine checks only (serving a batch: shardsmith/serve.py)."""
     partials, taken = {}, None
     for e in checks:
+        if only_quarantine and e.severity != "quarantine":
+            continue
         rows = _rows(be, frame, e)
         if e.kind == "row":
             bad = be.predicate_mask(frame, e.failing())
@@ -142,7 +145,7 @@ def write_distinct(spill: dict, key: str, values, counts) -> None:
         counts = counts[keep]
     if len(values) == 0:
         return
-    buckets = get_backend("cpu").hash(values, DISTINCT_SEED) % np.uint64(spill["buckets"])
+    buckets = get_backend("cpu", "numpy").hash(values, DISTINCT_SEED) % np.uint64(spill["buckets"])
     table = pa.table({"value": values, "count": counts, "bucket": pa.array(buckets.astype(np.int32))})
     table = table.take(pc.sort_indices(table["bucket"]))
     path = os.path.join(spill["dir"], safe_name(key), f"part-{spill['partition']:05d}.parquet")

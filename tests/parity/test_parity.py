@@ -6,6 +6,7 @@ and where the output is integer-only the shards' sha256 must match."""
 
 from __future__ import annotations
 
+import collections
 import math
 
 import numpy as np
@@ -23,9 +24,9 @@ RTOL = 1e-6
 NULL_SEED_XOR = 0x9E3779B97F4A7C15
 
 
-def compile_table(tmp_path, table, graph, backend, name="t", split=None, files=1, **output):
-    """Compile ``table`` (split into ``files`` Parquet files) with ``graph`` on ``backend``; returns
-    (each split's rows as one table, the manifest, the output directory)."""
+def compile_table(tmp_path, table, graph, backend, name="t", split=None, files=1, expect=None, **output):
+    """Compile ``table`` (split into ``files`` Parquet files) with ``graph`` (and ``expect``) on
+    ``backend``; returns (each split's rows as one table, the manifest, the output directory)."""
     raw = tmp_path / f"raw-{name}"
     raw.mkdir(exist_ok=True)
     bounds = np.linspace(0, table.num_rows, files + 1).astype(int)
@@ -36,7 +37,8 @@ def compile_table(tmp_path, table, graph, backend, name="t", split=None, files=1
     cfg = from_dict({"name": name, "source": {"paths": [str(raw / "*.parquet")]}, "graph": graph,
                      "split": split or {"fractions": {"train": 1.0}, "fit_on": None},
                      "output": {"dir": str(out), "shard_rows": output.pop("shard_rows", 10**7), **output},
-                     "engine": {"kind": backend, "cluster": "inprocess", "partition_bytes": "64MB"}})
+                     "engine": {"kind": backend, "cluster": "inprocess", "partition_bytes": "64MB"},
+                     "expect": expect or []})
     manifest = compile_dataset(cfg, log=lambda *a: None).manifest
     return read_splits(out, manifest), manifest, out
 
@@ -231,6 +233,38 @@ def test_filter_rename_drop(tmp_path, backend, categories):
     assert got["train"].column_names == ["i", "name", "f"]
     assert _column(got["train"], "name") == want
     assert manifest["rows"]["filtered"] == categories.num_rows - len(want)
+
+
+def test_expectations_count_the_same_on_every_engine(tmp_path, backend, categories):
+    """Row checks as predicates, quarantine, nulls, exact means and distinct values: the counts a
+    naive reading of the table gives, on every engine."""
+    expect = [{"col": "i", "check": "not_null", "at": "input", "severity": "warn"},
+              {"col": "f", "check": "between", "min": -3, "max": 3, "at": "input", "severity": "quarantine"},
+              {"col": "s", "check": "in_set", "values": ["c1", "c2"], "at": "input", "severity": "warn"},
+              {"check": "expr", "expr": "i > 5000000 or b", "at": "input", "severity": "warn"},
+              {"col": "s", "check": "distinct_count", "min": 1, "at": "input"},
+              {"col": "f", "check": "unique", "at": "input", "severity": "warn"},
+              {"col": "i", "check": "max_null_fraction", "max": 1.0},
+              {"col": "f", "check": "mean_between", "min": -10, "max": 10}]
+    _, manifest, _ = compile_table(tmp_path, categories, [], backend, expect=expect, files=2)
+    obs = [r["observed"] for r in manifest["quality"]["expectations"]]
+    i, s, f, b = (_column(categories, c) for c in ("i", "s", "f", "b"))
+    present = [v is not None and not math.isnan(v) for v in f]
+    outside = [p and (v < -3 or v > 3) for p, v in zip(present, f)]
+    assert obs[0]["failing"] == sum(v is None for v in i)
+    assert obs[1]["failing"] == obs[1]["quarantined"] == manifest["rows"]["quarantined"] == sum(outside)
+    assert obs[2]["failing"] == sum(v is not None and v not in ("c1", "c2") for v in s)
+    truth = [True if (a is not None and a > 5_000_000) or c is True else
+             None if a is None or c is None else False for a, c in zip(i, b)]
+    assert obs[3]["failing"] == sum(t is False for t in truth)
+    assert obs[4]["distinct"] == len({v for v in s if v is not None})
+    counts = collections.Counter(v + 0.0 for v, p in zip(f, present) if p)
+    assert (obs[5]["distinct"], obs[5]["duplicated_values"]) == (len(counts), sum(c > 1 for c in counts.values()))
+    kept = [k for k, o in zip(i, outside) if not o]
+    assert (obs[6]["rows"], obs[6]["nulls"]) == (len(kept), sum(v is None for v in kept))
+    values = [v for v, p, o in zip(f, present, outside) if p and not o]
+    assert obs[7]["count"] == len(values) and math.isclose(obs[7]["mean"], math.fsum(values) / len(values),
+                                                           rel_tol=1e-15)
 
 
 def test_split_by_key_and_by_row(tmp_path, backend, categories):

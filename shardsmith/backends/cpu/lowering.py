@@ -48,7 +48,7 @@ def _fused_numpy(node: Fused, group, frame: pa.Table, states: dict) -> dict:
                 for op, p, d_in, dt in zip(ops, params, (group.src_dtype, *dtypes), dtypes)]
     srcs = [numeric_values(frame[c]) for c in group.srcs]
     outs = np.empty((len(srcs), n), dtype=np.float64)
-    block = np.empty((BLOCK_ROWS, len(srcs)), dtype=np.float64, order="F")  # columns contiguous
+    block = np.empty((min(BLOCK_ROWS, n), len(srcs)), dtype=np.float64, order="F")  # columns contiguous
     for start in range(0, n, BLOCK_ROWS):
         rows = min(BLOCK_ROWS, n - start)
         x = block[:rows]
@@ -110,13 +110,20 @@ def run_categorify(be, step, frame, state, ctx):
 
 
 _INDEX_CACHE: dict = {}
+_SORTED_CACHE: dict = {}
+SMALL_LOOKUP = 256  # rows: below this, look values up by binary search in a cached sorted vocabulary
 
 
 def _positions(col: pa.Array, table: pa.Table) -> np.ndarray:
     """Each value's position in the vocabulary table, -1 when absent (nulls: anything; fixed later).
 
     Integer columns use a pandas hash index built once per vocabulary and worker (the fitted state
-    lives as long as the compile), not once per partition; other types use Arrow's index_in."""
+    lives as long as the compile), not once per partition; other types use Arrow's index_in. A few
+    rows (a served batch: shardsmith/serve.py) of integers or strings are looked up by binary search
+    in a sorted copy of the vocabulary, also kept per vocabulary, where a hash lookup's per-call
+    cost would dominate: the same positions, since vocabulary values are distinct."""
+    if len(col) <= SMALL_LOOKUP and _sortable(col.type) and _sortable(table.schema.field("value").type):
+        return _positions_sorted(col, table)
     vocab = table["value"].combine_chunks()
     if is_numpy_friendly(col.type) and is_numpy_friendly(vocab.type):
         import pandas as pd  # lazy: pandas costs half a second to import; only integer vocabularies use it
@@ -130,6 +137,26 @@ def _positions(col: pa.Array, table: pa.Table) -> np.ndarray:
         return cached[1].get_indexer(col.fill_null(filler).to_numpy(zero_copy_only=False))
     idx = pc.index_in(col, value_set=vocab.cast(col.type) if vocab.type != col.type else vocab)
     return idx.fill_null(-1).to_numpy(zero_copy_only=False)
+
+
+def _sortable(t: pa.DataType) -> bool:
+    """Types whose values NumPy orders exactly and compares by equality (not floats: NaN)."""
+    return is_numpy_friendly(t) or pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
+
+
+def _positions_sorted(col: pa.Array, table: pa.Table) -> np.ndarray:
+    cached = _SORTED_CACHE.get(id(table))
+    if cached is None or cached[0] is not table:
+        if len(_SORTED_CACHE) > 256:
+            _SORTED_CACHE.clear()
+        values = table["value"].combine_chunks().to_numpy(zero_copy_only=False)
+        order = np.argsort(values, kind="stable")
+        cached = _SORTED_CACHE[id(table)] = (table, values[order], order)
+    _, keys, order = cached
+    filler = False if pa.types.is_boolean(col.type) else 0 if is_numpy_friendly(col.type) else ""
+    x = (col.fill_null(filler) if col.null_count else col).to_numpy(zero_copy_only=False)
+    i = np.minimum(np.searchsorted(keys, x), len(keys) - 1)
+    return np.where(keys[i] == x, order[i], -1)
 
 
 @LOWERINGS.register(HashBucket)
@@ -178,11 +205,10 @@ def run_cast(be, step, frame, state, ctx):
 
 
 def _set_columns(frame: pa.Table, new: dict) -> pa.Table:
+    """``frame`` with the columns of ``new`` replaced in place or appended: one new table (setting
+    them one by one rebuilds the table per column, which a serving call of one row notices)."""
     names = frame.column_names
-    for name, arr in new.items():
-        if name in names:
-            frame = frame.set_column(names.index(name), name, arr)
-        else:
-            frame = frame.append_column(name, arr)
-            names = frame.column_names
-    return frame
+    extra = [n for n in new if n not in names]
+    columns = frame.columns
+    columns = [new[n] if n in new else columns[i] for i, n in enumerate(names)] + [new[n] for n in extra]
+    return pa.Table.from_arrays(columns, names=names + extra)

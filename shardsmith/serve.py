@@ -1,0 +1,169 @@
+"""Serving parity: a compiled dataset's fitted graph applied to in-memory batches, in the calling
+process (no cluster), with the values the compile wrote for the same input rows.
+
+>>> from shardsmith.serve import Transform                      # doctest: +SKIP
+>>> t = Transform.load("shards/criteo_synthetic/manifest.json") # doctest: +SKIP
+>>> out = t({"I1": [3.0], "C1": ["68fd1e64"], ...})              # doctest: +SKIP
+>>> out.table, out.rows, out.filtered, out.quarantined          # doctest: +SKIP
+
+``Transform.load`` reads the manifest (its resolved config and input schema) and the fitted state
+files (JSON + Parquet, never pickle), rebuilds and optimises the graph exactly as the compile did,
+and runs the CPU backend's lowerings on each batch: the same code, so the same values, as the
+shards (integers, ids and hashes bit-identical; floats too, since every op rounds the same way).
+A batch is a pyarrow Table, a pandas DataFrame, or a dict of lists (or of scalars: one row);
+columns the graph does not read are ignored, missing ones are an error naming the column.
+
+Rows are never dropped silently. The result holds the transformed rows (``table``, in input order)
+and, for each, its position in the batch (``rows``); the positions that a ``filter`` (or an inner
+join) removed (``filtered``); and the rows that a step or an expectation sent to quarantine
+(``quarantined``: the compile's quarantine records, ``_row`` being the position in the batch). The
+split is not applied: every row is served.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from shardsmith.backends import get_backend
+from shardsmith.backends.base import QUARANTINE_COLUMNS, TaskContext
+from shardsmith.compiler.build import build_on
+from shardsmith.compiler.config import from_dict
+from shardsmith.compiler.passes import optimize
+from shardsmith.compiler.planner import transform_program
+from shardsmith.errors import InputError
+from shardsmith.inputs.predicate import to_arrow_expression
+from shardsmith.ir import FILE_COL, ROW_COL, SPLIT_COL, Column, Schema
+from shardsmith.ir.dtypes import ARROW_TYPES
+from shardsmith.runtime.quality import check_stage
+from shardsmith.runtime.tasks import run_program
+from shardsmith.shards.manifest import read_manifest
+from shardsmith.shards.state import load_states
+
+BATCH = "<batch>"  # the "file" quarantine records name
+_QUARANTINE_SCHEMA = pa.schema([(c, pa.int64() if c == "_row" else pa.string()) for c in QUARANTINE_COLUMNS])
+
+
+@dataclass
+class Result:
+    """What a batch became: ``table`` (the output schema), ``rows`` (each output row's position in
+    the batch), ``filtered`` (positions removed by filters), ``quarantined`` (quarantine records)."""
+
+    table: pa.Table
+    rows: np.ndarray
+    filtered: np.ndarray
+    quarantined: pa.Table
+
+    def to_pandas(self):
+        return self.table.to_pandas()
+
+    def to_pydict(self) -> dict:
+        return self.table.to_pydict()
+
+
+class Transform:
+    """A dataset's fitted graph, ready to apply to batches (see the module docstring)."""
+
+    def __init__(self, manifest: dict, kernels: str = "numpy"):
+        cfg = from_dict(manifest["config"]["resolved"])
+        if "input_schema" not in manifest:
+            raise InputError("this manifest records no input schema (written by an older shardsmith): "
+                             "recompile it to serve it", manifest["_dir"])
+        schema = Schema(tuple(Column(c["name"], c["dtype"], c.get("role", "other")) for c in manifest["input_schema"]))
+        self.graph = optimize(build_on(cfg, schema))
+        self.program = transform_program(self.graph)
+        self.states = load_states(os.path.join(manifest["_dir"], "state")) or {}
+        missing = [s.key for s in self.graph.flat_steps() if s.op.fitted and s.key not in self.states]
+        if missing:
+            raise InputError(f"the dataset's fitted state lacks step {missing[0]}",
+                             os.path.join(manifest["_dir"], "state"))
+        self.backend = get_backend("cpu", kernels)
+        self.columns = self.graph.source.columns  # what a batch must hold
+        self._types = {c: ARROW_TYPES.get(schema[c].dtype) for c in self.columns}
+        self._filter = to_arrow_expression(self.graph.source.filter) if self.graph.source.filter is not None else None
+        self._inputs_checked = self.graph.checks_at("input")
+        self._outputs_checked = self.graph.checks_at("output")
+        self.manifest = manifest
+
+    @classmethod
+    def load(cls, manifest: str, kernels: str = "numpy") -> Transform:
+        """The fitted graph of the dataset at ``manifest`` (its manifest.json or directory).
+        ``kernels``: the CPU backend's path (numpy, or numba: compiled, same values)."""
+        return cls(read_manifest(manifest) if isinstance(manifest, (str, os.PathLike)) else manifest, kernels)
+
+    @property
+    def output_schema(self) -> Schema:
+        return self.graph.schema
+
+    def __call__(self, batch) -> Result:
+        frame = self._frame(batch)
+        n = frame.num_rows
+        be, ctx = self.backend, TaskContext(0, (BATCH,))
+        if self._filter is not None:
+            frame = frame.filter(self._filter)
+        if self._inputs_checked:
+            frame, _ = check_stage(be, frame, self._inputs_checked, ctx, only_quarantine=True)
+        frame = run_program(be, self.program, frame, self.states, ctx)
+        if self._outputs_checked:
+            frame, _ = check_stage(be, frame, self._outputs_checked, ctx, only_quarantine=True)
+        rows = frame[ROW_COL].to_numpy()
+        quarantined = pa.concat_tables(ctx.quarantined) if ctx.quarantined else _QUARANTINE_SCHEMA.empty_table()
+        gone = np.ones(n, dtype=bool)
+        gone[rows] = False
+        gone[quarantined["_row"].to_numpy()] = False
+        return Result(be.conform(frame, self.graph.schema), rows, np.flatnonzero(gone), quarantined)
+
+    def _frame(self, batch) -> pa.Table:
+        """The batch as the compile's reader would give it: the input columns in their dtypes, and
+        the hidden columns (file 0, the row's position, split 0)."""
+        table = _as_table(batch, self._types)
+        present = set(table.column_names)
+        arrays = []
+        for name, want in self._types.items():
+            if name not in present:
+                raise InputError(f"column '{name}' is missing (the graph reads {', '.join(self.columns)})", "batch")
+            col = table[name]
+            if want is not None and col.type != want:
+                try:
+                    col = col.cast(want)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                    raise InputError(f"column '{name}' is {col.type}, which does not convert to {want}: "
+                                     f"{str(exc).splitlines()[0]}", "batch") from None
+            arrays.append(col)
+        n = table.num_rows
+        names = [*self._types, FILE_COL, ROW_COL, SPLIT_COL]
+        hidden = [pa.array(np.zeros(n, np.int32)), pa.array(np.arange(n, dtype=np.int64)),
+                  pa.array(np.zeros(n, np.int8))]
+        return pa.Table.from_arrays([*arrays, *hidden], names=names)
+
+
+def _as_table(batch, types: dict) -> pa.Table:
+    if isinstance(batch, pa.Table):
+        return batch
+    if isinstance(batch, pa.RecordBatch):
+        return pa.Table.from_batches([batch])
+    if isinstance(batch, dict):
+        return _dict_table(batch, types)
+    if hasattr(batch, "to_dict") and hasattr(batch, "columns"):  # a pandas DataFrame
+        return pa.Table.from_pandas(batch, preserve_index=False)
+    raise InputError(f"expected a pyarrow Table, a pandas DataFrame or a dict of lists, got {type(batch).__name__}",
+                     "batch")
+
+
+def _dict_table(batch: dict, types: dict) -> pa.Table:
+    """A dict of lists (or arrays), or of scalars (one row), in the input dtypes."""
+    arrayish = (list, tuple, np.ndarray, pa.Array, pa.ChunkedArray)
+    one = not any(isinstance(v, arrayish) for v in batch.values())
+    columns = {}
+    for k, v in batch.items():
+        if isinstance(v, (pa.Array, pa.ChunkedArray)):
+            columns[k] = v
+            continue
+        try:
+            columns[k] = pa.array([v] if one else v, type=types.get(k))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+            raise InputError(f"column '{k}': {str(exc).splitlines()[0]}", "batch") from None
+    return pa.table(columns)

@@ -1,0 +1,113 @@
+"""Serving parity: Transform.load(manifest)(batch) gives, for the same input rows, exactly the values
+the compile wrote, for every op (and the rows filters removed or the quarantine took are reported)."""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from shardsmith.errors import InputError
+from shardsmith.ops import registered_ops
+from shardsmith.serve import Transform
+from tests.conftest import read_split, run_compile
+
+ONE_SPLIT = ("~split.fractions.valid", "~split.fractions.test", "split.fractions.train=1.0", "fit.cache=off")
+CASES = {
+    "fill_missing": "[{op: fill_missing, cols: [I1], value: -1}, {op: fill_missing, cols: [I2], strategy: mean},"
+                    " {op: fill_missing, cols: [I3], strategy: median}]",
+    "clip": "[{op: clip, cols: ['I*'], lower: 1, upper: 50}]",
+    "log1p": "[{op: log1p, cols: [I1, I2]}]",
+    "normalize": "[{op: normalize, cols: ['I*']}]",
+    "normalize_minmax": "[{op: normalize_minmax, cols: [I4, I5]}]",
+    "bucketize": "[{op: bucketize, cols: [I6], boundaries: [0, 1, 10]}, {op: bucketize, cols: [I7], quantiles: 8}]",
+    "categorify": "[{op: categorify, cols: [C1, C5, C20, label], freq_threshold: 2, max_size: 500}]",
+    "hash_bucket": "[{op: hash_bucket, cols: [C2, C6, I8], num_buckets: 1000, seed: 3}]",
+    "hashed_cross": "[{op: hashed_cross, cols: [C1, C7, I9], num_buckets: 5000, out: X}]",
+    "filter": "[{op: filter, expr: 'is_null(I2) or I2 >= 0'}, {op: normalize, cols: [I3]},"
+              " {op: filter, expr: 'I3 > 0 or C3 in (\"ac5e3f5b\", \"x\")'}]",
+    "rename": "[{op: rename, mapping: {I1: first, C1: cat}}]",
+    "drop": "[{op: drop, cols: ['C??', 'I1?']}]",
+    "cast": "[{op: cast, cols: [I1], dtype: int32}, {op: cast, cols: [I2], dtype: uint8, on_error: quarantine},"
+            " {op: cast, cols: [I4], dtype: int8, on_error: 'null'},"
+            " {op: cast, cols: [C1], dtype: int32, on_error: 'null'}, {op: cast, cols: [label], dtype: string}]",
+}
+
+
+def test_every_registered_op_has_a_case():
+    assert set(registered_ops()) <= set(CASES)
+
+
+@pytest.fixture(scope="module")
+def raw(demo_dir) -> tuple[str, pa.Table]:
+    path = sorted(glob.glob(f"{demo_dir}/*.parquet"))[0]
+    return path, pq.read_table(path)
+
+
+def _quarantine(res) -> pa.Table | None:
+    root = os.path.dirname(res.path)
+    shards = res.manifest["quarantine"]["shards"]
+    return pa.concat_tables([pq.read_table(os.path.join(root, s["path"])) for s in shards]) if shards else None
+
+
+def _check_parity(res, raw: pa.Table) -> None:
+    t = Transform.load(res.path)
+    out = t(raw)
+    shards = read_split(res)
+    assert out.table.equals(shards), res.manifest["name"]
+    q = _quarantine(res)
+    assert out.quarantined.num_rows == (q.num_rows if q is not None else 0)
+    if q is not None:  # the same records, but for the file, which a batch does not have
+        assert out.quarantined.drop_columns(["_file"]).equals(q.drop_columns(["_file"]))
+    kept = len(out.rows) + len(out.filtered) + out.quarantined.num_rows
+    assert kept == raw.num_rows and len(out.filtered) == res.manifest["rows"]["filtered"]
+    assert np.all(np.diff(out.rows) > 0)  # input order
+    # A few rows at a time, and one row: the same values as the shards' rows for them.
+    position = {int(r): i for i, r in enumerate(out.rows)}
+    for start in (0, 37, 4000):
+        part = t(raw.slice(start, 9))
+        want = [position[start + int(r)] for r in part.rows]
+        assert part.table.equals(shards.take(want)) if want else part.table.num_rows == 0
+    one = t(raw.slice(11, 1).to_pylist()[0])
+    assert one.table.equals(shards.take([position[11]])) if 11 in position else one.table.num_rows == 0
+
+
+@pytest.mark.parametrize("op", sorted(CASES))
+def test_serving_matches_the_shards(op, raw, tmp_path):
+    path, table = raw
+    res = run_compile(path, tmp_path / op, f"graph={CASES[op]}", *ONE_SPLIT)
+    _check_parity(res, table)
+    if op == "filter":
+        assert res.manifest["rows"]["filtered"] > 100  # both filters removed rows, and serving says which
+    if op == "cast":
+        assert res.manifest["rows"]["quarantined"] > 100
+
+
+def test_quarantine_expectations_are_served_too(raw, tmp_path):
+    path, table = raw
+    res = run_compile(path, tmp_path / "q", "graph=[{op: categorify, cols: [C3]}]", *ONE_SPLIT,
+                      "expect=[{col: I2, check: between, min: 0, at: input, severity: quarantine},"
+                      " {col: label, check: in_set, values: [0], severity: quarantine}]")
+    assert {r["status"] for r in res.manifest["quality"]["expectations"]} == {"quarantined"}
+    _check_parity(res, table)
+
+
+def test_batches_as_tables_frames_and_dicts(raw, tmp_path):
+    path, table = raw
+    res = run_compile(path, tmp_path / "d", *ONE_SPLIT)
+    t = Transform.load(os.path.dirname(res.path))
+    part = table.slice(100, 50)
+    want = t(part).table
+    assert t(part.to_pandas()).table.equals(want)
+    assert t(part.to_pydict()).table.equals(want)
+    assert t({k: v[0] for k, v in part.slice(0, 1).to_pydict().items()}).table.equals(want.slice(0, 1))
+    assert t(part.select(list(reversed(part.column_names))).append_column("extra", pa.array([1] * 50))
+             ).table.equals(want)
+    with pytest.raises(InputError, match="batch: column 'C26' is missing"):
+        t(part.drop_columns(["C26"]))
+    with pytest.raises(InputError, match="batch: column 'I1'"):
+        t({**part.slice(0, 1).to_pydict(), "I1": ["not a number"]})
