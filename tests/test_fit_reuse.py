@@ -40,6 +40,7 @@ def test_fit_from_gives_the_parents_values_for_the_same_rows(demo_dir, parent, t
     assert child.manifest["parent"] == {"path": parent.path, "dataset_key": parent.manifest["dataset_key"],
                                         "name": parent.manifest["name"]}
     assert child.manifest["fit"]["source"] == "parent" and child.manifest["plan"]["fit_passes"] == 0
+    assert f"fitted state from the parent dataset {parent.path}" in cli("inspect", child.path).stdout
     mine, theirs = read_split(child), read_split(parent)
     n = pq.ParquetFile(first).metadata.num_rows
     assert mine.num_rows == n and mine.equals(theirs.slice(0, n))  # the first file's rows come first

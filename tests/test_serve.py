@@ -39,7 +39,8 @@ CASES = {
 
 
 def test_every_registered_op_has_a_case():
-    assert set(registered_ops()) <= set(CASES)
+    builtin = {name for name, cls in registered_ops().items() if cls.__module__.startswith("shardsmith.")}
+    assert builtin <= set(CASES)
 
 
 @pytest.fixture(scope="module")

@@ -74,7 +74,7 @@ def psi(p: np.ndarray, q: np.ndarray) -> float:
     """Population stability index of bin counts ``p`` (BASE) and ``q`` (NEW).
 
     >>> round(psi(np.array([50, 50]), np.array([30, 70])), 6)
-    0.169464
+    0.16946
     """
     a, b = np.maximum(p / p.sum(), EPS), np.maximum(q / q.sum(), EPS)
     return float(np.sum((b - a) * np.log(b / a)))

@@ -107,8 +107,15 @@ def summary_lines(manifest: dict) -> list[str]:
         f"{sum(i['bytes'] for i in manifest['inputs']):,} bytes",
         f"rows: in {rows['in']:,} = out {rows['out']:,} + filtered {rows['filtered']:,} "
         f"+ quarantined {rows['quarantined']:,}",
-        "splits:",
     ]
+    if manifest.get("parent"):
+        lines.append(f"fitted state from the parent dataset {manifest['parent']['path']}")
+    quality = manifest.get("quality")
+    if quality:
+        c = quality["counts"]
+        lines.append(f"expectations: {quality['checked']} checked, {c['passed']} passed, {c['warned']} warned, "
+                     f"{c['quarantined']} quarantined ({quality['quarantined_rows']:,} rows)")
+    lines.append("splits:")
     for name, split in manifest["splits"].items():
         nbytes = sum(s["bytes"] for s in split["shards"])
         fmts = sorted({s["format"] for s in split["shards"]})
