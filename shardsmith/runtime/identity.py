@@ -19,8 +19,8 @@ from shardsmith.shards import manifest as mf
 
 PACKAGE = Path(__file__).resolve().parent.parent
 # Code that cannot change a shard's content: reporting, the command line, the loader's reading side.
-NOT_DECIDING = ("profiling", "cli.py", "demo.py", "__main__.py", "shards/loader", "shards/readers.py",
-                "shards/order.py")
+NOT_DECIDING = ("profiling/", "cli/", "demo.py", "__main__.py", "serve.py", "shards/loader/", "shards/readers.py",
+                "shards/order.py", "shards/drift.py")
 SUFFIXES = (".py", ".cu", ".cuh")
 
 
