@@ -129,7 +129,7 @@ class ShardWriter:
             s.infos.append((index, done))
         else:
             fut = run.ex.submit(tasks.write_shard_task, run.backend, list(s.pieces), s.name, run.out.path(stem),
-                                self.plan.graph.sink, self.plan.output_schema, run.prof.task_opts)
+                                self.plan.graph.sink, self.plan.output_schema, run.prof.task_opts, self.plan.writer)
             self.shard_futures.append((s, index, fut))
         s.pieces, s.pending_rows = [], 0
 
@@ -141,7 +141,7 @@ class ShardWriter:
                 run.prof.add(res.pop(PROFILE_KEY, None))
                 files = {fmt: {**v, "path": os.path.relpath(v["path"], run.out.staging)}
                          for fmt, v in res["files"].items()}
-                info = {"files": files, "summary": res["summary"]}
+                info = {"files": files, "summary": res["summary"], "content": res["content"]}
                 s.infos.append((index, info))
                 run.out.done_shards[(s.name, index)] = info
                 run.record({"event": "shard", "stream": s.name, "index": index, "info": info})
