@@ -40,6 +40,8 @@ def column_digest(column, dtype: str | None = None) -> int:
     arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     if pa.types.is_dictionary(arr.type):
         arr = arr.dictionary_decode()
+    if arr.type in (pa.string_view(), pa.binary_view()):  # another reader's layout of the same values
+        arr = arr.cast(pa.large_string() if arr.type == pa.string_view() else pa.large_binary())
     t = arr.type
     tok = D.token(dtype or dtype_of(t), t.unit if pa.types.is_timestamp(t) else None)
     n, k = len(arr), arr.null_count
