@@ -4,13 +4,14 @@
 # From the repository root, after the RAPIDS wheels are installed (shared/gpu/README.md):
 #   bash .gpu/install.sh finish && export PYTHONPATH=/tmp/gpu-site:$PWD && bash bench/gpu/check.sh
 #
-# Steps, each under its own time limit (they add up to 8 minutes at most; 4 to 5 expected), each
+# Steps, each under its own time limit (they add up to 9.5 minutes at most; 5 to 6 expected), each
 # printing its result lines as they come (PASS / FAIL / RESULT / BELOW TARGET):
 #   0. the environment: GPU, driver, versions, and whether the GPU engine can run
 #   a. the GPU test suite (pytest -m gpu: device tests and the GPU half of the parity suite), then
 #      the CPU half of the parity suite (this machine's numpy / pyarrow)
 #   b. kernel throughput: the demo pipeline's fused chain against the device-to-device copy, hashes
-#   c. end to end: the demo pipeline at 20,000,000 rows, engine=gpu against engine=cpu, compared
+#   c. end to end: the demo pipeline at 20,000,000 rows, engine=gpu (cuDF's writer, cold then warm,
+#      then pyarrow's writer) against engine=cpu, compared by content digests
 # Details go to $OUT (or bench/results/gpu-<time> without one): check.log, pytest-gpu.xml,
 # env.txt, bench_kernels.json, bench_e2e.json. Nothing here needs the network.
 set -uo pipefail
@@ -53,17 +54,18 @@ cp "$LOG" "$OUT/env.txt"
 TIMEOUT_ARGS=(-p no:cacheprovider)
 python -c "import pytest_timeout" 2>/dev/null && TIMEOUT_ARGS+=(--timeout=90)
 # Not -x: one run of this script should show every failure, not only the first.
-step "a. GPU test suite (pytest -m gpu)" 130 \
+step "a. GPU test suite (pytest -m gpu)" 160 \
   python -m pytest -m gpu -q --maxfail=40 "${TIMEOUT_ARGS[@]}" \
     --junitxml="$OUT/pytest-gpu.xml" tests
 step "a. parity suite, CPU half, on this machine's numpy / pyarrow" 30 \
   python -m pytest -m "not gpu" -q "${TIMEOUT_ARGS[@]}" tests/parity
 step "b. kernel throughput" 45 \
   python bench/gpu/bench_kernels.py --rows "$KERNEL_ROWS" --out "$OUT"
-# Inside its budget: the GPU cold run, the CPU run, then a warm GPU run, each under its own limit.
-step "c. end to end, $ROWS rows, gpu vs cpu" 255 \
+# Inside its budget: the GPU cold run, the CPU run, a warm GPU run, then a GPU run with the arrow
+# writer, each under its own limit.
+step "c. end to end, $ROWS rows, gpu vs cpu" 300 \
   python bench/gpu/bench_e2e.py --rows "$ROWS" --files 8 --gpu-runs 2 --cpu-runs 1 --gpu-limit 70 \
-    --cpu-limit 130 --budget 240 --work /tmp/shardsmith-bench --out "$OUT"
+    --cpu-limit 130 --budget 285 --arrow-run --work /tmp/shardsmith-bench --out "$OUT"
 
 say "=== summary $(date +%H:%M:%S), details in $OUT"
 grep -E "^(RESULT|BELOW TARGET|FAIL)" "$LOG" | grep -v "^FAIL a\.\|^FAIL b\.\|^FAIL c\.\|^FAIL environment"
