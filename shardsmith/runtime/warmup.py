@@ -44,7 +44,9 @@ def plan_sources(plan: Plan) -> list[KernelSource]:
 
 
 def check_archs(archs: list[str]) -> list[str]:
-    """The architectures to compile for: those given (checked), else the visible GPUs'."""
+    """The architectures to compile for: those given (checked; ``sm_80,sm_90`` counts as two),
+    else the visible GPUs'."""
+    archs = [a.strip() for given in archs for a in given.split(",") if a.strip()]
     for arch in archs:
         if not ARCH.match(arch):
             raise ShardsmithError(f"expected an architecture like sm_90, got {arch!r}", "--arch")
