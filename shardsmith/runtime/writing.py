@@ -2,8 +2,9 @@
 each split's rows are numbered in input order and cut every ``shard_rows`` into shards, and every
 shard is written (on a worker) as soon as its rows exist.
 
-Shard boundaries depend only on the data, so the shards are byte-identical whatever the partition
-size or worker count. A resumed run skips the partitions whose rows only feed shards it already
+Shard boundaries depend only on the data, so the shards are the same whatever the partition size or
+worker count: the same content (digests) on any engine and writer, the same bytes for one engine
+and writer. A resumed run skips the partitions whose rows only feed shards it already
 wrote (the journal knows them).
 """
 
