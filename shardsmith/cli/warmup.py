@@ -21,7 +21,8 @@ from shardsmith.runtime.warmup import check_archs, plan_sources, summary, warm
 def run(rest: list[str]) -> int:
     opts, overrides = split_options(rest)
     p = argparse.ArgumentParser(prog="shardsmith warmup", description="Compile a plan's GPU kernels ahead.")
-    p.add_argument("--arch", action="append", default=[], help="CUDA architectures, e.g. sm_90 or sm_80,sm_90 (repeatable)")
+    p.add_argument("--arch", action="append", default=[],
+                   help="CUDA architectures, e.g. sm_90 or sm_80,sm_90 (repeatable)")
     p.add_argument("--jobs", type=int, default=None, help="compiles at a time (default: one per core)")
     args = p.parse_args(opts)
     cfg = compose(overrides)
