@@ -175,19 +175,25 @@ def write_shard_task(backend: str, pieces: list, stream: str, path: str, sink, s
 
 
 def _write_output(be, frame, path: str, sink, schema, writer: str) -> dict:
-    """One shard of a split: its content digests and summary where the rows are (on the device for
-    the GPU engine), then its files."""
-    content = content_record(be.content_digests(frame, schema))
-    summary = shard_summary(schema, lambda c: frame[c].null_count, lambda c: be.finite_values(frame[c]), be.xp)
-    files, formats = {}, list(sink.formats)
-    if writer == "cudf" and "parquet" in formats:
-        final = path + WRITERS["parquet"][0]
-        info = write_bytes(final, be.parquet_bytes(frame, sink, schema))
-        files["parquet"] = {"path": final, "rows": be.num_rows(frame), "writer": "cudf", **info}
+    """One shard of a split: its content digests, its summary and its encoded form made where the
+    rows are (on the device for the GPU engine, holding it as a transform does), then its files
+    written on the host while the device serves other tasks."""
+    formats = list(sink.formats)
+    cudf_parquet = writer == "cudf" and "parquet" in formats
+    if cudf_parquet:
         formats.remove("parquet")
-    if formats:
+    with be.exclusive():
+        content = content_record(be.content_digests(frame, schema))
+        summary = shard_summary(schema, lambda c: frame[c].null_count, lambda c: be.finite_values(frame[c]), be.xp)
+        encoded = be.parquet_bytes(frame, sink, schema) if cudf_parquet else None
         # The schema gives the exact Arrow types to write (the GPU backend's columns map to several).
-        files.update(write_shard(be.to_arrow(frame, schema), path, sink, schema, formats))
+        table = be.to_arrow(frame, schema) if formats else None
+    files = {}
+    if encoded is not None:
+        final = path + WRITERS["parquet"][0]
+        files["parquet"] = {"path": final, "rows": be.num_rows(frame), "writer": "cudf", **write_bytes(final, encoded)}
+    if table is not None:
+        files.update(write_shard(table, path, sink, schema, formats))
     return {"files": files, "summary": summary, "content": content}
 
 
