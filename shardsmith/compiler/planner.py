@@ -230,13 +230,13 @@ def describe(plan: Plan) -> list[str]:
                      f"node(s), statistics for {', '.join(fitted)}")
     lines.append(f"  transform: {len(plan.transform)} node(s), {kernel_count(plan.transform)} fused kernel(s)")
     lines.append(f"shards: {plan.shard_rows:,} rows each, splits {', '.join(g.split.names)}")
-    lines.append(f"CPU engine kernels: {CPU_KERNELS_TEXT[plan.cpu_kernels]} (engine.cpu_kernels)")
     if "parquet" in g.sink.formats:
         how = "cuDF, from device memory" if plan.writer == "cudf" else "pyarrow, from host memory"
         lines.append(f"  Parquet written by {how} (output.writer: {g.sink.writer}); identity by content digests")
     if plan.float_mode == "fast":
         lines.append("  float_mode fast: float32 chains computed in float32 arithmetic, not bit-identical with "
                      "the CPU engine")
+    lines.append(f"CPU engine kernels: {CPU_KERNELS_TEXT[plan.cpu_kernels]} (engine.cpu_kernels)")
     return lines
 
 
