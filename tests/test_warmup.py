@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,16 @@ def test_the_plans_sources_are_the_kernels_a_compile_launches(demo_dir):
     assert sorted(n for n in sources if not n.startswith("ss_fused_")) == ["lookup.cu", "xxhash64.cu"]
     fast = {s.name for s in plan_sources(_plan(demo_dir, "engine=gpu", "engine.float_mode=fast"))}
     assert len(fast) == 4 and not (fast & set(golden))  # float_mode fast: other kernels
+
+
+def test_a_plan_that_reuses_a_fit_still_renders_its_transform_kernels(demo_dir):
+    """A compile whose fit comes from the fit cache or fit.from has no fit passes (fitsource.resolve):
+    its transform kernels are rendered all the same (they were a KeyError), and are the full plan's."""
+    full = _plan(demo_dir)
+    reused = {s.name for s in plan_sources(replace(full, fit_programs=(), fit_columns=()))}
+    golden = {p.name for p in GOLDEN.glob("ss_fused_*.cu")}
+    assert {"lookup.cu", "xxhash64.cu"} < reused <= {s.name for s in plan_sources(full)}
+    assert reused & golden
 
 
 @pytest.mark.skipif(nvrtc.unavailable_reason() is not None, reason=f"no NVRTC: {nvrtc.unavailable_reason()}")

@@ -18,7 +18,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from shardsmith.backends.gpu.compat import device_archs
-from shardsmith.compiler.planner import Collect, Plan
+from shardsmith.compiler.passes.plan_fit import fit_passes
+from shardsmith.compiler.planner import Collect, Plan, fit_program
 from shardsmith.errors import ShardsmithError
 from shardsmith.ir import Fused
 from shardsmith.kernels import codegen, gpu, nvrtc
@@ -30,9 +31,13 @@ ARCH = re.compile(r"^sm_\d{2,3}[a-z]?$")
 
 def plan_sources(plan: Plan) -> list[KernelSource]:
     """Every kernel source a GPU compile of ``plan`` launches: the hash kernels (the split, hashing
-    ops), the lookups (categorify), and the fused chains of its fit passes and transform."""
+    ops), the lookups (categorify), and the fused chains of its fit passes and transform.
+
+    The fit programs come from the graph, not from ``plan.fit_programs``: a compile that reuses a
+    fit (the fit cache, ``fit.from``) has none, and its transform still needs every state's layout."""
+    fits = [fit_program(plan.graph, s)[0] for s in range(fit_passes(plan.graph))]
     states = {item.step.key: fit_step(item, [stat.merge([]) for stat in item.stats])
-              for program in plan.fit_programs for item in program if isinstance(item, Collect)}
+              for program in fits for item in program if isinstance(item, Collect)}
     out = {s.sha256: s for s in (gpu.hash_source(), gpu.lookup_source())}
     for program in (*plan.fit_programs, plan.transform):
         for node in program:
