@@ -16,6 +16,9 @@
 # 100M rows; outputs of warm runs removed as they are timed, for the 64 GiB disk):
 #   CHECK_STEPS=c CHECK_ROWS=100000000 bash bench/gpu/check.sh
 # CHECK_STEPS: the steps to run, any of env,a,b,c (default all). Step c's limits grow with the rows.
+# The reader tests of step a (polars, duckdb, HF datasets on the cuDF-written shards) are skipped where
+# those packages are missing, as on the lent machine: bring them along with pack.sh's extra
+# requirements, dependencies included (it downloads --no-deps); step a lists every skip and its reason.
 # Details go to $OUT (or bench/results/gpu-<time> without one): check.log, pytest-gpu.xml,
 # env.txt, bench_kernels.json, bench_e2e.json. Nothing here needs the network.
 set -uo pipefail
@@ -66,7 +69,7 @@ TIMEOUT_ARGS=(-p no:cacheprovider)
 python -c "import pytest_timeout" 2>/dev/null && TIMEOUT_ARGS+=(--timeout=90)
 # Not -x: one run of this script should show every failure, not only the first.
 wants a && step "a. GPU test suite (pytest -m gpu)" 160 \
-  python -m pytest -m gpu -q --maxfail=40 "${TIMEOUT_ARGS[@]}" \
+  python -m pytest -m gpu -q -rs --maxfail=40 "${TIMEOUT_ARGS[@]}" \
     --junitxml="$OUT/pytest-gpu.xml" tests
 wants a && step "a. parity suite, CPU half, on this machine's numpy / pyarrow" 30 \
   python -m pytest -m "not gpu" -q "${TIMEOUT_ARGS[@]}" tests/parity
