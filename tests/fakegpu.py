@@ -21,6 +21,7 @@ import types
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 # ---------------------------------------------------------------------------------------------------
 # CuPy: host arrays that answer .data.ptr, and the cuda namespace the backend uses.
@@ -163,11 +164,12 @@ _ARROW = {TypeId.INT8: pa.int8(), TypeId.INT16: pa.int16(), TypeId.INT32: pa.int
           TypeId.UINT64: pa.uint64(), TypeId.FLOAT32: pa.float32(), TypeId.FLOAT64: pa.float64(),
           TypeId.BOOL8: pa.bool_(), TypeId.TIMESTAMP_SECONDS: pa.timestamp("s"),
           TypeId.TIMESTAMP_MILLISECONDS: pa.timestamp("ms"), TypeId.TIMESTAMP_MICROSECONDS: pa.timestamp("us"),
-          TypeId.TIMESTAMP_NANOSECONDS: pa.timestamp("ns"), TypeId.STRING: pa.string()}
+          TypeId.TIMESTAMP_NANOSECONDS: pa.timestamp("ns"), TypeId.STRING: pa.string(),
+          TypeId.TIMESTAMP_DAYS: pa.date32()}
 _WIDTH = {TypeId.INT8: 1, TypeId.INT16: 2, TypeId.INT32: 4, TypeId.INT64: 8, TypeId.UINT8: 1, TypeId.UINT16: 2,
           TypeId.UINT32: 4, TypeId.UINT64: 8, TypeId.FLOAT32: 4, TypeId.FLOAT64: 8, TypeId.BOOL8: 1,
           TypeId.TIMESTAMP_SECONDS: 8, TypeId.TIMESTAMP_MILLISECONDS: 8, TypeId.TIMESTAMP_MICROSECONDS: 8,
-          TypeId.TIMESTAMP_NANOSECONDS: 8}
+          TypeId.TIMESTAMP_NANOSECONDS: 8, TypeId.TIMESTAMP_DAYS: 4}
 
 
 class DataType:
@@ -309,7 +311,8 @@ _DTYPE = {TypeId.INT8: np.int8, TypeId.INT16: np.int16, TypeId.INT32: np.int32, 
           TypeId.UINT8: np.uint8, TypeId.UINT16: np.uint16, TypeId.UINT32: np.uint32, TypeId.UINT64: np.uint64,
           TypeId.FLOAT32: np.float32, TypeId.FLOAT64: np.float64, TypeId.BOOL8: np.uint8,
           TypeId.TIMESTAMP_SECONDS: np.int64, TypeId.TIMESTAMP_MILLISECONDS: np.int64,
-          TypeId.TIMESTAMP_MICROSECONDS: np.int64, TypeId.TIMESTAMP_NANOSECONDS: np.int64}
+          TypeId.TIMESTAMP_MICROSECONDS: np.int64, TypeId.TIMESTAMP_NANOSECONDS: np.int64,
+          TypeId.TIMESTAMP_DAYS: np.int32}
 
 
 def _read(span, dtype, count: int) -> np.ndarray:
@@ -385,6 +388,9 @@ class Series:
     def astype(self, dtype):
         target = pa.bool_() if np.dtype(dtype) == np.bool_ else pa.from_numpy_dtype(np.dtype(dtype))
         return Series.from_arrow(pc.cast(self.to_arrow(), target, safe=False), self.name)
+
+    def fillna(self, value):
+        return Series.from_arrow(pc.fill_null(self.to_arrow(), value), self.name)
 
     def isin(self, values):
         return Series.from_arrow(pc.is_in(self.to_arrow(), value_set=pa.array(list(values))).fill_null(False))
@@ -492,6 +498,31 @@ class DataFrame:
     def groupby(self, key, dropna=True, sort=False):
         return _GroupBy(self._cols[key])
 
+    def to_parquet(self, path, compression="snappy", index=None, statistics="ROWGROUP", row_group_size_rows=None,
+                   output_as_binary=None, **kwargs):
+        """cuDF's Parquet writer, emulated through pyarrow, but with encoding choices of its own (data
+        pages v2, no Arrow schema in the footer, its default row group size) so that, as with the real
+        one, the file's bytes differ from the arrow writer's while the values do not."""
+        unknown = set(kwargs) - set(TO_PARQUET_PARAMETERS)
+        if unknown:
+            raise TypeError(f"to_parquet() got unexpected keyword arguments {sorted(unknown)}")
+        codec = None if compression is None else str(compression).lower()
+        if codec not in (None, "snappy", "zstd", "lz4"):
+            raise ValueError(f"unsupported compression {compression!r}")
+        table = self.to_arrow()
+        for name in output_as_binary or ():
+            table = table.set_column(table.column_names.index(name), name, table[name].cast(pa.binary()))
+        pq.write_table(table, path, compression=codec or "none", row_group_size=row_group_size_rows or 1_000_000,
+                       write_statistics=statistics != "NONE", data_page_version="2.0", store_schema=False)
+
+
+# cuDF 26.08's DataFrame.to_parquet parameters (the emulation refuses any other).
+TO_PARQUET_PARAMETERS = (
+    "engine", "compression", "index", "partition_cols", "partition_file_name", "partition_offsets", "statistics",
+    "metadata_file_path", "int96_timestamps", "row_group_size_bytes", "row_group_size_rows", "max_page_size_bytes",
+    "max_page_size_rows", "storage_options", "return_metadata", "use_dictionary", "header_version",
+    "skip_compression", "column_encoding", "column_type_length", "output_as_binary")
+
 
 def concat(frames, ignore_index=False):
     tables = [f.to_arrow() for f in frames]
@@ -499,8 +530,6 @@ def concat(frames, ignore_index=False):
 
 
 def read_parquet(path, columns=None, row_groups=None, use_pandas_metadata=True):
-    import pyarrow.parquet as pq
-
     table = pq.ParquetFile(path).read_row_groups(row_groups[0], columns=columns)
     return DataFrame.from_arrow(table)
 

@@ -84,6 +84,8 @@ def test_compile_plan_inspect_verify(tmp_path, demo_dir):
     proc = cli("inspect", str(out / "manifest.json"))
     assert proc.returncode == 0 and "rows: in 30,000 = out 30,000 + filtered 0 + quarantined 0" in proc.stdout
     assert "C1_x_C2" in proc.stdout and "cardinality" in proc.stdout
+    assert f"content digest {manifest['content']['digest']} (shardsmith-content-1); Parquet written by arrow" \
+        in proc.stdout
 
     proc = cli("verify", str(out))
     assert proc.returncode == 0 and proc.stdout.startswith("ok:")

@@ -97,3 +97,20 @@ def test_parse_size():
     assert parse_size(512, "k") == 512
     with pytest.raises(ConfigError, match="k: expected a size"):
         parse_size("12 parsecs", "k")
+
+
+@pytest.mark.parametrize("overrides,expected", [
+    (("output.writer=pyarrow",), "output.writer: expected one of auto, arrow, cudf, got 'pyarrow'"),
+    (("engine=cpu", "output.writer=cudf"), "output.writer: cudf writes Parquet from GPU memory and needs the GPU "
+                                           "engine"),
+    (("engine=gpu", "output.writer=cudf", "output.compression=gzip"), "output.compression: cuDF's Parquet writer "
+                                                                      "has no gzip"),
+    (("engine=gpu", "output.writer=cudf", "output.compression_level=3"), "output.compression_level: cuDF's Parquet "
+                                                                         "writer takes no compression level"),
+    (("engine.float_mode=fastest",), "engine.float_mode: expected one of exact, fast, got 'fastest'"),
+    (("engine=cpu", "engine.float_mode=fast"), "engine.float_mode: fast is float32 arithmetic in the GPU engine's"),
+])
+def test_writer_and_float_mode_are_checked(demo_dir, overrides, expected):
+    with pytest.raises(ConfigError) as e:
+        build_with(demo_dir, *overrides)
+    assert message(e).startswith(expected), message(e)

@@ -1,11 +1,16 @@
 """Host Arrow helpers that both backends use as they are (a GPU cast from or to strings runs on
-the host, exactly as the CPU engine's)."""
+the host, exactly as the CPU engine's; quarantined rows are host Arrow tables on either engine,
+so their content digests are taken here)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from shardsmith.errors import ShardsmithError
+from shardsmith.ir.dtypes import dtype_of
+from shardsmith.kernels import digest as D
 
 
 def cast_each(col: pa.Array, target: pa.DataType) -> tuple[pa.Array, np.ndarray]:
@@ -21,3 +26,58 @@ def cast_each(col: pa.Array, target: pa.DataType) -> tuple[pa.Array, np.ndarray]
             out.append(None)
             ok[i] = False
     return pa.array(out, type=target), ok
+
+
+def table_digests(table: pa.Table, dtypes: dict[str, str] | None = None) -> dict[str, int]:
+    """The content digest (kernels/digest.py) of every column of ``table``, in its order;
+    ``dtypes`` names the planned dtype of a column where the Arrow type alone cannot."""
+    dtypes = dtypes or {}
+    return {name: column_digest(table[name], dtypes.get(name)) for name in table.column_names}
+
+
+def column_digest(column, dtype: str | None = None) -> int:
+    """The content digest of one Arrow column (chunked or not)."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_decode()
+    if arr.type in (pa.string_view(), pa.binary_view()):  # another reader's layout of the same values
+        arr = arr.cast(pa.large_string() if arr.type == pa.string_view() else pa.large_binary())
+    t = arr.type
+    tok = D.token(dtype or dtype_of(t), t.unit if pa.types.is_timestamp(t) else None)
+    n, k = len(arr), arr.null_count
+    valid = arr.is_valid().to_numpy(zero_copy_only=False) if k else None
+    if pa.types.is_string(t) or pa.types.is_binary(t) or pa.types.is_large_string(t) or pa.types.is_large_binary(t):
+        sections = _string_sections(arr, valid)
+    elif pa.types.is_boolean(t):
+        sections = D.fixed_sections((arr.fill_null(False) if k else arr).to_numpy(zero_copy_only=False), valid)
+    else:
+        sections = D.fixed_sections(_fixed_values(arr), valid)
+    return D.host_column_digest(tok, n, k, sections)
+
+
+def _string_sections(arr: pa.Array, valid) -> list:
+    if valid is not None:  # a null may own bytes in Arrow; the spec gives it none
+        arr = arr.fill_null(b"" if pa.types.is_binary(arr.type) or pa.types.is_large_binary(arr.type) else "")
+    large = pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type)
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64 if large else np.int32)
+    offsets = offsets[arr.offset : arr.offset + len(arr) + 1]
+    buf = arr.buffers()[2]
+    data = np.frombuffer(buf, dtype=np.uint8) if buf is not None else np.zeros(0, np.uint8)
+    return D.string_sections(offsets, data, valid)
+
+
+def _fixed_values(arr: pa.Array) -> np.ndarray:
+    """The values buffer of a fixed-width array as NumPy, without a copy (any value under a null)."""
+    t = arr.type
+    if pa.types.is_date32(t):
+        dtype = np.dtype(np.int32)
+    elif pa.types.is_timestamp(t):
+        dtype = np.dtype(np.int64)
+    elif pa.types.is_integer(t) or pa.types.is_floating(t):
+        dtype = np.dtype(t.to_pandas_dtype())
+    else:
+        raise ShardsmithError(f"no content digest is specified for columns of type {t}", "output schema")
+    buf = arr.buffers()[1]
+    if buf is None:
+        return np.zeros(len(arr), dtype=dtype)
+    return np.frombuffer(buf, dtype=dtype)[arr.offset : arr.offset + len(arr)]

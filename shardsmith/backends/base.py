@@ -52,6 +52,7 @@ class Backend(Protocol):
     def partial(self, stat: S.Stat, column: Column) -> Any: ...  # by its partials table (TableBackend)
     def split_index(self, h, thresholds) -> Any: ...  # see TableBackend
     def to_arrow(self, frame: Frame, schema: Schema | None = None) -> pa.Table: ...
+    def content_digests(self, frame: Frame, schema: Schema) -> dict[str, int]: ...  # kernels/digest.py
 
 
 # --- lowerings ------------------------------------------------------------------------------------
@@ -175,6 +176,7 @@ class TaskContext:
     partition: int
     files: tuple[str, ...] = ()
     quarantined: list = field(default_factory=list)
+    float_mode: str = "exact"  # the generated kernels' arithmetic (engine.float_mode; kernels/codegen.py)
 
     def quarantine(self, frame, mask, step_key: str, column: str, values: list[str], reason: str) -> None:
         """Record the rows of ``frame`` selected by the host boolean ``mask``."""

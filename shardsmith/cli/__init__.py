@@ -28,6 +28,8 @@ COMMANDS = {
                        "exit 1 when a threshold is crossed"),
     "lineage": ("lineage", "where each output column comes from: inputs, side tables, steps, fitted state "
                            "(--format text|json|openlineage)"),
+    "diff": ("diff", "compare two datasets by content digests; the first split, shard, column and row that differ"),
+    "warmup": ("warmup", "compile a plan's GPU kernels ahead into the kernel cache (--arch sm_90 without a GPU)"),
     "report": ("report", "write report.html of a run's profile and print where the time went; --compare "
                          "MULTIRUN_DIR ranks the runs of a sweep"),
 }
@@ -36,6 +38,8 @@ EXAMPLES = """examples:
   shardsmith compile pipeline=criteo_synthetic engine.n_workers=2 output.dir=/tmp/out split.seed=7
   shardsmith compile -m engine.partition_bytes=64MB,256MB engine.n_workers=1,2
   shardsmith plan --passes pipeline=criteo_synthetic
+  shardsmith diff shards/run-a shards/run-b
+  shardsmith warmup --arch sm_90 engine=gpu
   shardsmith report shards/criteo_synthetic
   shardsmith report --compare multirun/2026-11-26/10-00-00 --deadline 5m
 """

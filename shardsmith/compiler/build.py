@@ -74,7 +74,7 @@ def build_sink(cfg: ShardsmithConfig) -> Sink:
     shard_bytes = parse_size(out.shard_bytes, "output.shard_bytes") if out.shard_rows is None else None
     return Sink(str(out.dir), tuple(out.format), out.shard_rows, shard_bytes, out.row_group_rows,
                 out.compression, out.compression_level, bool(out.overwrite), out.webdataset.compression,
-                out.webdataset.rows_per_sample)
+                out.webdataset.rows_per_sample, out.writer)
 
 
 def load_plugins(modules: list[str]) -> None:

@@ -31,6 +31,11 @@ COMPRESSIONS = ("zstd", "snappy", "lz4", "gzip", "none")
 WDS_COMPRESSIONS = ("none", "gzip", "zstd")
 MAX_ROWS_PER_SAMPLE = 1 << 20
 log = logging.getLogger("shardsmith")
+# Who writes Parquet shards: auto (the engine's fastest: cuDF from device memory on the GPU engine,
+# pyarrow on the CPU), arrow (pyarrow: shards byte-identical with the CPU engine's), cudf (GPU only).
+WRITERS = ("auto", "arrow", "cudf")
+CUDF_COMPRESSIONS = ("zstd", "snappy", "lz4", "none")  # cuDF's Parquet writer has no gzip
+FLOAT_MODES = ("exact", "fast")
 
 
 @dataclass
@@ -77,6 +82,7 @@ class OutputConfig:
     # Deprecated alias of webdataset.compression (null: unset).
     webdataset_compression: str | None = None
     overwrite: bool = False
+    writer: str = "auto"
 
 
 @dataclass
@@ -105,6 +111,9 @@ class EngineConfig:
     gpu_threads_per_worker: int = 8  # host work (footers, shard writes) overlaps with the GPU's
     # Start the Dask dashboard of a local cluster (needs bokeh: shardsmith[dashboard]); its address is logged.
     dashboard: bool = True
+    # exact: every op in float64, rounded to its dtype after each op (bit-identical with the CPU
+    # engine); fast: float32 arithmetic in the GPU kernels of float32 chains (not bit-identical).
+    float_mode: str = "exact"
 
 
 @dataclass
@@ -333,6 +342,7 @@ def validate(cfg: ShardsmithConfig) -> None:
     _validate_split(cfg.split)
     _validate_output(cfg.output)
     _validate_engine(cfg.engine)
+    _validate_gpu_only(cfg.output, cfg.engine)
     if not 1 <= cfg.stats.quantile_bits <= 52:
         raise ConfigError(f"expected 1..52, got {cfg.stats.quantile_bits}", "stats.quantile_bits")
     _validate_profiling(cfg.profiling)
@@ -381,6 +391,7 @@ def _validate_output(out: OutputConfig) -> None:
     if out.row_group_rows <= 0:
         raise ConfigError(f"expected a positive row count, got {out.row_group_rows}", "output.row_group_rows")
     _choice(out.compression, COMPRESSIONS, "output.compression")
+    _choice(out.writer, WRITERS, "output.writer")
     _validate_webdataset(out)
 
 
@@ -404,8 +415,26 @@ def _validate_webdataset(out: OutputConfig) -> None:
                           "output.webdataset.compression")
 
 
+def _validate_gpu_only(out: OutputConfig, eng: EngineConfig) -> None:
+    """Settings that only the GPU engine has, and what cuDF's writer cannot do."""
+    if out.writer == "cudf":
+        if eng.kind == "cpu":
+            raise ConfigError("cudf writes Parquet from GPU memory and needs the GPU engine (engine=gpu, or "
+                              "engine=auto on a machine with a GPU); use auto or arrow", "output.writer")
+        if out.compression not in CUDF_COMPRESSIONS:
+            raise ConfigError(f"cuDF's Parquet writer has no {out.compression}: use one of "
+                              f"{', '.join(CUDF_COMPRESSIONS)}, or output.writer=arrow", "output.compression")
+        if out.compression_level is not None:
+            raise ConfigError("cuDF's Parquet writer takes no compression level: drop it, or use "
+                              "output.writer=arrow", "output.compression_level")
+    if eng.float_mode == "fast" and eng.kind == "cpu":
+        raise ConfigError("fast is float32 arithmetic in the GPU engine's kernels; the CPU engine computes "
+                          "exactly: use exact, or engine=gpu", "engine.float_mode")
+
+
 def _validate_engine(eng: EngineConfig) -> None:
     _choice(eng.kind, ENGINE_KINDS, "engine.kind")
+    _choice(eng.float_mode, FLOAT_MODES, "engine.float_mode")
     _choice(eng.cluster, CLUSTERS, "engine.cluster")
     if eng.n_workers is not None and eng.n_workers <= 0:
         raise ConfigError(f"expected a positive worker count, got {eng.n_workers}", "engine.n_workers")

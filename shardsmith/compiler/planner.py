@@ -51,6 +51,8 @@ class Plan:
     rows_pruned: int  # rows in row groups that statistics pruning skipped
     files: tuple[str, ...]
     cpu_kernels: str = "auto"  # engine.cpu_kernels: how the CPU backend runs fused groups and hashes
+    writer: str = "arrow"  # who writes the Parquet shards: arrow (pyarrow) or cudf (output.writer resolved)
+    float_mode: str = "exact"  # the generated kernels' arithmetic (engine.float_mode; CPU: exact)
 
     @property
     def output_schema(self) -> Schema:
@@ -86,7 +88,8 @@ def physical_plan(graph: Graph, engine: EngineConfig, kind: str = "cpu", device_
     fits = [fit_program(graph, s) for s in range(fit_passes(graph))]
     return Plan(graph, parts, tuple(p for p, _ in fits), tuple(c for _, c in fits), transform_program(graph),
                 shard_rows(graph), pruned, tuple(f.path for f in graph.source.files),
-                cpujit.choose(engine.cpu_kernels, graph.source.rows, worker_processes(engine)))
+                cpujit.choose(engine.cpu_kernels, graph.source.rows, worker_processes(engine)),
+                parquet_writer(graph.sink, kind), engine.float_mode if kind == "gpu" else "exact")
 
 
 CPU_KERNELS_TEXT = {"numba": "compiled (Numba)", "numpy": "NumPy",
@@ -97,6 +100,18 @@ def worker_processes(engine: EngineConfig) -> int:
     """How many processes run tasks, each paying its own start-up (an existing cluster: unknown, 1)."""
     local = engine.cluster == "local" and engine.scheduler is None
     return (engine.n_workers or os.cpu_count() or 1) if local and engine.processes else 1
+
+
+def parquet_writer(sink, kind: str) -> str:
+    """``output.writer`` on the engine ``kind``: auto is cuDF's writer on the GPU engine (from device
+    memory) unless the output asks for what it lacks (gzip, a compression level), pyarrow on the CPU."""
+    if sink.writer == "cudf" and kind != "gpu":
+        raise ConfigError("cudf writes Parquet from GPU memory, and the GPU engine cannot run here (engine.kind "
+                          "auto chose the CPU); use auto or arrow", "output.writer")
+    if sink.writer != "auto":
+        return sink.writer
+    cudf_can = sink.compression != "gzip" and sink.compression_level is None
+    return "cudf" if kind == "gpu" and cudf_can else "arrow"
 
 
 def transform_program(graph: Graph) -> tuple:
@@ -215,6 +230,12 @@ def describe(plan: Plan) -> list[str]:
                      f"node(s), statistics for {', '.join(fitted)}")
     lines.append(f"  transform: {len(plan.transform)} node(s), {kernel_count(plan.transform)} fused kernel(s)")
     lines.append(f"shards: {plan.shard_rows:,} rows each, splits {', '.join(g.split.names)}")
+    if "parquet" in g.sink.formats:
+        how = "cuDF, from device memory" if plan.writer == "cudf" else "pyarrow, from host memory"
+        lines.append(f"  Parquet written by {how} (output.writer: {g.sink.writer}); identity by content digests")
+    if plan.float_mode == "fast":
+        lines.append("  float_mode fast: float32 chains computed in float32 arithmetic, not bit-identical with "
+                     "the CPU engine")
     lines.append(f"CPU engine kernels: {CPU_KERNELS_TEXT[plan.cpu_kernels]} (engine.cpu_kernels)")
     return lines
 

@@ -141,6 +141,7 @@ class Sink:
     overwrite: bool
     webdataset_compression: str = "none"
     webdataset_rows_per_sample: int = 1  # 1: one tar sample per row (see shards/webdataset.py)
+    writer: str = "auto"  # output.writer as configured; the plan resolves auto (compiler/planner.py)
 
 
 @dataclass(frozen=True)

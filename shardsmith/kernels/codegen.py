@@ -15,6 +15,13 @@ sources of a pipeline can be kept as golden files.
 
 The kernel's meaning is defined by :func:`reference` (the NumPy code that the CPU engine runs); the
 tests compare the host build of every generated source with it.
+
+``engine.float_mode: fast`` renders the chains whose input and every stage are float32 with float32
+arithmetic instead (:func:`is_fast`): values and parameters are floats, and the per-op rounding to
+float32 is then implied. It is faster on GPUs, whose float64 throughput is a fraction of their
+float32 throughput, and it is *not* bit-identical with the CPU engine: its meaning is
+:func:`reference_fast` (NumPy in float32), within :data:`FAST_TOLERANCE` of the exact results.
+Every other chain, and every chain in exact mode (the default), renders exactly as before.
 """
 
 from __future__ import annotations
@@ -38,6 +45,12 @@ C_TYPES: dict[str, tuple[str, str, str, str]] = {
     **{d: (DTYPES[d].c_type, "(double){x}", f"({DTYPES[d].c_type}){{v}}", "ss_round_int") for d in INT_DTYPES},
 }
 BLOCK = 256
+FLOAT_MODES = ("exact", "fast")
+# How far a fast-mode result may be from the exact one (float64 per op, rounded to float32): a few
+# float32 rounding errors, times what normalize's subtraction and division amplify them by. Checked
+# on the demo pipeline's chain in tests/gpu/test_kernels_host.py; `shardsmith diff` uses it for
+# the floats of a dataset made in fast mode.
+FAST_TOLERANCE = (1e-5, 1e-5)  # (relative, absolute): |fast - exact| <= atol + rtol * |exact|
 
 
 @dataclass(frozen=True)
@@ -104,18 +117,26 @@ def pack(layout: ParamLayout, columns: list[list[dict]]) -> tuple[np.ndarray, np
     return P, (B if len(B) else np.zeros(1, dtype=np.float64)), BO
 
 
-def render(ops, layout: ParamLayout, src_dtype: str, dtypes) -> KernelSource:
+def is_fast(float_mode: str, src_dtype: str, dtypes) -> bool:
+    """Whether a chain computes in float32 arithmetic: in fast mode, when its input and every
+    stage's result are float32 (integers, booleans, float16 and float64 keep exact arithmetic)."""
+    return float_mode == "fast" and all(d == "float32" for d in (src_dtype, *dtypes))
+
+
+def render(ops, layout: ParamLayout, src_dtype: str, dtypes, float_mode: str = "exact") -> KernelSource:
     """The kernel source for a chain of elementwise ``ops`` whose results have ``dtypes``."""
-    return _render(tuple(ops), layout, src_dtype, tuple(dtypes))
+    if float_mode not in FLOAT_MODES:
+        raise ValueError(f"unknown float mode {float_mode!r}")
+    return _render(tuple(ops), layout, src_dtype, tuple(dtypes), is_fast(float_mode, src_dtype, dtypes))
 
 
 @functools.lru_cache(maxsize=256)
-def _render(ops: tuple, layout: ParamLayout, src_dtype: str, dtypes: tuple[str, ...]) -> KernelSource:
+def _render(ops: tuple, layout: ParamLayout, src_dtype: str, dtypes: tuple[str, ...], fast: bool) -> KernelSource:
     """Rendered once per process and chain: ops are frozen, hashable dataclasses."""
     for d in (src_dtype, *dtypes):
         if d not in C_TYPES:
             raise ValueError(f"no CUDA type for dtype {d}")
-    body = _chain_function(ops, layout, dtypes)
+    body = _fast_chain_function(ops, layout, dtypes) if fast else _chain_function(ops, layout, dtypes)
     signature = (src_dtype, dtypes[-1], body)
     name = "ss_fused_" + hashlib.sha256(repr(signature).encode()).hexdigest()[:16]
     src_t, load, _, _ = C_TYPES[src_dtype]
@@ -139,6 +160,24 @@ def _chain_function(ops, layout: ParamLayout, dtypes: tuple[str, ...]) -> str:
         lines.append(f"  v = {op.cuda('v', names)};")
         lines.append(f"  v = {C_TYPES[dtype][3]}(v);")
     lines.append("  return v;")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def _fast_chain_function(ops, layout: ParamLayout, dtypes: tuple[str, ...]) -> str:
+    """ss_chain in float32 arithmetic: the value and the scalar parameters as floats (the input is
+    float32, so the conversions in and out are exact; each op's result is a float already)."""
+    lines = ["SS_DEV double ss_chain(double x, const double* p, const double* B, const ss_i64* bo) {",
+             "  // engine.float_mode fast: float32 arithmetic, not bit-identical with the CPU engine",
+             "  float v = (float)x;"]
+    for j, (op, dtype) in enumerate(zip(ops, dtypes)):
+        names = {name: f"((float)p[{slot}])" for name, slot in layout.scalars[j]}
+        for name, pair in layout.arrays[j]:
+            names[name] = f"(B + bo[{2 * pair}])"
+            names[f"{name}_len"] = f"bo[{2 * pair + 1}]"
+        lines.append(f"  // stage {j}: {op.op_name} -> {dtype}")
+        lines.append(f"  v = {op.cuda('v', names)};")
+    lines.append("  return (double)v;")
     lines.append("}")
     return "\n".join(lines)
 
@@ -222,12 +261,13 @@ SS_HOST_EXPORT void {name}(
 """
 
 
-def group_source(node, group, states: dict) -> tuple[KernelSource, list[list[dict]], ParamLayout]:
-    """The kernel of one column group of a Fused node, with its columns' parameters and layout."""
+def group_source(node, group, states: dict, float_mode: str = "exact") -> tuple[KernelSource, list, ParamLayout]:
+    """The kernel of one column group of a Fused node in ``float_mode``, with its columns'
+    parameters and layout."""
     ops = tuple(node.steps[pos].op for pos, _ in group.chains[0].stages)
     params = chain_params(node, group, states)
     layout = layout_of(params[0])
-    return render(ops, layout, group.src_dtype, tuple(group.chains[0].dtypes)), params, layout
+    return render(ops, layout, group.src_dtype, tuple(group.chains[0].dtypes), float_mode), params, layout
 
 
 def reference(ops, params: list[list[dict]], dtypes: tuple[str, ...], x: np.ndarray) -> np.ndarray:
@@ -240,3 +280,15 @@ def reference(ops, params: list[list[dict]], dtypes: tuple[str, ...], x: np.ndar
              for k in per_col[0]}
         x = round_to(op.apply(x, p, np), dtype)
     return x
+
+
+def reference_fast(ops, params: list[list[dict]], dtypes: tuple[str, ...], x: np.ndarray) -> np.ndarray:
+    """What a fast-mode kernel computes (a float32 chain, :func:`is_fast`), in NumPy: ``x`` and
+    every scalar parameter as float32, each op in float32 arithmetic. NaN means null."""
+    x = np.asarray(x, dtype=np.float32)
+    for j, op in enumerate(ops):
+        per_col = [p[j] for p in params]
+        p = {k: np.array([q[k] for q in per_col], dtype=np.float32) for k in per_col[0]}
+        with np.errstate(invalid="ignore", divide="ignore"):
+            x = np.asarray(op.apply(x, p, np), dtype=np.float32)
+    return x.astype(np.float64)

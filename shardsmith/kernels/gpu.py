@@ -57,17 +57,23 @@ def function(src: KernelSource, entry: str):
 
 
 def _cubin(src: KernelSource, arch: str) -> Path:
+    return ensure_cubin(src, arch)[0]
+
+
+def ensure_cubin(src: KernelSource, arch: str) -> tuple[Path, bool]:
+    """The cached CUBIN of ``src`` for ``arch``, compiled now if absent (then True). Needs no GPU:
+    ``shardsmith warmup`` fills the cache ahead (runtime/warmup.py)."""
     name = f"{src.sha256[:32]}-{arch}.cubin"
     for directory in (cache_dir(), Path(tempfile.gettempdir()) / f"shardsmith-kernels-{os.getuid()}"):
         path = directory / name
         if path.exists():
-            return path
+            return path, False
         try:  # an unwritable cache (another user's home in a container) falls back to /tmp
             directory.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
             tmp.write_bytes(nvrtc.compile_source(src, arch))
             os.replace(tmp, path)
-            return path
+            return path, True
         except PermissionError:
             continue
     raise PermissionError(f"no writable kernel cache (set SHARDSMITH_KERNEL_CACHE): {cache_dir()}")

@@ -34,6 +34,16 @@ def version() -> tuple[int, int]:
 
 def compile_source(src: KernelSource, arch: str = "sm_90", extra: tuple[str, ...] = ()) -> bytes:
     """The CUBIN of ``src`` for ``arch``; raises CudaCompileError with NVRTC's log on failure."""
+    return _compile(src, arch, extra, "CUBIN")
+
+
+def compile_ptx(src: KernelSource, arch: str = "compute_90") -> str:
+    """The PTX of ``src`` for the virtual architecture ``arch`` (tests read which instructions a
+    kernel uses: float32 or float64 arithmetic)."""
+    return _compile(src, arch, (), "PTX").rstrip(b"\x00 ").decode()
+
+
+def _compile(src: KernelSource, arch: str, extra: tuple[str, ...], output: str) -> bytes:
     from cuda.bindings import nvrtc  # lazy: cuda-bindings is optional (the gpu and test extras)
 
     ok = nvrtc.nvrtcResult.NVRTC_SUCCESS
@@ -44,12 +54,12 @@ def compile_source(src: KernelSource, arch: str = "sm_90", extra: tuple[str, ...
         (err,) = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
         if err != ok:
             raise CudaCompileError(f"{src.name} ({arch}): {err.name}\n{_log(nvrtc, prog)}")
-        err, size = nvrtc.nvrtcGetCUBINSize(prog)
-        _check(err, ok, src, "cubin size")
-        cubin = b" " * size
-        (err,) = nvrtc.nvrtcGetCUBIN(prog, cubin)
-        _check(err, ok, src, "cubin")
-        return cubin
+        err, size = getattr(nvrtc, f"nvrtcGet{output}Size")(prog)
+        _check(err, ok, src, f"{output} size")
+        out = b" " * size
+        (err,) = getattr(nvrtc, f"nvrtcGet{output}")(prog, out)
+        _check(err, ok, src, output)
+        return out
     finally:
         nvrtc.nvrtcDestroyProgram(prog)
 

@@ -10,6 +10,7 @@ import math
 from shardsmith.compiler.planner import Plan
 from shardsmith.errors import ShardsmithError
 from shardsmith.ir import Schema
+from shardsmith.kernels import digest
 from shardsmith.ops.categorical import embedding_dim
 from shardsmith.runtime.identity import code_sha256, code_version
 from shardsmith.runtime.writing import QUARANTINE, Stream
@@ -44,6 +45,7 @@ def build_manifest(cfg, resolved: dict, key: str, plan: Plan, states: dict, stre
         "schema": _schema_json(fitted_schema(plan, states)),
         "splits": splits,
         "quarantine": quarantine,
+        "content": content(streams, plan.graph.split.names),
         "rows": rows,
         "fitted_state": "state/",
         "stats": {name: _stats(streams[name], plan.output_schema) for name in plan.graph.split.names},
@@ -90,12 +92,25 @@ def _json_float(v):
     return None if v is None or (isinstance(v, float) and not math.isfinite(v)) else v
 
 
+def _in_order(stream: Stream) -> list:
+    return sorted(stream.infos, key=lambda t: t[0])
+
+
 def _shards(stream: Stream) -> list[dict]:
-    return [dict(v, format=fmt) for _, info in sorted(stream.infos, key=lambda t: t[0])
+    """One entry per file (a shard written in two formats has two), with the shard's content."""
+    return [dict(v, format=fmt, content=info["content"]) for _, info in _in_order(stream)
             for fmt, v in info["files"].items()]
 
 
+def content(streams: dict[str, Stream], names) -> dict:
+    """The dataset's identity (kernels/digest.py): the spec it follows and the digest over every
+    split's shard digests, in order."""
+    splits = {name: [digest.from_hex(info["content"]["digest"]) for _, info in _in_order(streams[name])]
+              for name in names}
+    return {"spec": digest.SPEC, "digest": digest.hex_digest(digest.dataset_digest(splits))}
+
+
 def _stats(stream: Stream, schema: Schema) -> dict:
-    parts = [info["summary"] for _, info in sorted(stream.infos, key=lambda t: t[0])]
+    parts = [info["summary"] for _, info in _in_order(stream)]
     merged = merge_summaries(parts, schema) if parts else {}
     return {c: {k: _json_float(v) for k, v in e.items()} for c, e in merged.items()}

@@ -36,6 +36,7 @@ from shardsmith.runtime.fitting import fit
 from shardsmith.runtime.identity import dataset_key
 from shardsmith.runtime.lineage import manifest_lineage
 from shardsmith.runtime.staging import Output
+from shardsmith.runtime.warmup import Ahead
 from shardsmith.runtime.writing import ShardWriter
 from shardsmith.shards import manifest as mf
 from shardsmith.shards.state import load_state_doc
@@ -74,7 +75,8 @@ def prepare(cfg: ShardsmithConfig, passes=None, require_engine: bool = True) -> 
     plan, fit = fitsource.resolve(cfg, plan)
     resolved = to_dict(cfg)
     inputs = [(f.path, f.bytes, f.fingerprint) for f in graph.source.files]
-    key = dataset_key(resolved, inputs, cfg.plugins, fit.parent["dataset_key"] if fit.parent else None)
+    parent = fit.parent["dataset_key"] if fit.parent else None
+    key = dataset_key(resolved, inputs, cfg.plugins, parent, plan.writer, plan.float_mode)
     return Prepared(graph, plan, backend, resolved, key, fit)
 
 
@@ -152,7 +154,12 @@ def fit_section(prep: Prepared) -> dict:
 
 def _run(cfg, prep: Prepared, out: Output, prof: Profiler, log, t_start: float) -> tuple[dict, dict]:
     """Fit, transform and write on the cluster; the manifest (with its profile) and the timings."""
+    # A local GPU compile: the plan's kernels compile (in parallel) while the cluster starts.
+    ahead = Ahead(prep.plan, log) if prep.backend == "gpu" and cfg.engine.scheduler is None else None
     with prof.cluster(executor_for(cfg.engine, prep.backend, log), warm_up) as ex:
+        if ahead is not None:
+            with prof.stage("kernels ahead"):
+                ahead.wait()
         run = RunContext(prep.plan, prep.backend, ex, out, log, prof, fit=prep.fit)
         with prof.section("fit"):
             states = fit(run)
@@ -163,7 +170,8 @@ def _run(cfg, prep: Prepared, out: Output, prof: Profiler, log, t_start: float) 
     timings = {"wall": time.perf_counter() - t_start, **run.timings}
     with prof.stage("manifest", section=True):
         metas = [out.metas[p.index] for p in prep.plan.partitions]
-        engine = {"kind": prep.backend, "executor": ex.name, "workers": getattr(ex, "n_workers", 1)}
+        engine = {"kind": prep.backend, "executor": ex.name, "workers": getattr(ex, "n_workers", 1),
+                  "float_mode": prep.plan.float_mode}
         manifest = build_manifest(cfg, prep.resolved, prep.key, prep.plan, states, streams, metas, engine, timings)
         manifest["lineage"] = manifest_lineage(prep.plan, load_state_doc(out.path("state")))
         if checked is not None:

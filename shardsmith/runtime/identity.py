@@ -62,12 +62,18 @@ def plugin_sha256(modules: list[str]) -> str | None:
     return h.hexdigest()
 
 
-def dataset_key(resolved: dict, inputs: list[tuple], plugins: list[str], parent: str | None = None) -> str:
+def dataset_key(resolved: dict, inputs: list[tuple], plugins: list[str], parent: str | None = None,
+                writer: str = "arrow", float_mode: str = "exact") -> str:
     """What the shards depend on: the config minus engine and bookkeeping keys, the inputs
-    (path, bytes, fingerprint), the code (ours and the plugins'), and the dataset key of the
-    parent whose fitted state is reused (``fit.from``; the fit cache changes nothing)."""
+    (path, bytes, fingerprint), the code (ours and the plugins'), the dataset key of the
+    parent whose fitted state is reused (``fit.from``; the fit cache changes nothing), and what
+    of the engine changes the files: the Parquet ``writer`` that the plan chose, and float_mode
+    fast."""
     relevant = {k: v for k, v in resolved.items() if k not in ("engine", "profiling", "drift", "fit")}
     relevant["output"] = {k: v for k, v in resolved["output"].items() if k not in ("overwrite", "dir")}
+    relevant["output"]["writer"] = writer  # resolved: auto on the CPU is arrow, the same files
+    if float_mode != "exact":
+        relevant["float_mode"] = float_mode
     code = {"shardsmith": code_sha256(), "plugins": plugin_sha256(plugins)}
     doc = {"config": relevant, "inputs": inputs, "code": code}
     if parent is not None:

@@ -11,14 +11,16 @@ from dataclasses import replace
 import pyarrow as pa
 
 from shardsmith.backends import get_backend
+from shardsmith.backends.arrow import table_digests
 from shardsmith.backends.base import TaskContext
 from shardsmith.compiler.planner import Collect
 from shardsmith.ir import SPLIT_COL, Fused, Step
+from shardsmith.kernels import digest
 from shardsmith.profiling.spans import PROFILE_KEY, recorder
 from shardsmith.runtime.quality import check_stage, drop_quarantined
 from shardsmith.runtime.stages import stage_key, stage_kind
 from shardsmith.shards.summary import shard_summary
-from shardsmith.shards.writers import write_shard
+from shardsmith.shards.writers import WRITERS, write_bytes, write_shard
 
 
 def run_program(be, program, frame, states: dict, ctx, on_collect=None, rec=None):
@@ -42,7 +44,7 @@ def fit_task(backend: str, plan, part, stage: int, states: dict, prof: dict | No
     """Partial statistics of fit pass ``stage`` over one partition: {step key: [partial per stat]}
     (and the task's spans, as a list, under PROFILE_KEY when ``prof`` options are given)."""
     be = get_backend(backend, plan.cpu_kernels)
-    ctx = TaskContext(part.index, plan.files)
+    ctx = TaskContext(part.index, plan.files, float_mode=plan.float_mode)
     rec = recorder(be, f"fit{stage}", part.index, prof)
     with be.exclusive():
         return _fit(be, ctx, rec, plan, part, stage, states)
@@ -90,7 +92,7 @@ def transform_task(backend: str, plan, part, states: dict, prof: dict | None = N
     expectations' partials (and its spans when ``prof`` is given). ``spill``: where checks that
     need distinct values write them (runtime/quality.py)."""
     be = get_backend(backend, plan.cpu_kernels)
-    ctx = TaskContext(part.index, plan.files)
+    ctx = TaskContext(part.index, plan.files, float_mode=plan.float_mode)
     rec = recorder(be, "transform", part.index, prof)
     with be.exclusive():
         return _transform(be, ctx, rec, plan, part, states, spill and {**spill, "partition": part.index})
@@ -146,26 +148,59 @@ def pick_stream(result: dict, stream: str):
 
 
 def write_shard_task(backend: str, pieces: list, stream: str, path: str, sink, schema,
-                     prof: dict | None = None) -> dict:
+                     prof: dict | None = None, writer: str = "arrow") -> dict:
     """Concatenate the pieces (frame, start, stop) of one shard and write it in every output
-    format; returns what the manifest records of each file, the shard's summary, and (when
-    ``prof`` is given) the task's span under PROFILE_KEY."""
+    format; returns what the manifest records of each file, the shard's summary and content
+    digests (kernels/digest.py), and (when ``prof`` is given) the task's span under PROFILE_KEY.
+    ``writer`` writes the Parquet files: ``arrow`` (pyarrow, from host memory) or ``cudf`` (the
+    GPU engine's, from device memory)."""
     be = get_backend(backend)
     rec = recorder(be, "write", None, prof)
     rows = sum(stop - start for _, start, stop in pieces)
     span = rec.start("quarantine" if stream == "quarantine" else "shards", "write", rows=rows)
     if stream == "quarantine":  # quarantined rows are host Arrow tables whatever the backend
         table = pa.concat_tables([frame.slice(start, stop - start) for frame, start, stop in pieces])
-        out = {"files": write_shard(table, path, sink, None), "summary": None}
+        out = {"files": write_shard(table, path, sink, None), "summary": None,
+               "content": content_record(table_digests(table))}
+        nbytes_in = table.get_total_buffer_size()
     else:
-        # The schema gives the exact Arrow types to write (the GPU backend's columns map to several).
-        table = be.to_arrow(be.concat([be.slice(frame, start, stop) for frame, start, stop in pieces]), schema)
-        out = {"files": write_shard(table, path, sink, schema), "summary": shard_summary(table, schema)}
+        frame = be.concat([be.slice(frame, start, stop) for frame, start, stop in pieces])
+        out = _write_output(be, frame, path, sink, schema, writer)
+        nbytes_in = _total_bytes(be, [frame])
     if rec.enabled:
-        rec.stop(span, rows=table.num_rows, nbytes=sum(v["bytes"] for v in out["files"].values()),
-                 bytes_in=table.get_total_buffer_size(), stream=stream)
+        rec.stop(span, rows=rows, nbytes=sum(v["bytes"] for v in out["files"].values()), bytes_in=nbytes_in,
+                 stream=stream)
         out[PROFILE_KEY] = rec.finish()
     return out
+
+
+def _write_output(be, frame, path: str, sink, schema, writer: str) -> dict:
+    """One shard of a split: its content digests, its summary and its encoded form made where the
+    rows are (on the device for the GPU engine, holding it as a transform does), then its files
+    written on the host while the device serves other tasks."""
+    formats = list(sink.formats)
+    cudf_parquet = writer == "cudf" and "parquet" in formats
+    if cudf_parquet:
+        formats.remove("parquet")
+    with be.exclusive():
+        content = content_record(be.content_digests(frame, schema))
+        summary = shard_summary(schema, lambda c: frame[c].null_count, lambda c: be.finite_values(frame[c]), be.xp)
+        encoded = be.parquet_bytes(frame, sink, schema) if cudf_parquet else None
+        # The schema gives the exact Arrow types to write (the GPU backend's columns map to several).
+        table = be.to_arrow(frame, schema) if formats else None
+    files = {}
+    if encoded is not None:
+        final = path + WRITERS["parquet"][0]
+        files["parquet"] = {"path": final, "rows": be.num_rows(frame), "writer": "cudf", **write_bytes(final, encoded)}
+    if table is not None:
+        files.update(write_shard(table, path, sink, schema, formats))
+    return {"files": files, "summary": summary, "content": content}
+
+
+def content_record(columns: dict[str, int]) -> dict:
+    """What the manifest records of a shard's content: its digest and its columns' (hex)."""
+    return {"digest": digest.hex_digest(digest.shard_digest(columns)),
+            "columns": {name: digest.hex_digest(d) for name, d in columns.items()}}
 
 
 __all__ = ["fit_task", "transform_task", "write_shard_task", "result_meta", "SPLIT_COL"]

@@ -2,8 +2,9 @@
 each split's rows are numbered in input order and cut every ``shard_rows`` into shards, and every
 shard is written (on a worker) as soon as its rows exist.
 
-Shard boundaries depend only on the data, so the shards are byte-identical whatever the partition
-size or worker count. A resumed run skips the partitions whose rows only feed shards it already
+Shard boundaries depend only on the data, so the shards are the same whatever the partition size or
+worker count: the same content (digests) on any engine and writer, the same bytes for one engine
+and writer. A resumed run skips the partitions whose rows only feed shards it already
 wrote (the journal knows them).
 """
 
@@ -129,7 +130,7 @@ class ShardWriter:
             s.infos.append((index, done))
         else:
             fut = run.ex.submit(tasks.write_shard_task, run.backend, list(s.pieces), s.name, run.out.path(stem),
-                                self.plan.graph.sink, self.plan.output_schema, run.prof.task_opts)
+                                self.plan.graph.sink, self.plan.output_schema, run.prof.task_opts, self.plan.writer)
             self.shard_futures.append((s, index, fut))
         s.pieces, s.pending_rows = [], 0
 
@@ -141,7 +142,7 @@ class ShardWriter:
                 run.prof.add(res.pop(PROFILE_KEY, None))
                 files = {fmt: {**v, "path": os.path.relpath(v["path"], run.out.staging)}
                          for fmt, v in res["files"].items()}
-                info = {"files": files, "summary": res["summary"]}
+                info = {"files": files, "summary": res["summary"], "content": res["content"]}
                 s.infos.append((index, info))
                 run.out.done_shards[(s.name, index)] = info
                 run.record({"event": "shard", "stream": s.name, "index": index, "info": info})

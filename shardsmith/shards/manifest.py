@@ -108,6 +108,11 @@ def summary_lines(manifest: dict) -> list[str]:
         f"rows: in {rows['in']:,} = out {rows['out']:,} + filtered {rows['filtered']:,} "
         f"+ quarantined {rows['quarantined']:,}",
     ]
+    if "content" in manifest:  # identity by content (kernels/digest.py); older manifests have none
+        writers = sorted({s.get("writer", "arrow") for sp in manifest["splits"].values() for s in sp["shards"]
+                          if s["format"] == "parquet"})
+        lines.append(f"content digest {manifest['content']['digest']} ({manifest['content']['spec']})"
+                     + (f"; Parquet written by {', '.join(writers)}" if writers else ""))
     if manifest.get("parent"):
         lines.append(f"fitted state from the parent dataset {manifest['parent']['path']}")
     quality = manifest.get("quality")

@@ -11,7 +11,6 @@ the same bins in every dataset: two datasets' histograms compare bin by bin (``s
 from __future__ import annotations
 
 import numpy as np
-import pyarrow as pa
 
 from shardsmith.ir import Schema, is_numeric
 from shardsmith.kernels.exact import coarse_histogram, merge_histograms
@@ -21,30 +20,24 @@ MOMENT_ROLES = ("continuous", "label", "weight", "other")
 HIST_BITS = 3
 
 
-def shard_summary(table: pa.Table, schema: Schema) -> dict:
+def shard_summary(schema: Schema, nulls_of, finite_of, xp=np) -> dict:
     """Per column: null count; for numbers count, min, max; for non-categorical numbers the
-    exact moment sums (count, sum, sum of squares)."""
+    exact moment sums (count, sum, sum of squares). ``nulls_of(name)`` gives a column's null
+    count and ``finite_of(name)`` its non-missing, finite values as float64 (an array of ``xp``:
+    the engine computes them where the shard is, on the device for the GPU engine)."""
     out = {}
     for col in schema.columns:
-        column = table[col.name]
-        entry: dict = {"nulls": int(column.null_count)}
+        entry: dict = {"nulls": int(nulls_of(col.name))}
         if is_numeric(col.dtype):
-            x = _finite(column)
-            n, lo, hi = minmax_partial(x)
+            x = finite_of(col.name)
+            n, lo, hi = minmax_partial(x, xp)
             entry.update(count=n, min=lo if n else None, max=hi if n else None)
             if col.role in MOMENT_ROLES and n:
-                entry["moments"] = list(moments_partial(x))
-            keys, counts = coarse_histogram(x, HIST_BITS)
+                entry["moments"] = list(moments_partial(x, xp))
+            keys, counts = coarse_histogram(x, HIST_BITS, xp)
             entry["hist"] = [keys.tolist(), counts.tolist()]
         out[col.name] = entry
     return out
-
-
-def _finite(column: pa.ChunkedArray) -> np.ndarray:
-    x = column.to_numpy(zero_copy_only=False) if column.null_count == 0 else \
-        column.drop_null().to_numpy(zero_copy_only=False)
-    x = x.astype(np.float64, copy=False)
-    return x[np.isfinite(x)]
 
 
 def merge_summaries(parts: list[dict], schema: Schema) -> dict:

@@ -63,6 +63,11 @@ def atomic_write(final: str, write_fn) -> dict:
     return {"bytes": f.size, "sha256": f.sha.hexdigest()}
 
 
+def write_bytes(final: str, data) -> dict:
+    """Write a file whose bytes are already made (a Parquet file cuDF encoded on the device)."""
+    return atomic_write(final, lambda f: f.write(data))
+
+
 def write_parquet(table: pa.Table, final: str, sink, schema=None) -> dict:
     compression = None if sink.compression == "none" else sink.compression
 
@@ -74,6 +79,10 @@ def write_parquet(table: pa.Table, final: str, sink, schema=None) -> dict:
 
 
 WRITERS = {"parquet": (".parquet", write_parquet)}
+# What the manifest names as each file's writer ("writer" of a shard entry): Parquet written by
+# pyarrow from host memory is "arrow" (the GPU engine writes "cudf" files itself); other formats
+# are written by shardsmith's own code.
+WRITER_NAMES = {"parquet": "arrow"}
 
 
 def register_writer(fmt: str, suffix: str, fn) -> None:
@@ -83,12 +92,14 @@ def register_writer(fmt: str, suffix: str, fn) -> None:
     WRITERS[fmt] = (suffix, fn)
 
 
-def write_shard(table: pa.Table, stem: str, sink, schema) -> dict:
-    """Write ``table`` in every output format (quarantine shards: Parquet only)."""
-    formats = sink.formats if schema is not None else ("parquet",)
+def write_shard(table: pa.Table, stem: str, sink, schema, formats=None) -> dict:
+    """Write ``table`` in every output format (or those of ``formats``; quarantine shards: Parquet
+    only)."""
+    formats = formats if formats is not None else sink.formats if schema is not None else ("parquet",)
     out = {}
     for fmt in formats:
         suffix, fn = WRITERS[fmt]
         info = fn(table, stem + suffix, sink, schema=schema)
-        out[fmt] = {"path": stem + suffix, "rows": table.num_rows, **info}
+        out[fmt] = {"path": stem + suffix, "rows": table.num_rows, "writer": WRITER_NAMES.get(fmt, "shardsmith"),
+                    **info}
     return out

@@ -21,9 +21,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_the_gpu_backend_on_an_emulated_gpu():
     env = dict(os.environ, SHARDSMITH_FAKE_GPU="1", PYTHONPATH=str(ROOT))
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider",
-                           "tests/parity", "tests/gpu/test_gpu_device.py"],
+                           "tests/parity", "tests/gpu/test_gpu_device.py", "tests/gpu/test_gpu_identity.py"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
     tail = proc.stdout[-6000:] + proc.stderr[-2000:]
     assert proc.returncode == 0, tail
     passed = re.search(r"(\d+) passed", proc.stdout)
-    assert passed and int(passed.group(1)) >= 35, tail
+    assert passed and int(passed.group(1)) >= 43, tail

@@ -195,3 +195,38 @@ def test_the_shipped_gpu_and_auto_engine_configs_compose():
     assert (gpu.kind, gpu.partition_bytes, gpu.rmm_pool_size, gpu.gpu_threads_per_worker) == ("gpu", "auto", "0.5", 8)
     auto = compose(["engine=auto", "source.paths=[x.parquet]"]).engine
     assert (auto.kind, auto.threads_per_worker, auto.partition_bytes) == ("auto", None, "auto")  # null: per core
+
+
+# --- the Parquet writer and the float mode -----------------------------------------------------------
+def test_the_writer_and_float_mode_each_engine_gets(data):
+    from shardsmith.compiler.explain import explain_lines
+    from shardsmith.runtime.identity import dataset_key
+
+    def plan(kind="cpu", output=None, **engine):
+        cfg = _cfg(data, [{"op": "log1p", "cols": ["f32a"]}], kind=kind, **engine)
+        cfg = dataclasses.replace(cfg, output=dataclasses.replace(cfg.output, **(output or {})))
+        return _plan(cfg)
+
+    assert (plan().writer, plan().float_mode) == ("arrow", "exact")
+    gpu = plan("gpu", float_mode="fast")
+    assert (gpu.writer, gpu.float_mode) == ("cudf", "fast")
+    assert plan("gpu", {"writer": "arrow"}).writer == "arrow"
+    assert plan("gpu", {"compression": "gzip"}).writer == "arrow"  # auto: what cuDF's writer cannot do stays pyarrow
+    assert plan("gpu", {"compression_level": 9}).writer == "arrow"
+    text = "\n".join(explain_lines(gpu.graph, [], gpu, lowerings_for("gpu")))
+    assert "  Parquet written by cuDF, from device memory (output.writer: auto); identity by content digests" in text
+    assert "  float_mode fast: float32 chains computed in float32 arithmetic, not bit-identical" in text
+    # The dataset key follows the files: auto and arrow on the CPU write the same ones.
+    resolved = {"output": {"dir": "x", "writer": "auto"}, "engine": {}}
+    arrow = {**resolved, "output": {"dir": "x", "writer": "arrow"}}
+    assert dataset_key(resolved, [], [], "arrow") == dataset_key(arrow, [], [], "arrow")
+    assert len({dataset_key(resolved, [], [], w, m) for w, m in
+                (("arrow", "exact"), ("cudf", "exact"), ("cudf", "fast"))}) == 3
+
+
+def test_auto_engine_with_the_cudf_writer_is_one_error_where_it_chose_the_cpu(data):
+    cfg = _cfg(data, [], kind="auto")
+    cfg = dataclasses.replace(cfg, output=dataclasses.replace(cfg.output, writer="cudf"))
+    with pytest.raises(ConfigError, match="output.writer: cudf writes Parquet from GPU memory, and the GPU engine "
+                                          "cannot run here"):
+        _plan(cfg)

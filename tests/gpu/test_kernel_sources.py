@@ -6,6 +6,7 @@ review. Regenerate them with ``SHARDSMITH_UPDATE_GOLDEN=1 python -m pytest tests
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -152,3 +153,39 @@ def test_demo_pipeline_kernels_compile(demo_sources, arch):
     for src in demo_sources.values():
         cubin = nvrtc.compile_source(src, arch)
         assert src.entries[0].encode() in cubin
+
+
+# --- engine.float_mode: fast ----------------------------------------------------------------------------
+def _demo_chain(mode: str, src_dtype: str = "float32"):
+    ops = [FillMissing(cols=("a",), value=0.0), Clip(cols=("a",), lower=0.0), Log1p(cols=("a",)),
+           Normalize(cols=("a",))]
+    layout = codegen.layout_of([{"fill": 0.0}, {"lo": 0.0}, {}, {"mean": 1.0, "std": 2.0}])
+    dtypes, d = [], src_dtype
+    for op in ops:
+        d = op.out_dtype(d)
+        dtypes.append(d)
+    return codegen.render(ops, layout, src_dtype, tuple(dtypes), mode)
+
+
+F64_ARITHMETIC = re.compile(r"^\s+(add|sub|mul|div|fma|rcp|sqrt)\.[a-z.]*f64\b", re.MULTILINE)
+
+
+@needs_nvrtc
+@pytest.mark.parametrize("arch", nvrtc.ARCHS)
+def test_fast_mode_kernels_compile_and_compute_in_float32(arch):
+    fast, exact = _demo_chain("fast"), _demo_chain("exact")
+    assert fast.entries[0].encode() in nvrtc.compile_source(fast, arch)
+    virtual = arch.replace("sm_", "compute_")
+    assert F64_ARITHMETIC.search(nvrtc.compile_ptx(exact, virtual))  # exact: float64 per op
+    assert not F64_ARITHMETIC.search(nvrtc.compile_ptx(fast, virtual)), "fast mode left float64 arithmetic"
+
+
+def test_fast_mode_changes_only_float32_chains():
+    assert _demo_chain("fast").name != _demo_chain("exact").name
+    assert "float v = (float)x;" in _demo_chain("fast").text
+    for src_dtype in ("float64", "int32", "float16"):  # other chains render exactly as in exact mode
+        assert _demo_chain("fast", src_dtype).text == _demo_chain("exact", src_dtype).text
+    ints = [Bucketize(cols=("a",), boundaries=(0.0, 1.0))]
+    layout = codegen.layout_of([{"boundaries": np.array([0.0, 1.0])}])
+    assert codegen.render(ints, layout, "float32", ("int32",), "fast").text == \
+        codegen.render(ints, layout, "float32", ("int32",)).text

@@ -397,3 +397,60 @@ def test_numeric_casts_match_arrow_safe_casts(src):
         np.testing.assert_array_equal(failed, expected_failed, err_msg=f"{src} -> {dst}")
         got = [None if f else o.item() for o, f in zip(out, failed)]
         assert [g if g == g else "nan" for g in got] == [e if e == e else "nan" for e in expected], f"{src} -> {dst}"
+
+
+# --- engine.float_mode: fast --------------------------------------------------------------------------
+def _float32_chain(rng, k):
+    ops, per_op = [], []
+    for _ in range(int(rng.integers(1, 6))):
+        op, p = _random_op(rng, k)
+        while isinstance(op, Bucketize):
+            op, p = _random_op(rng, k)
+        ops.append(op)
+        per_op.append(p)
+    return ops, [[per_op[j][c] for j in range(len(ops))] for c in range(k)]
+
+
+@pytest.mark.parametrize("trial", range(12))
+def test_fast_mode_host_build_matches_the_float32_reference(trial):
+    """A fast-mode kernel against NumPy in float32 (codegen.reference_fast): equal but for libm's
+    log1pf and NumPy's float32 log1p, which may differ by an ulp (stated tolerance: 1e-6 relative,
+    1e-6 absolute; on this machine they agree to the bit)."""
+    rng = np.random.default_rng(500 + trial)
+    k, n = int(rng.integers(1, 4)), int(rng.integers(1, 3000))
+    ops, params = _float32_chain(rng, k)
+    layout = codegen.layout_of(params[0])
+    dtypes = ("float32",) * len(ops)
+    src = codegen.render(ops, layout, "float32", dtypes, "fast")
+    assert src.text != codegen.render(ops, layout, "float32", dtypes).text
+    inputs = [rng.permutation(_fixed_values(rng, np.float32, max(n, 12))[:n]) for _ in range(k)]
+    valids = [rng.random(n) > 0.2 for _ in range(k)]
+    out, out_valid, _ = hostcc.run_fused(src, inputs, valids, np.float32, *codegen.pack(layout, params))
+    x = np.stack([np.where(v, i.astype(np.float64), np.nan) for i, v in zip(inputs, valids)], axis=1)
+    ref = codegen.reference_fast(ops, params, dtypes, x)
+    for c in range(k):
+        np.testing.assert_array_equal(out_valid[c], ~np.isnan(ref[:, c]))
+        np.testing.assert_allclose(out[c][out_valid[c]], ref[:, c][out_valid[c]], rtol=1e-6, atol=1e-6)
+
+
+def test_fast_mode_is_within_its_documented_tolerance_of_exact():
+    """The demo pipeline's chain on demo data: fast mode's results differ from the exact ones (it is
+    another arithmetic) by no more than codegen.FAST_TOLERANCE."""
+    from shardsmith.demo import block
+
+    table = block(50_000, 0, 0)
+    xs = [table[f"I{i}"].to_numpy(zero_copy_only=False).astype(np.float32) for i in range(1, 14)]
+    ops = [FillMissing(cols=("a",), value=0.0), Clip(cols=("a",), lower=0.0), Log1p(cols=("a",)),
+           Normalize(cols=("a",))]
+    params = []
+    for x in xs:
+        logs = np.log1p(np.maximum(np.nan_to_num(x.astype(np.float64)), 0.0)).astype(np.float32).astype(np.float64)
+        params.append([{"fill": 0.0}, {"lo": 0.0}, {}, {"mean": float(logs.mean()), "std": float(logs.std())}])
+    layout, dtypes = codegen.layout_of(params[0]), ("float32",) * 4
+    src = codegen.render(ops, layout, "float32", dtypes, "fast")
+    out, _, _ = hostcc.run_fused(src, xs, [None] * len(xs), np.float32, *codegen.pack(layout, params))
+    fast = np.stack(out, axis=1).astype(np.float64)
+    exact = codegen.reference(ops, params, dtypes, np.stack([x.astype(np.float64) for x in xs], axis=1))
+    rtol, atol = codegen.FAST_TOLERANCE
+    assert (fast != exact).mean() > 0.1  # really another arithmetic
+    np.testing.assert_allclose(fast, exact, rtol=rtol, atol=atol)

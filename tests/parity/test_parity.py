@@ -1,8 +1,11 @@
 """One suite for every engine: each op, and the demo pipeline end to end, compiled with the engine
 under test (the ``backend`` fixture: cpu always, gpu where usable) and checked against naive
 references written here, value by value. Integer, categorical and hash columns must be identical;
-floats agree within 1e-6 relative. The GPU engine is also compared with the CPU engine directly,
-and where the output is integer-only the shards' sha256 must match."""
+floats agree within 1e-6 relative. The GPU engine is also compared with the CPU engine directly, by
+content digests (kernels/digest.py, as ``shardsmith diff`` does): the digests of every integer, id,
+hash and split column must be equal shard by shard; a float column's may differ only where its
+values, read back, agree within 1e-6 relative (1e-7 absolute). With ``output.writer=arrow`` the
+shards' sha256 must match too (the same bytes); with the GPU's own writer (cuDF) only the content."""
 
 from __future__ import annotations
 
@@ -18,6 +21,8 @@ import xxhash
 from shardsmith.compiler.config import compose, from_dict
 from shardsmith.ops.categorical import FIRST_ID, NULL_ID, OOV_ID
 from shardsmith.runtime import compile_dataset
+from shardsmith.shards.diff import ENGINE_TOLERANCE, compare, shards_of
+from shardsmith.shards.manifest import read_manifest
 from shardsmith.shards.state import load_states
 
 RTOL = 1e-6
@@ -338,11 +343,27 @@ def demo_on_cpu(demo):
     return _demo(demo, "cpu", "ref", "engine.partition_bytes=128MB")
 
 
+def assert_same_content(got_dir, ref_dir) -> None:
+    """The content comparison of the GPU-vs-CPU checks: non-float columns' digests equal, shard
+    by shard; floats equal or (read back) within the documented tolerance."""
+    got, ref = read_manifest(str(got_dir)), read_manifest(str(ref_dir))
+    report = compare(got, ref, ENGINE_TOLERANCE)
+    assert report.same, report.lines
+    floats = {c["name"] for c in ref["schema"] if c["dtype"].startswith("float")}
+    for name in ref["splits"]:
+        for a, b in zip(shards_of(got["splits"][name]), shards_of(ref["splits"][name])):
+            for col, d in b["content"]["columns"].items():
+                assert col in floats or a["content"]["columns"][col] == d, f"{name}: {col}"
+
+
 def test_demo_pipeline_matches_the_cpu_engine(demo, demo_on_cpu, backend):
     """On the CPU with other partitions (a determinism check); on the GPU against the CPU engine."""
     manifest, splits = _demo(demo, backend, "demo", "engine.partition_bytes=1MB" if backend == "cpu" else
                              "engine.partition_bytes=64MB")
     ref_manifest, ref = demo_on_cpu
+    assert_same_content(demo / f"demo-{backend}", demo / "ref-cpu")
+    if backend == "cpu":  # one engine, one writer: the same bytes
+        assert manifest["content"] == ref_manifest["content"]
     assert manifest["rows"] == ref_manifest["rows"]
     assert manifest["schema"] == ref_manifest["schema"]
     for name, table in ref.items():
@@ -358,13 +379,19 @@ def test_demo_pipeline_matches_the_cpu_engine(demo, demo_on_cpu, backend):
 
 
 def test_integer_only_demo_shards_are_byte_identical(demo, demo_on_cpu, backend):
-    """The demo data through hashing, categorify and quantile buckets only (no float outputs): the
-    shards must be the same bytes whatever the engine (and the partitioning)."""
+    """The demo data through hashing, categorify and quantile buckets only (no float outputs): with
+    the arrow writer the shards must be the same bytes whatever the engine (and the partitioning);
+    with the engine's own writer (cuDF on the GPU) the same content, every digest equal."""
     cfg_overrides = ["engine.partition_bytes=1MB" if backend == "cpu" else "engine.partition_bytes=64MB"]
     ref, _ = _demo(demo, "cpu", "ints-ref", *_demo_graph_without_floats())
-    got, _ = _demo(demo, backend, "ints", *_demo_graph_without_floats(), *cfg_overrides)
+    got, _ = _demo(demo, backend, "ints", *_demo_graph_without_floats(), *cfg_overrides, "output.writer=arrow")
     shas = lambda m: [(s["path"], s["sha256"]) for split in m["splits"].values() for s in split["shards"]]  # noqa: E731
     assert shas(got) == shas(ref) and len(shas(ref)) > 3
+    own, _ = _demo(demo, backend, "ints-own", *_demo_graph_without_floats(), *cfg_overrides)
+    contents = lambda m: [(s["path"], s["content"]) for sp in m["splits"].values() for s in sp["shards"]]  # noqa: E731
+    assert contents(own) == contents(ref) and own["content"] == ref["content"]
+    assert {s["writer"] for sp in own["splits"].values() for s in sp["shards"]} == \
+        {"cudf" if backend == "gpu" else "arrow"}
 
 
 def _demo_graph_without_floats():
@@ -376,7 +403,8 @@ def _demo_graph_without_floats():
 
 def test_a_local_cluster_writes_the_same_shards(demo, backend):
     """The engine as users run it: a Dask cluster (LocalCUDACluster for the GPU), against the
-    in-process CPU compile of the integer-only pipeline: the same bytes."""
+    in-process CPU compile of the integer-only pipeline: the same content (the same bytes on the
+    CPU; the GPU writes with cuDF)."""
     ref, _ = _demo(demo, "cpu", "ints-ref", *_demo_graph_without_floats())
     workers = "engine.n_workers=1" if backend == "gpu" else "engine.n_workers=2"
     cfg = compose([f"source.paths=[{demo}/raw/*.parquet]", f"output.dir={demo}/cluster-{backend}",
@@ -385,4 +413,6 @@ def test_a_local_cluster_writes_the_same_shards(demo, backend):
     got = compile_dataset(cfg, log=lambda *a: None).manifest
     shas = lambda m: [(s["path"], s["sha256"]) for split in m["splits"].values() for s in split["shards"]]  # noqa: E731
     assert got["engine"]["executor"] == "dask"
-    assert shas(got) == shas(ref)
+    assert got["content"] == ref["content"]  # the same content: every digest
+    if backend == "cpu":  # and on one engine and writer, the same bytes
+        assert shas(got) == shas(ref)

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from shardsmith.backends.arrow import table_digests
 from shardsmith.backends.base import FINITE_PARTIALS, TableBackend, assign_split
 from shardsmith.backends.cpu import arrays, compiled
 from shardsmith.backends.cpu.lowering import LOWERINGS
@@ -145,6 +146,10 @@ class CpuBackend(TableBackend):
     def to_arrow(self, frame, schema=None) -> pa.Table:
         """The frame as an Arrow table: already one here (``conform`` gave it the schema's types)."""
         return frame
+
+    def content_digests(self, frame, schema) -> dict[str, int]:
+        """The content digest (kernels/digest.py) of every output column, from its Arrow buffers."""
+        return table_digests(frame.select([c.name for c in schema.columns]), {c.name: c.dtype for c in schema.columns})
 
     def conform(self, frame, schema):
         """Cast the output columns to the planned dtypes (an empty partition infers nothing)."""

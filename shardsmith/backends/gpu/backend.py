@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from shardsmith.backends.base import FINITE_PARTIALS, TableBackend, assign_split
 from shardsmith.backends.gpu import columns as C
-from shardsmith.backends.gpu import expr, transfer
+from shardsmith.backends.gpu import digest, expr, transfer, writer
 from shardsmith.backends.gpu.lowering import LOWERINGS
 from shardsmith.errors import InputError
 from shardsmith.inputs.read import open_text
@@ -168,6 +168,14 @@ class GpuBackend(TableBackend):
             table = table.select([c.name for c in schema.columns])
             table = pa.table([_arrow_cast(table[f.name], f.type) for f in fields], schema=pa.schema(fields))
         return table.combine_chunks()
+
+    def content_digests(self, frame, schema) -> dict[str, int]:
+        """The content digest (kernels/digest.py) of every output column, computed on the device."""
+        return digest.frame_digests(frame, schema)
+
+    def parquet_bytes(self, frame, sink, schema) -> memoryview:
+        """The shard as a Parquet file encoded by cuDF from device memory (output.writer: cudf)."""
+        return writer.parquet_bytes(frame, sink, schema)
 
     def conform(self, frame, schema):
         """The output columns in the planned order and dtypes (dates stay int32 days until to_arrow)."""

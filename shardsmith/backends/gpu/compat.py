@@ -44,17 +44,38 @@ def device_memory_bytes() -> int:
     return min(sizes) if sizes else FALLBACK_DEVICE_MEMORY
 
 
+def _nvml_handles():
+    """NVML and its handles of the GPUs this process sees (CUDA_VISIBLE_DEVICES respected)."""
+    import pynvml  # lazy: NVML is optional
+
+    pynvml.nvmlInit()
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return pynvml, [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
+    return pynvml, [pynvml.nvmlDeviceGetHandleByUUID(v.encode()) if v.startswith(("GPU-", "MIG-"))
+                    else pynvml.nvmlDeviceGetHandleByIndex(int(v)) for v in visible.split(",") if v.strip()]
+
+
 def _nvml_sizes() -> list[int]:
     try:
-        import pynvml  # lazy: NVML is optional
-
-        pynvml.nvmlInit()
-        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-        if visible is None:
-            handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
-        else:
-            handles = [pynvml.nvmlDeviceGetHandleByUUID(v.encode()) if v.startswith(("GPU-", "MIG-"))
-                       else pynvml.nvmlDeviceGetHandleByIndex(int(v)) for v in visible.split(",") if v.strip()]
+        pynvml, handles = _nvml_handles()
         return [int(pynvml.nvmlDeviceGetMemoryInfo(h).total) for h in handles]
     except Exception:  # noqa: BLE001 - NVML missing or refusing: the caller falls back
         return []
+
+
+def device_archs() -> list[str]:
+    """The CUDA architectures (``sm_90``) of the GPUs this process sees, asked of NVML (no CUDA
+    context is created), else of CuPy; empty when there is no GPU to ask."""
+    try:
+        pynvml, handles = _nvml_handles()
+        caps = [pynvml.nvmlDeviceGetCudaComputeCapability(h) for h in handles]
+        if caps:
+            return sorted({f"sm_{major}{minor}" for major, minor in caps})
+    except Exception:  # noqa: BLE001 - NVML missing or refusing: ask CuPy
+        pass
+    if unavailable_reason() is not None:
+        return []
+    import cupy  # lazy: the one place that tries the optional GPU imports
+
+    return sorted({f"sm_{cupy.cuda.Device(i).compute_capability}" for i in range(cupy.cuda.runtime.getDeviceCount())})

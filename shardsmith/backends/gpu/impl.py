@@ -23,10 +23,10 @@ from shardsmith.kernels import lookup as L
 
 
 # --- fused elementwise chains: one generated kernel per column group -------------------------------
-def fused(be, node, frame, states: dict):
+def fused(be, node, frame, states: dict, float_mode: str = "exact"):
     new = {}
     for group in node.groups:
-        src, params, layout = codegen.group_source(node, group, states)
+        src, params, layout = codegen.group_source(node, group, states, float_mode)
         P, B, BO = codegen.pack(layout, params)
         outs = launch_fused(src, [_as_dtype(frame[c], group.src_dtype) for c in group.srcs],
                             group.chains[0].dtypes[-1], P, B, BO)

@@ -28,7 +28,7 @@ def _impl():
 @LOWERINGS.register(Fused)
 def run_fused(be, node, frame, states, ctx):
     """Each column group of the node as one generated CUDA kernel (kernels/codegen.py)."""
-    return _impl().fused(be, node, frame, states)
+    return _impl().fused(be, node, frame, states, ctx.float_mode)
 
 
 @LOWERINGS.register(Filter)

@@ -145,3 +145,10 @@ SS_KERNEL ss_buckets_i32(const ss_u64* h, ss_u64 num_buckets, int* out, ss_i64 n
 SS_KERNEL ss_buckets_i64(const ss_u64* h, ss_u64 num_buckets, long long* out, ss_i64 n) {
   SS_FOR_EACH(i, n) out[i] = (long long)(h[i] % num_buckets);
 }
+
+// Content digests (shardsmith/kernels/digest.py): XXH64, seed 0, of each of n byte spans, span i
+// being lens[i] bytes at address ptrs[i]: the blocks of every section of a shard's columns, hashed
+// in one launch, a thread per block.
+SS_KERNEL ss_xxh64_spans(const ss_u64* ptrs, const ss_i64* lens, ss_u64* out, ss_i64 n) {
+  SS_FOR_EACH(i, n) out[i] = ss_xxh64_bytes((const ss_u8*)ptrs[i], lens[i], 0);
+}
