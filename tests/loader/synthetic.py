@@ -47,13 +47,22 @@ def table(rows: int, seed: int, index: int) -> pa.Table:
 def write(out: str, rows: int, shard_rows: int = 131_072, row_group_rows: int = 65_536, seed: int = 0,
           formats=("parquet", "webdataset"), rows_per_sample: int = 1024, compression: str = "zstd") -> str:
     """Write a train split of ``rows`` rows under ``out`` with a manifest; returns ``out``."""
+    tables = (table(min(shard_rows, rows - start), seed, k) for k, start in enumerate(range(0, rows, shard_rows)))
+    return write_tables(out, tables, {n: r for n, _, r in columns()}, row_group_rows, formats, rows_per_sample,
+                        compression, fingerprint=f"synthetic-{seed}-{rows}")
+
+
+def write_tables(out: str, tables, roles: dict, row_group_rows: int, formats=("parquet",), rows_per_sample: int = 1024,
+                 compression: str = "zstd", fingerprint: str = "synthetic") -> str:
+    """Each table one shard of the train split (columns with ``roles``), and the manifest."""
     sink = SimpleNamespace(row_group_rows=row_group_rows, compression=compression, compression_level=None,
                            webdataset_compression="none", webdataset_rows_per_sample=rows_per_sample)
-    schema = Schema(tuple(Column(n, d, r) for n, d, r in columns()))
     writers = {"parquet": (".parquet", write_parquet), "webdataset": (".tar", write_webdataset)}
-    shards = []
-    for k, start in enumerate(range(0, rows, shard_rows)):
-        t = table(min(shard_rows, rows - start), seed, k)
+    shards, names, total = [], None, 0
+    for k, t in enumerate(tables):
+        names = [(f.name, np.dtype(f.type.to_pandas_dtype()).name) for f in t.schema]
+        schema = Schema(tuple(Column(n, d, roles.get(n, "other")) for n, d in names))
+        total += t.num_rows
         for fmt in formats:
             suffix, fn = writers[fmt]
             rel = f"train/part-{k:05d}{suffix}"
@@ -63,12 +72,12 @@ def write(out: str, rows: int, shard_rows: int = 131_072, row_group_rows: int = 
     write_manifest(out, {
         "format": FORMAT, "version": VERSION, "name": "synthetic-demo",
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-        "config": {"resolved": {"output": {"row_group_rows": row_group_rows, "shard_rows": shard_rows,
+        "config": {"resolved": {"output": {"row_group_rows": row_group_rows,
                                            "webdataset": {"rows_per_sample": rows_per_sample}}}},
-        "inputs": [{"path": "synthetic", "fingerprint": f"synthetic-{seed}-{rows}"}],
-        "schema": [{"name": n, "dtype": d, "role": r} for n, d, r in columns()],
-        "splits": {"train": {"rows": rows, "shards": shards}},
-        "rows": {"in": rows, "out": rows, "filtered": 0, "quarantined": 0}})
+        "inputs": [{"path": "synthetic", "fingerprint": fingerprint}],
+        "schema": [{"name": n, "dtype": d, "role": roles.get(n, "other")} for n, d in names],
+        "splits": {"train": {"rows": total, "shards": shards}},
+        "rows": {"in": total, "out": total, "filtered": 0, "quarantined": 0}})
     return out
 
 

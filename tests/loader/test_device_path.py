@@ -7,8 +7,13 @@ equality on a real device."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 import threading
 import weakref
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -291,7 +296,7 @@ def test_an_early_stop_releases_the_readahead(dataset_dir):
 def test_assemble_is_checked_and_defaults_by_device(dataset_dir):
     assert ShardDataset(dataset_dir).assemble == "host"
     assert ShardDataset(dataset_dir, assemble="device").assemble == "device"
-    with pytest.raises(ShardsmithError, match="assemble: expected one of 'host', 'device', got 'gpu'"):
+    with pytest.raises(ShardsmithError, match="assemble: expected one of 'host', 'device', 'cudf', got 'gpu'"):
         ShardDataset(dataset_dir, assemble="gpu")
 
 
@@ -301,3 +306,26 @@ def test_batches_of_the_device_path_are_one_buffer_each(dataset_dir):
         assert len({t.untyped_storage().data_ptr() for t in batch.values()}) == 1
     assert a["I1"].untyped_storage().data_ptr() != b["I1"].untyped_storage().data_ptr()
     assert sorted(batch_keys(a).tolist()) != sorted(batch_keys(b).tolist())
+
+
+def test_the_cudf_path_on_the_emulated_gpu():
+    """assemble="cudf" on the emulated cuDF (tests/fakegpu.py) in a child process: its glue runs in CI."""
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, SHARDSMITH_FAKE_GPU="1", PYTHONPATH=str(root))
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "tests/loader/test_gpu_decode.py"], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=900)
+    tail = proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert proc.returncode == 0, tail
+    passed = re.search(r"(\d+) passed", proc.stdout)
+    assert passed and int(passed.group(1)) >= 6, tail
+
+
+def test_the_cudf_path_without_cudf_says_so(dataset_dir):
+    try:
+        import cudf  # noqa: F401
+        pytest.skip("cuDF is importable here")
+    except Exception:  # noqa: BLE001 - the same broad catch as the loader's
+        pass
+    with pytest.raises(ShardsmithError, match="assemble: 'cudf' needs cuDF, which cannot be imported here"):
+        ShardDataset(dataset_dir, assemble="cudf")

@@ -13,14 +13,14 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from shardsmith.errors import InputError, ShardsmithError, did_you_mean
 from shardsmith.shards import order as od
-from shardsmith.shards.loader import gather
+from shardsmith.shards.loader import gather, gpudecode
 from shardsmith.shards.loader.blocks import BlockReader
 from shardsmith.shards.loader.device import PinnedRing, make_lane
 from shardsmith.shards.loader.layout import TENSOR_DTYPES, WIDEN, BatchSpec, assemble, plain_buffer
 from shardsmith.shards.readers import ShardSource, load_manifest
 
 STATE_FORMAT = "shardsmith-loader-state"
-ASSEMBLE = ("host", "device")
+ASSEMBLE = ("host", "device", "cudf")
 READAHEAD_THREADS = 2  # the device path in one process: blocks decoded and packed ahead, two at a time
 
 
@@ -34,8 +34,9 @@ class ShardDataset(IterableDataset):
     ``verify``: check each shard's size and sha256 against the manifest before its first read.
     ``assemble``: where batches are put together: ``"host"`` (decoded, shuffled and cut in host
     memory, each batch copied to ``device``) or ``"device"`` (whole blocks copied to ``device``
-    once, shuffled and cut there); the default is ``"device"`` for a CUDA device, else ``"host"``.
-    Both give the same batches.
+    once, shuffled and cut there), or ``"cudf"`` (as ``"device"``, the Parquet shards decoded on
+    the GPU by cuDF); the default is ``"device"`` for a CUDA device, else ``"host"``. All give the
+    same batches.
     """
 
     def __init__(self, manifest, split: str = "train", batch_size: int = 1024, columns=None, shuffle: bool = True,
@@ -50,9 +51,9 @@ class ShardDataset(IterableDataset):
         self.split, self.batch_size, self.shuffle, self.seed = split, batch_size, bool(shuffle), int(seed)
         self.drop_last, self.uneven, self.readahead = bool(drop_last), uneven, readahead
         self.device = _device(device)
-        self.assemble = _assemble(assemble, self.device)
         self._rank, self._world = rank, world_size
         shards, self.format = _split_shards(self.manifest, split, format)
+        self.assemble = _assemble(assemble, self.device, self.format)
         self.columns = _columns(self.manifest, columns)
         self.source = ShardSource(self.manifest, shards, [c for c, _ in self.columns],
                                   storage_options=storage_options, cache_dir=cache_dir, verify=verify)
@@ -182,6 +183,9 @@ class ShardDataset(IterableDataset):
             yield from gather.local_batches(plan, spec, self.source, self.lane(), ids,
                                             READAHEAD_THREADS if self.readahead else 0)
             return
+        if self.assemble == "cudf" and get_worker_info() is None:
+            yield from gpudecode.cudf_batches(plan, spec, self.source, self.lane(), ids, self.readahead)
+            return
         reader = BlockReader(plan, self.source, spec, plan.blocks_in_order(ids), self.readahead)
         alloc = self._host_buffer if get_worker_info() is None and self.device.type == "cuda" else plain_buffer
         try:
@@ -201,7 +205,7 @@ class ShardDataset(IterableDataset):
 
     def deliver(self, batch: dict) -> dict:
         """The batch on the target device (CUDA: from pinned memory, one non-blocking copy)."""
-        if self.device.type == "cpu" or self.assemble == "device":
+        if self.device.type == "cpu" or self.assemble != "host":
             return batch
         if self._ring is None:
             self._ring = PinnedRing(self.device)
@@ -245,11 +249,15 @@ def _check_args(batch_size, uneven, seed, shuffle_buffer) -> None:
         raise ShardsmithError(f"expected a positive row count, got {shuffle_buffer!r}", "shuffle_buffer")
 
 
-def _assemble(assemble, device: torch.device) -> str:
+def _assemble(assemble, device: torch.device, fmt: str) -> str:
     if assemble is None:
         return "device" if device.type == "cuda" else "host"
     if assemble not in ASSEMBLE:
         raise ShardsmithError(f"expected one of {', '.join(map(repr, ASSEMBLE))}, got {assemble!r}", "assemble")
+    if assemble == "cudf":
+        if fmt != "parquet":
+            raise ShardsmithError(f"'cudf' decodes Parquet shards, not {fmt}; use 'device'", "assemble")
+        gpudecode.cudf_module()
     return assemble
 
 

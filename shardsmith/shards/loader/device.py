@@ -105,6 +105,10 @@ class CudaLane:
         """The host waits for the work (before it overwrites the staging slot the work reads)."""
         token.synchronize()
 
+    def settle(self) -> None:
+        """The host waits for everything queued on the device, by any library (cuDF's reads)."""
+        torch.cuda.synchronize(self.device)
+
 
 class HostLane:
     """The device path on a CPU "device": each step runs at once, in order. The same code as on a
@@ -126,6 +130,9 @@ class HostLane:
         pass
 
     def wait(self, token) -> None:
+        pass
+
+    def settle(self) -> None:
         pass
 
 

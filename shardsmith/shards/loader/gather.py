@@ -55,13 +55,19 @@ def upload(lane, spec: BatchSpec, plan: od.EpochPlan, j: int, host: torch.Tensor
         if not plan.shuffle:
             out.copy_(host, non_blocking=True)
             return
-        raw = host.to(lane.device, non_blocking=True)
-        perm = hash_permutation_tensor(n, plan.block_seed(j), lane.device)
-        src, dst = spec.matrices(raw, n), spec.matrices(out, n)
-        for dt, mat in dst.items():
-            torch.index_select(src[dt], 1, perm, out=mat)
+        permute(spec, plan, j, host.to(lane.device, non_blocking=True), out)
 
     return DeviceBlock(j, spec.matrices(out, n), lane.submit(work), out)
+
+
+def permute(spec: BatchSpec, plan: od.EpochPlan, j: int, raw: torch.Tensor, out: torch.Tensor) -> None:
+    """Block ``j``'s rows, packed in stream order in ``raw``, into ``out`` in their permuted order:
+    the permutation computed on their device, then one gather per dtype."""
+    n = plan.block_rows(j)
+    perm = hash_permutation_tensor(n, plan.block_seed(j), raw.device)
+    src, dst = spec.matrices(raw, n), spec.matrices(out, n)
+    for dt, mat in dst.items():
+        torch.index_select(src[dt], 1, perm, out=mat)
 
 
 def read_block(source, plan: od.EpochPlan, j: int, lock: threading.Lock | None = None) -> list[dict]:

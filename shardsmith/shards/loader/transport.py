@@ -34,6 +34,9 @@ class ShardLoader(DataLoader):
         for key in ("batch_size", "shuffle", "sampler", "batch_sampler", "collate_fn"):
             if key in kwargs:
                 raise ShardsmithError("ShardDataset makes the batches; set it on the dataset, not the loader", key)
+        if dataset.assemble == "cudf" and num_workers:
+            raise ShardsmithError("assemble='cudf' decodes on the GPU in this process, where workers cannot "
+                                  "reach it: use num_workers=0", "num_workers")
         if not isinstance(batches_per_message, int) or batches_per_message < 1:
             raise ShardsmithError(f"expected a positive integer, got {batches_per_message!r}", "batches_per_message")
         self.batches_per_message = batches_per_message
