@@ -181,16 +181,44 @@ class BlockCache:
         self.held.append(j)
         return True, released
 
+    def forget(self, j: int) -> None:
+        """Block ``j`` is loaded afresh when next used (its copy held now goes with its last user)."""
+        if j in self.held:
+            self.held.remove(j)
+
+
+# A step of a block schedule: rows [lo, hi) of block j go to batch rows from ``at`` on; ``load``: the
+# block is loaded for this step; ``released``: the block let go to make room for it (or None).
+Step = tuple[int, int, int, int, bool, "int | None"]
+
+
+def block_schedule(plan: EpochPlan, batch_ids, capacity: int) -> list[list[Step]]:
+    """For each of ``batch_ids`` (in order), its pieces (``EpochPlan.pieces``) as steps of a reader
+    holding ``capacity`` blocks (``BlockCache``). A batch id that comes again (``uneven="pad"``)
+    loads its blocks afresh: a batch may be a view of its block, which its first user may have
+    changed in place, and the repeat must hold the rows as the shards do."""
+    cache, seen, out = BlockCache(capacity), set(), []
+    for b in np.asarray(batch_ids).tolist():
+        again = b in seen
+        seen.add(b)
+        steps = []
+        for j, lo, hi, at in plan.pieces(b):
+            if again:
+                cache.forget(j)
+            load, released = cache.touch(j)
+            steps.append((j, lo, hi, at, load, released))
+        out.append(steps)
+    return out
+
+
+def loads(schedule: list[list[Step]]) -> list[int]:
+    """The blocks a block schedule loads, in order: what its producer makes."""
+    return [step[0] for steps in schedule for step in steps if step[4]]
+
 
 def block_loads(plan: EpochPlan, batch_ids, capacity: int) -> list[int]:
-    """The blocks a reader of ``batch_ids`` (in order) loads, in order, holding ``capacity`` blocks
-    (``BlockCache``): a block comes again only after it was released."""
-    cache, out = BlockCache(capacity), []
-    for b in np.asarray(batch_ids).tolist():
-        for j, *_ in plan.pieces(b):
-            if cache.touch(j)[0]:
-                out.append(j)
-    return out
+    """The blocks a reader of ``batch_ids`` loads, in order (``block_schedule``)."""
+    return loads(block_schedule(plan, batch_ids, capacity))
 
 
 # --- the split over ranks and workers ----------------------------------------------------------------

@@ -156,23 +156,27 @@ def test_block_cache_holds_the_most_recently_used():
 
 
 @pytest.mark.parametrize("capacity", [1, 2, 3])
-def test_block_loads_are_what_a_consumer_of_the_batches_needs(capacity):
-    """A consumer that follows BlockCache over the batches' pieces asks for exactly the loads, in order,
-    and never reads a block it does not hold, whatever the batch list (runs, repeats, padding)."""
+def test_block_schedule_is_what_a_consumer_of_the_batches_needs(capacity):
+    """A consumer that follows the schedule over any batch list (runs, reversals, repeats, a rank's run then
+    its pads) holds at most ``capacity`` blocks, holds every block a piece reads, and is sent exactly the
+    loads; a batch that comes again loads its blocks afresh."""
     rng = np.random.default_rng(capacity)
     for bs, block_units in ((100, 2), (450, 1), (30, 1)):
         plan = _plan(bs=bs, block_units=block_units)
         runs = [np.arange(plan.batches), np.arange(plan.batches)[::-1], rng.integers(0, plan.batches, 40),
                 np.concatenate([np.arange(5, plan.batches), np.arange(0, 2)])]  # a rank's run, then its pads
         for ids in runs:
-            loads = iter(od.block_loads(plan, ids, capacity))
-            cache, held = od.BlockCache(capacity), set()
-            for b in ids.tolist():
-                for j, *_ in plan.pieces(b):
-                    load, released = cache.touch(j)
+            schedule = od.block_schedule(plan, ids, capacity)
+            loads, held, seen = [], set(), set()
+            for b, steps in zip(ids.tolist(), schedule):
+                assert [s[:4] for s in steps] == plan.pieces(b)
+                for j, _, _, _, load, released in steps:
+                    assert released is None or (load and released in held)
                     held.discard(released)
                     if load:
-                        assert next(loads) == j
+                        loads.append(j)
                         held.add(j)
                     assert j in held and len(held) <= capacity
-            assert next(loads, None) is None
+                    assert load or b not in seen
+                seen.add(b)
+            assert loads == od.block_loads(plan, ids, capacity) == od.loads(schedule)

@@ -1,6 +1,6 @@
 """Reading the epoch's stream a block at a time, the next block read ahead on a thread: by
 random access with a small cache (``BlockReader``, the host path), or in a fixed order worked out
-beforehand (``BlockFeed``, the device path: ``order.block_loads``)."""
+beforehand (``BlockFeed``, the device path: ``order.block_schedule``)."""
 
 from __future__ import annotations
 

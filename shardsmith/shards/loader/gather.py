@@ -4,15 +4,22 @@ A block's units are decoded on the host and packed, in stream order, into a pinn
 laid out like a batch of the block's rows (``BatchSpec.pack``: one (columns, rows) matrix per
 dtype). On the lane's side stream (``device.CudaLane``) the slot is copied to the device, the
 block's row permutation is computed there (``permute``: the same hash order as the host path) and
-applied with one gather per dtype. A batch is then, on the consumer's stream, one buffer and a few
-strided copies from the block(s) it spans (``EpochPlan.pieces``), exactly as the host path builds
-it in host memory, so the batches are the same bit for bit, in the same order.
+applied with one gather per dtype. A batch is then a slice of the block's rows (``EpochPlan.pieces``):
+views of the block's memory when the batch lies in one block, else a buffer of its own filled by a
+strided copy per dtype and block on the consumer's stream. Rows and layout are the host path's,
+so the batches are the same bit for bit, in the same order.
 
-Who holds which block is bookkeeping worked out beforehand (``order.BlockCache``,
-``order.block_loads``): the producer of a consumer's blocks (read-ahead threads in the process, or
-a DataLoader worker) makes them in that order, and the consumer releases each block when the
-cache says so. A DataLoader worker never touches the device: it sends its blocks packed in host
-memory (``block_message``), and the consuming process uploads them as they arrive (``Router``).
+Who holds which block is bookkeeping worked out beforehand (``order.block_schedule``): the
+producer of a consumer's blocks (read-ahead threads in the process, or a DataLoader worker) makes
+them in that order, and the consumer lets each go when the schedule says so; its memory returns
+once the last batch viewing it is gone. A DataLoader worker never touches the device: it sends its
+blocks packed in host memory (``block_message``), and the consuming process uploads them as they
+arrive (``Router``).
+
+A batch that is a view keeps its whole block in device memory while it lives (about 42 MB at the
+default shuffle buffer): ``clone()`` a batch to keep it for long. A batch id dealt twice
+(``uneven="pad"``) reads its blocks afresh, so it holds the shards' rows even if the first
+delivery was changed in place.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from shardsmith.shards.loader.device import Staging
 from shardsmith.shards.loader.layout import BatchSpec
 from shardsmith.shards.loader.permute import hash_permutation_tensor
 
-CAPACITY = 2  # blocks a consumer holds per producer: a batch's pieces are gathered one block at a time
+CAPACITY = 2  # blocks a consumer holds per producer: a batch's pieces are cut one block at a time
 BLOCK, BLOCK_ID, WORKER = "__shardsmith_block__", "__block__", "__worker__"
 
 
@@ -124,32 +131,38 @@ class Router:
 
 
 class DeviceBatches:
-    """Batches gathered on the device from the blocks of one or more producers (``next_block``
-    callables: read-ahead threads, or a DataLoader worker through ``Router``). Each producer's
-    blocks are held in a ``BlockCache`` of ``CAPACITY``, as its ``order.block_loads`` assumed."""
+    """Batches cut on the device from the blocks of one or more producers (``next_block`` callables:
+    read-ahead threads, or a DataLoader worker through ``Router``), following each producer's
+    ``order.block_schedule``. A batch inside one block is a set of views of that block's permuted
+    matrices: no copy, no kernel, a few microseconds of Python, which is what a batch costs here.
+    A batch that spans blocks is copied into a buffer of its own (one strided copy per dtype and
+    block)."""
 
     def __init__(self, plan: od.EpochPlan, spec: BatchSpec, lane, producers: int = 1):
         self.plan, self.spec, self.lane = plan, spec, lane
-        self.caches = [od.BlockCache(CAPACITY) for _ in range(producers)]
         self.held: list[dict] = [{} for _ in range(producers)]
 
-    def batch(self, b: int, next_block, producer: int = 0) -> dict:
-        """Batch ``b``, on the lane's device: one buffer, a strided copy per dtype and piece."""
-        start, stop = self.plan.batch_rows(b)
-        n = stop - start
+    def batch(self, steps: list, next_block, producer: int = 0) -> dict:
+        """The batch made of ``steps`` (one entry of ``block_schedule``), on the lane's device."""
+        if len(steps) == 1:
+            _, lo, hi, *_ = steps[0]
+            mats = self._block(producer, steps[0], next_block).mats
+            return self.spec.unbind({dt: mat[:, lo:hi] for dt, mat in mats.items()})
+        n = sum(step[2] - step[1] for step in steps)
         buf = torch.empty(max(self.spec.nbytes(n), 1), dtype=torch.uint8, device=self.lane.device)
         mats = self.spec.matrices(buf, n)
-        for j, lo, hi, at in self.plan.pieces(b):
-            src = self._block(producer, j, next_block).mats
+        for step in steps:
+            _, lo, hi, at, *_ = step
+            src = self._block(producer, step, next_block).mats
             for dt, mat in mats.items():
                 mat[:, at: at + hi - lo].copy_(src[dt][:, lo:hi])
         return self.spec.unbind(mats)
 
-    def _block(self, producer: int, j: int, next_block) -> DeviceBlock:
+    def _block(self, producer: int, step, next_block) -> DeviceBlock:
+        j, *_, load, released = step
         held = self.held[producer]
-        load, released = self.caches[producer].touch(j)
         if released is not None:
-            del held[released]  # its memory is the consumer's until the copies queued from it have run
+            del held[released]  # its memory lives on in the batches that view it, then goes back
         if load:
             block = next_block()
             if block.j != j:
@@ -161,7 +174,6 @@ class DeviceBatches:
     def live(self) -> int:
         """Blocks held on the device now."""
         return sum(len(h) for h in self.held)
-
 
 
 def _staging(lane, plan: od.EpochPlan, spec: BatchSpec, slots: int) -> Staging:
@@ -178,11 +190,12 @@ def local_batches(plan: od.EpochPlan, spec: BatchSpec, source, lane, ids: np.nda
         parts, n = read_block(source, plan, j, lock), plan.block_rows(j)
         return staged_upload(staging, lane, spec, plan, j, lambda slot: spec.pack(parts, slot.numpy(), n))
 
-    feed = BlockFeed(od.block_loads(plan, ids, CAPACITY), make, depth)
+    schedule = od.block_schedule(plan, ids, CAPACITY)
+    feed = BlockFeed(od.loads(schedule), make, depth)
     gather = DeviceBatches(plan, spec, lane)
     try:
-        for b in ids.tolist():
-            yield gather.batch(b, feed)
+        for steps in schedule:
+            yield gather.batch(steps, feed)
     finally:
         feed.close()
 
@@ -204,8 +217,8 @@ def worker_batches(plan: od.EpochPlan, spec: BatchSpec, lane, messages, ids: lis
     order a DataLoader deals single batches (one per worker in turn, skipping the finished)."""
     router = Router(messages, _staging(lane, plan, spec, 3), lane, spec, plan)
     gather = DeviceBatches(plan, spec, lane, producers=len(ids))
-    lists = [x.tolist() for x in ids]
-    for step in range(max((len(x) for x in lists), default=0)):
-        for w, lst in enumerate(lists):
-            if step < len(lst):
-                yield gather.batch(lst[step], lambda w=w: router.next_for(w), producer=w)
+    schedules = [od.block_schedule(plan, x, CAPACITY) for x in ids]
+    for i in range(max((len(x) for x in schedules), default=0)):
+        for w, schedule in enumerate(schedules):
+            if i < len(schedule):
+                yield gather.batch(schedule[i], lambda w=w: router.next_for(w), producer=w)

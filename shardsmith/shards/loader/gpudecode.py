@@ -83,11 +83,12 @@ def decoded_block(cudf, source, plan: od.EpochPlan, spec: BatchSpec, lane, j: in
 def cudf_batches(plan: od.EpochPlan, spec: BatchSpec, source, lane, ids: np.ndarray, readahead: bool):
     """The batches ``ids``, their blocks decoded by cuDF one block ahead on a thread."""
     cudf = cudf_module()
-    feed = BlockFeed(od.block_loads(plan, ids, CAPACITY),
+    schedule = od.block_schedule(plan, ids, CAPACITY)
+    feed = BlockFeed(od.loads(schedule),
                      lambda j: decoded_block(cudf, source, plan, spec, lane, j), 1 if readahead else 0)
     gather = DeviceBatches(plan, spec, lane)
     try:
-        for b in ids.tolist():
-            yield gather.batch(b, feed)
+        for steps in schedule:
+            yield gather.batch(steps, feed)
     finally:
         feed.close()
