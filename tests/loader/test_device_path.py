@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-from shardsmith.errors import ShardsmithError  # noqa: E402
+from shardsmith.errors import InputError, ShardsmithError  # noqa: E402
 from shardsmith.shards import ShardDataset, ShardLoader  # noqa: E402
 from shardsmith.shards import order as od  # noqa: E402
 from shardsmith.shards.loader import gather  # noqa: E402
@@ -289,6 +289,20 @@ def test_an_early_stop_releases_the_readahead(dataset_dir):
     next(it)
     it.close()
     assert threading.active_count() <= threads
+
+
+@pytest.mark.parametrize("workers", [None, 2])
+def test_a_truncated_shard_fails_naming_its_path_on_the_device_path(dataset_copy, workers):
+    with open(os.path.join(dataset_copy, "manifest.json")) as f:
+        shard = next(s for s in json.load(f)["splits"]["train"]["shards"] if s["format"] == "parquet")
+    path = os.path.join(dataset_copy, shard["path"])
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[: len(data) // 3])
+    ds = ShardDataset(dataset_copy, assemble="device", batch_size=1000, shuffle=False)
+    with pytest.raises(Exception, match=f"{path}: cannot read shard") as err:
+        list(ds if workers is None else ShardLoader(ds, num_workers=workers))
+    if workers is None:
+        assert isinstance(err.value, InputError)
 
 
 def test_assemble_is_checked_and_defaults_by_device(dataset_dir):
