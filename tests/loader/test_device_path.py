@@ -255,6 +255,12 @@ def test_a_block_is_read_only_after_the_consumer_joined_its_copy():
     np.testing.assert_array_equal(blk.mats[np.dtype("int32")][0].numpy(), parts[0][0]["a"])
 
 
+def _threads() -> int:
+    """Live threads, less multiprocessing's queue feeders: a DataLoader closes its workers' index
+    queues when it finishes, and their feeder threads exit on their own a moment later."""
+    return sum(t.name != "QueueFeederThread" for t in threading.enumerate())
+
+
 @pytest.mark.parametrize("workers", [None, 2])
 def test_blocks_are_held_two_at_a_time_and_all_released(dataset_dir, monkeypatch, workers):
     live, made = [], []
@@ -268,7 +274,7 @@ def test_blocks_are_held_two_at_a_time_and_all_released(dataset_dir, monkeypatch
         return out
 
     monkeypatch.setattr(gather.DeviceBatches, "batch", counting_batch)
-    threads = threading.active_count()
+    threads = _threads()
     kw = dict(batch_size=1000, seed=1, shuffle_buffer=1000)
     ds = ShardDataset(dataset_dir, assemble="device", **kw)
     n = sum(1 for _ in (ds if workers is None else ShardLoader(ds, num_workers=workers)))
@@ -280,15 +286,15 @@ def test_blocks_are_held_two_at_a_time_and_all_released(dataset_dir, monkeypatch
         assert od.block_loads(plan, np.arange(plan.batches), gather.CAPACITY) == list(range(len(plan.blocks)))
         assert len(set(map(id, made))) >= len(plan.blocks)
     assert all(ref() is None for ref in made)  # nothing of a block outlives the iteration
-    assert threading.active_count() <= threads  # the read-ahead threads are gone
+    assert _threads() <= threads, [t.name for t in threading.enumerate()]  # the read-ahead threads are gone
 
 
 def test_an_early_stop_releases_the_readahead(dataset_dir):
-    threads = threading.active_count()
+    threads = _threads()
     it = iter(ShardDataset(dataset_dir, assemble="device", batch_size=500, shuffle_buffer=1000))
     next(it)
     it.close()
-    assert threading.active_count() <= threads
+    assert _threads() <= threads
 
 
 @pytest.mark.parametrize("workers", [None, 2])
