@@ -82,9 +82,25 @@ def backend(request) -> str:
     return request.param
 
 
+def _cuda_unavailable_reason():
+    """Why torch sees no CUDA device (the loader's device path needs torch alone), or None."""
+    try:
+        import torch  # lazy: only the loader's GPU tests need it
+    except ImportError:
+        return "torch is not installed"
+    return None if torch.cuda.is_available() else "torch sees no CUDA device"
+
+
 @pytest.fixture(autouse=True)
 def _skip_gpu_tests_without_gpu(request):
-    if request.node.get_closest_marker("gpu") is not None:
+    marker = request.node.get_closest_marker("gpu")
+    if marker is not None:
+        # gpu(needs="cuda"): a CUDA device for torch is enough (no CuPy, no cuDF).
+        if marker.kwargs.get("needs") == "cuda":
+            reason = _cuda_unavailable_reason()
+            if reason:
+                pytest.skip(f"no CUDA device here: {reason}")
+            return
         reason = gpu_unavailable_reason()
         if reason:
             pytest.skip(f"no GPU engine here: {reason}")

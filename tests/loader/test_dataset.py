@@ -254,18 +254,18 @@ def test_batch_tensors_share_one_buffer_that_rebuilds_exactly(dataset_dir):
         assert torch.equal(host[off: off + size].view(dtype), loose[name])
 
 
-@pytest.mark.gpu
+@pytest.mark.gpu(needs="cuda")
 def test_cuda_batches_match_the_cpu_ones(dataset_dir):
-    if not torch.cuda.is_available():
-        pytest.skip("no CUDA device")
     for workers in (0, 2):
         # The same worker count on both sides: with workers, batches are dealt out in another order.
         cpu = list(ShardLoader(ShardDataset(dataset_dir, batch_size=BS, seed=1), num_workers=workers))
-        gpu = list(ShardLoader(ShardDataset(dataset_dir, batch_size=BS, seed=1, device="cuda"), num_workers=workers))
-        torch.cuda.synchronize()
-        assert len(gpu) == len(cpu)
-        for a, b in zip(cpu, gpu):
-            assert all(b[k].is_cuda and torch.equal(a[k], b[k].cpu()) for k in a)
+        for assemble in ("host", "device"):
+            gpu = list(ShardLoader(ShardDataset(dataset_dir, batch_size=BS, seed=1, device="cuda", assemble=assemble),
+                                   num_workers=workers))
+            torch.cuda.synchronize()
+            assert len(gpu) == len(cpu)
+            for a, b in zip(cpu, gpu):
+                assert all(b[k].is_cuda and torch.equal(a[k], b[k].cpu()) for k in a), assemble
 
 
 def test_messages_of_several_batches_keep_the_single_batch_order(dataset_dir):

@@ -130,3 +130,53 @@ def test_blocks_in_order_lists_each_block_once_in_first_use_order():
             if j not in expect:
                 expect.append(j)
     assert blocks == expect
+
+
+# --- the device path's bookkeeping: pieces of batches, and which block is held when ----------------------
+@pytest.mark.parametrize("bs,block_units,drop_last", [(100, 2, False), (333, 1, True), (1000, 1, False), (7, 3, False)])
+def test_pieces_tile_the_stream_in_order(bs, block_units, drop_last):
+    plan = _plan(bs=bs, block_units=block_units, drop_last=drop_last)
+    rows = []
+    for b in range(plan.batches):
+        start, stop = plan.batch_rows(b)
+        at = 0
+        for j, lo, hi, dest in plan.pieces(b):
+            assert dest == at and 0 <= lo < hi <= plan.block_rows(j)
+            rows.extend(int(plan.block_starts[j]) + r for r in range(lo, hi))
+            at += hi - lo
+        assert at == stop - start
+    assert rows == list(range(plan.rows))
+
+
+def test_block_cache_holds_the_most_recently_used():
+    cache = od.BlockCache(2)
+    seq = [cache.touch(j) for j in (5, 6, 5, 7, 6, 6, 5)]
+    assert seq == [(True, None), (True, None), (False, None), (True, 6), (True, 5), (False, None), (True, 7)]
+    assert cache.held == [6, 5]
+
+
+@pytest.mark.parametrize("capacity", [1, 2, 3])
+def test_block_schedule_is_what_a_consumer_of_the_batches_needs(capacity):
+    """A consumer that follows the schedule over any batch list (runs, reversals, repeats, a rank's run then
+    its pads) holds at most ``capacity`` blocks, holds every block a piece reads, and is sent exactly the
+    loads; a batch that comes again loads its blocks afresh."""
+    rng = np.random.default_rng(capacity)
+    for bs, block_units in ((100, 2), (450, 1), (30, 1)):
+        plan = _plan(bs=bs, block_units=block_units)
+        runs = [np.arange(plan.batches), np.arange(plan.batches)[::-1], rng.integers(0, plan.batches, 40),
+                np.concatenate([np.arange(5, plan.batches), np.arange(0, 2)])]  # a rank's run, then its pads
+        for ids in runs:
+            schedule = od.block_schedule(plan, ids, capacity)
+            loads, held, seen = [], set(), set()
+            for b, steps in zip(ids.tolist(), schedule):
+                assert [s[:4] for s in steps] == plan.pieces(b)
+                for j, _, _, _, load, released in steps:
+                    assert released is None or (load and released in held)
+                    held.discard(released)
+                    if load:
+                        loads.append(j)
+                        held.add(j)
+                    assert j in held and len(held) <= capacity
+                    assert load or b not in seen
+                seen.add(b)
+            assert loads == od.block_loads(plan, ids, capacity) == od.loads(schedule)

@@ -32,10 +32,15 @@ What that means in use:
   DataLoader with workers reads the same batches but cannot count them, and persistent workers
   would miss ``set_epoch`` and ``load_state_dict``, so ShardLoader refuses them.
 
+With ``device="cuda"`` batches are assembled on the GPU (``assemble="device"``): whole blocks are
+copied there once, shuffled and cut into batches there, the same batches as on the host.
+
 Inside: ``dataset`` (the dataset's state machine: epochs, ranks, resuming), ``transport`` (the
 loader that interleaves DataLoader workers' messages back into order), ``blocks`` (reading the
-stream's blocks ahead on a thread), ``layout`` (how a batch lies in memory), ``device``
-(pinned buffers and copies to a GPU).
+stream's blocks ahead on threads), ``layout`` (how a batch lies in memory), ``device``
+(pinned buffers, staging slots, and the side stream copies run on), ``gather`` (the device path:
+blocks to the device, batches cut there), ``permute`` (a block's row permutation computed on the
+device), ``gpudecode`` (``assemble="cudf"``: blocks decoded by cuDF).
 """
 
 from shardsmith.shards.loader.dataset import ShardDataset

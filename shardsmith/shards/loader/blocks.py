@@ -1,4 +1,6 @@
-"""Reading the epoch's stream a block at a time, the next block read ahead on a thread."""
+"""Reading the epoch's stream a block at a time, the next block read ahead on a thread: by
+random access with a small cache (``BlockReader``, the host path), or in a fixed order worked out
+beforehand (``BlockFeed``, the device path: ``order.block_schedule``)."""
 
 from __future__ import annotations
 
@@ -44,5 +46,40 @@ class BlockReader:
     def close(self) -> None:
         if self.pool is not None:
             for fut in self.pending.values():
+                fut.cancel()
+            self.pool.shutdown(wait=True)
+
+
+class BlockFeed:
+    """The blocks of a fixed list of loads, in order, each made by ``make(j)`` on up to ``depth``
+    threads ahead of its use (``depth`` 0: when asked for). Call it for the next one."""
+
+    def __init__(self, loads: list[int], make, depth: int):
+        self.loads, self.make, self.depth = list(loads), make, depth
+        self.next_load = 0
+        self.pending: collections.deque = collections.deque()
+        self.pool = concurrent.futures.ThreadPoolExecutor(depth) if depth else None
+        self._fill()
+
+    def _fill(self) -> None:
+        while self.pool is not None and len(self.pending) < self.depth and self.next_load < len(self.loads):
+            self.pending.append(self.pool.submit(self.make, self.loads[self.next_load]))
+            self.next_load += 1
+
+    def __call__(self):
+        if self.pool is None:
+            if self.next_load >= len(self.loads):
+                raise RuntimeError("no block left to load: the loads and the batches disagree")
+            self.next_load += 1
+            return self.make(self.loads[self.next_load - 1])
+        if not self.pending:
+            raise RuntimeError("no block left to load: the loads and the batches disagree")
+        block = self.pending.popleft().result()
+        self._fill()
+        return block
+
+    def close(self) -> None:
+        if self.pool is not None:
+            for fut in self.pending:
                 fut.cancel()
             self.pool.shutdown(wait=True)

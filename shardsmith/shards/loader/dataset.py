@@ -13,12 +13,15 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from shardsmith.errors import InputError, ShardsmithError, did_you_mean
 from shardsmith.shards import order as od
+from shardsmith.shards.loader import gather, gpudecode
 from shardsmith.shards.loader.blocks import BlockReader
-from shardsmith.shards.loader.device import PinnedRing
+from shardsmith.shards.loader.device import PinnedRing, make_lane
 from shardsmith.shards.loader.layout import TENSOR_DTYPES, WIDEN, BatchSpec, assemble, plain_buffer
 from shardsmith.shards.readers import ShardSource, load_manifest
 
 STATE_FORMAT = "shardsmith-loader-state"
+ASSEMBLE = ("host", "device", "cudf")
+READAHEAD_THREADS = 2  # the device path in one process: blocks decoded and packed ahead, two at a time
 
 
 class ShardDataset(IterableDataset):
@@ -29,13 +32,19 @@ class ShardDataset(IterableDataset):
     read when the split has several ("parquet" first by default). ``shuffle_buffer``: rows per
     shuffle block (rounded to whole units). ``cache_dir``: keep remote shards there.
     ``verify``: check each shard's size and sha256 against the manifest before its first read.
+    ``assemble``: where batches are put together: ``"host"`` (decoded, shuffled and cut in host
+    memory, each batch copied to ``device``) or ``"device"`` (whole blocks copied to ``device``
+    once, shuffled and cut there), or ``"cudf"`` (as ``"device"``, the Parquet shards decoded on
+    the GPU by cuDF); the default is ``"device"`` for a CUDA device, else ``"host"``. All give the
+    same batches.
     """
 
     def __init__(self, manifest, split: str = "train", batch_size: int = 1024, columns=None, shuffle: bool = True,
                  seed: int = 0, drop_last: bool = False, device="cpu", *, format: str | None = None,
                  shuffle_buffer: int = 262_144, uneven: str = "pad", rank: int | None = None,
                  world_size: int | None = None, storage_options: dict | None = None,
-                 cache_dir: str | None = None, verify: bool = False, readahead: bool = True):
+                 cache_dir: str | None = None, verify: bool = False, readahead: bool = True,
+                 assemble: str | None = None):
         super().__init__()
         self.manifest = load_manifest(manifest, storage_options)
         _check_args(batch_size, uneven, seed, shuffle_buffer)
@@ -44,6 +53,7 @@ class ShardDataset(IterableDataset):
         self.device = _device(device)
         self._rank, self._world = rank, world_size
         shards, self.format = _split_shards(self.manifest, split, format)
+        self.assemble = _assemble(assemble, self.device, self.format)
         self.columns = _columns(self.manifest, columns)
         self.source = ShardSource(self.manifest, shards, [c for c, _ in self.columns],
                                   storage_options=storage_options, cache_dir=cache_dir, verify=verify)
@@ -61,6 +71,7 @@ class ShardDataset(IterableDataset):
         self._begun = False
         self._resolved = None  # (rank, world size) as the consuming process saw them at the last start
         self._chunk = 0  # batches per message from a DataLoader worker (ShardLoader sets it; 0: plain batches)
+        self._send_blocks = False  # DataLoader workers send blocks for the device path (ShardLoader sets it)
         self._plans: dict = {}
         self._ring = None
 
@@ -138,7 +149,10 @@ class ShardDataset(IterableDataset):
         jobs = self._start
         if jobs is None or len(jobs) != self.world()[1] or len(jobs[rank]) != info.num_workers:
             jobs = self._jobs_for(info.num_workers)
-        if self._chunk:
+        if self._send_blocks:
+            yield from gather.worker_messages(self.plan(), BatchSpec(self.columns), self.source,
+                                              od.job_ids(jobs[rank][info.id]), info.id, self.readahead)
+        elif self._chunk:
             yield from self._messages(jobs[rank][info.id], self._chunk)
         else:
             yield from self._batches(jobs[rank][info.id])
@@ -165,6 +179,13 @@ class ShardDataset(IterableDataset):
         plan = self.plan()
         ids = od.job_ids(jobs)
         spec = BatchSpec(self.columns)
+        if self.assemble == "device" and get_worker_info() is None:
+            yield from gather.local_batches(plan, spec, self.source, self.lane(), ids,
+                                            READAHEAD_THREADS if self.readahead else 0)
+            return
+        if self.assemble == "cudf" and get_worker_info() is None:
+            yield from gpudecode.cudf_batches(plan, spec, self.source, self.lane(), ids, self.readahead)
+            return
         reader = BlockReader(plan, self.source, spec, plan.blocks_in_order(ids), self.readahead)
         alloc = self._host_buffer if get_worker_info() is None and self.device.type == "cuda" else plain_buffer
         try:
@@ -173,6 +194,10 @@ class ShardDataset(IterableDataset):
         finally:
             reader.close()
 
+    def lane(self):
+        """Where the device path's copies and shuffles run (``device.make_lane``)."""
+        return make_lane(self.device)
+
     def _host_buffer(self, nbytes: int) -> torch.Tensor:
         if self._ring is None:
             self._ring = PinnedRing(self.device)
@@ -180,7 +205,7 @@ class ShardDataset(IterableDataset):
 
     def deliver(self, batch: dict) -> dict:
         """The batch on the target device (CUDA: from pinned memory, one non-blocking copy)."""
-        if self.device.type == "cpu":
+        if self.device.type == "cpu" or self.assemble != "host":
             return batch
         if self._ring is None:
             self._ring = PinnedRing(self.device)
@@ -222,6 +247,18 @@ def _check_args(batch_size, uneven, seed, shuffle_buffer) -> None:
         raise ShardsmithError(f"expected an integer in [0, 2**64), got {seed!r}", "seed")
     if not isinstance(shuffle_buffer, int) or shuffle_buffer <= 0:
         raise ShardsmithError(f"expected a positive row count, got {shuffle_buffer!r}", "shuffle_buffer")
+
+
+def _assemble(assemble, device: torch.device, fmt: str) -> str:
+    if assemble is None:
+        return "device" if device.type == "cuda" else "host"
+    if assemble not in ASSEMBLE:
+        raise ShardsmithError(f"expected one of {', '.join(map(repr, ASSEMBLE))}, got {assemble!r}", "assemble")
+    if assemble == "cudf":
+        if fmt != "parquet":
+            raise ShardsmithError(f"'cudf' decodes Parquet shards, not {fmt}; use 'device'", "assemble")
+        gpudecode.cudf_module()
+    return assemble
 
 
 def _device(device) -> torch.device:

@@ -63,12 +63,32 @@ class BatchSpec:
             dest = raw[off: off + size].view(dt).reshape(len(names), n)
             dest[:, start: start + hi - lo] = block[dt][:, lo:hi]
 
+    def pack(self, parts: list[dict], raw: np.ndarray, n: int) -> None:
+        """A block's columns (its units' ``parts``, rows in stream order, not permuted) into the
+        uint8 buffer ``raw`` laid out as a batch of ``n`` rows: what the device path copies over."""
+        for dt, names, off, size in self._sizes(n):
+            mat = raw[off: off + size].view(dt).reshape(len(names), n)
+            for i, name in enumerate(names):
+                at = 0
+                for p in parts:
+                    col = p[name]
+                    mat[i, at: at + len(col)] = col  # casts as astype(dt) does (same-kind or widening)
+                    at += len(col)
+
+    def matrices(self, buf: torch.Tensor, n: int) -> dict:
+        """The (columns, rows) matrix of each dtype in ``buf`` laid out for ``n`` rows, as tensor
+        views (on whatever device ``buf`` is)."""
+        return {dt: buf[off: off + size].view(self.torch_dtypes[dt]).view(len(names), n)
+                for dt, names, off, size in self._sizes(n)}
+
     def views(self, buf: torch.Tensor, n: int) -> dict:
         """The batch's columns as 1-D tensor views of ``buf``, in the requested column order."""
+        return self.unbind(self.matrices(buf, n))
+
+    def unbind(self, mats: dict) -> dict:
         out = {}
-        for dt, names, off, size in self._sizes(n):
-            t = buf[off: off + size].view(self.torch_dtypes[dt]).view(len(names), n)
-            out.update(zip(names, t.unbind(0)))
+        for dt, names in self.groups:
+            out.update(zip(names, mats[dt].unbind(0)))
         return {name: out[name] for name in self.names}
 
 
@@ -79,13 +99,8 @@ def assemble(plan: od.EpochPlan, reader, b: int, spec: BatchSpec, alloc) -> dict
     n = stop - start
     buf = alloc(max(spec.nbytes(n), 1))
     raw = buf.numpy()
-    pos = start
-    while pos < stop:
-        j = plan.block_of(pos)
-        first, end = int(plan.block_starts[j]), int(plan.block_starts[j + 1])
-        take = min(stop, end) - pos
-        spec.fill(raw, n, pos - start, reader.get(j), pos - first, pos - first + take)
-        pos += take
+    for j, lo, hi, at in plan.pieces(b):
+        spec.fill(raw, n, at, reader.get(j), lo, hi)
     return spec.views(buf, n)
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 from torch.utils.data import DataLoader
 
 from shardsmith.errors import ShardsmithError
+from shardsmith.shards import order as od
+from shardsmith.shards.loader import gather
 from shardsmith.shards.loader.dataset import ShardDataset
 from shardsmith.shards.loader.layout import BatchSpec
 
@@ -17,7 +19,11 @@ class ShardLoader(DataLoader):
     Workers send ``batches_per_message`` batches in one buffer (each message a shared-memory
     segment: they cost about a millisecond each here, more than assembling a batch), and the
     loader hands them out in the order the DataLoader would have for single batches: one batch
-    per worker in turn."""
+    per worker in turn.
+
+    With ``assemble="device"`` (the default for a CUDA dataset) workers decode and send whole
+    blocks, one per message, and the batches are gathered on the device in this process, in the
+    same order (``gather.worker_batches``)."""
 
     def __init__(self, dataset: ShardDataset, num_workers: int = 0, batches_per_message: int = 8, **kwargs):
         if not isinstance(dataset, ShardDataset):
@@ -28,6 +34,9 @@ class ShardLoader(DataLoader):
         for key in ("batch_size", "shuffle", "sampler", "batch_sampler", "collate_fn"):
             if key in kwargs:
                 raise ShardsmithError("ShardDataset makes the batches; set it on the dataset, not the loader", key)
+        if dataset.assemble == "cudf" and num_workers:
+            raise ShardsmithError("assemble='cudf' decodes on the GPU in this process, where workers cannot "
+                                  "reach it: use num_workers=0", "num_workers")
         if not isinstance(batches_per_message, int) or batches_per_message < 1:
             raise ShardsmithError(f"expected a positive integer, got {batches_per_message!r}", "batches_per_message")
         self.batches_per_message = batches_per_message
@@ -40,6 +49,9 @@ class ShardLoader(DataLoader):
             yield from super().__iter__()
             return
         ds._begun = False
+        if ds.assemble == "device":
+            yield from self._device_batches(ds)
+            return
         k = self.batches_per_message
         ds._chunk = k  # the workers start (and take their copy of the dataset) inside super().__iter__()
         try:
@@ -51,6 +63,17 @@ class ShardLoader(DataLoader):
         for batch in interleave(messages, counts, k, BatchSpec(ds.columns)):
             ds._steps += 1
             yield ds.deliver(batch)
+
+    def _device_batches(self, ds: ShardDataset):
+        ds._send_blocks = True
+        try:
+            messages = super().__iter__()
+        finally:
+            ds._send_blocks = False
+        ids = [od.job_ids(jobs) for jobs in ds._start[ds._resolved[0]]]
+        for batch in gather.worker_batches(ds.plan(), BatchSpec(ds.columns), ds.lane(), messages, ids):
+            ds._steps += 1
+            yield batch
 
     def state_dict(self) -> dict:
         return self.dataset.state_dict()
