@@ -192,10 +192,11 @@ class ColumnwiseOp(Op):
 class ElementwiseOp(ColumnwiseOp):
     """A per-value formula over numeric columns, fusable with its neighbours into one kernel.
 
-    Values are computed in float64 with missing (null or NaN) as NaN, then rounded to the op's
-    output dtype; missing results are written as null. An op states its meaning once, in
-    ``formula`` (kernels/formula.py), from which ``apply`` (NumPy, the reference), ``cuda`` (the GPU's
-    generated kernels) and the CPU's compiled kernels are all rendered. An op without a formula
+    Values are computed in float64 with missing (null, NaN or +-inf) as NaN, then rounded to the
+    op's output dtype, an infinite result becoming NaN; missing results are written as null. An op
+    states its meaning once, in ``formula`` (kernels/formula.py), from which ``apply`` (NumPy, the
+    reference), ``cuda`` (the GPU's generated kernels) and the CPU's compiled kernels are all
+    rendered. An op without a formula
     (a user's op from before formulas) defines ``apply`` and ``cuda`` itself: ``apply`` gets a 2-D
     block ``x`` of shape (rows, columns) and per-column parameters of shape (columns,); ``cuda``
     renders the C expression over ``x`` and parameter names. Such ops run on the NumPy path.

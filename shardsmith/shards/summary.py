@@ -6,6 +6,8 @@ statistic is, so that the figures depend neither on partitioning nor on the engi
 The histogram counts the finite values by key: a value truncated toward zero to HIST_BITS mantissa
 bits (kernels/exact.py), so 8 bins per power of two, every integer below 16 a bin of its own, and
 the same bins in every dataset: two datasets' histograms compare bin by bin (``shardsmith drift``).
+Values left out of these for being NaN or +-inf (possible only in columns that no elementwise op
+wrote: ops write them as null) are counted as ``nonfinite``, present when there are any.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ def shard_summary(schema: Schema, nulls_of, finite_of, xp=np) -> dict:
             x = finite_of(col.name)
             n, lo, hi = minmax_partial(x, xp)
             entry.update(count=n, min=lo if n else None, max=hi if n else None)
+            if len(column) - column.null_count > n:
+                entry["nonfinite"] = len(column) - column.null_count - n
             if col.role in MOMENT_ROLES and n:
                 entry["moments"] = list(moments_partial(x, xp))
             keys, counts = coarse_histogram(x, HIST_BITS, xp)
@@ -46,6 +50,8 @@ def merge_summaries(parts: list[dict], schema: Schema) -> dict:
     for col in schema.columns:
         entries = [p[col.name] for p in parts]
         merged: dict = {"nulls": sum(e["nulls"] for e in entries)}
+        if any(e.get("nonfinite") for e in entries):
+            merged["nonfinite"] = sum(e.get("nonfinite", 0) for e in entries)
         if entries and "count" in entries[0]:
             counted = [(e["count"], e["min"], e["max"]) for e in entries if e["count"]]
             n, lo, hi = MinMax(col.name).merge(counted)
