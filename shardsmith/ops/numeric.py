@@ -213,6 +213,9 @@ class NormalizeMinmax(ElementwiseOp):
         return (x - p["min"]) / p["range"]
 
 
+MAX_QUANTILES = 65536  # fitted boundaries are computed one by one on the driver
+
+
 @register_op
 @dataclass(frozen=True)
 class Bucketize(ElementwiseOp):
@@ -231,8 +234,8 @@ class Bucketize(ElementwiseOp):
             b = list(self.boundaries)
             if not b or any(math.isnan(v) for v in b) or any(x >= y for x, y in zip(b, b[1:])):
                 raise ConfigError("expected strictly increasing numbers", f"{key}.boundaries")
-        if self.quantiles is not None and self.quantiles < 2:
-            raise ConfigError(f"expected 2 or more buckets, got {self.quantiles}", f"{key}.quantiles")
+        if self.quantiles is not None and not 2 <= self.quantiles <= MAX_QUANTILES:
+            raise ConfigError(f"expected 2 .. {MAX_QUANTILES} buckets, got {self.quantiles}", f"{key}.quantiles")
 
     @property
     def fitted(self) -> bool:
