@@ -110,10 +110,13 @@ class EngineConfig:
     spill_cudf: bool = False  # cuDF's own spilling of its buffers (dask-cuda's enable_cudf_spill)
     gpu_threads_per_worker: int = 8  # host work (footers, shard writes) overlaps with the GPU's
     # Start the Dask dashboard of a local cluster (needs bokeh: shardsmith[dashboard]); its address is logged.
-    dashboard: bool = True
+    dashboard: bool = False
     # exact: every op in float64, rounded to its dtype after each op (bit-identical with the CPU
     # engine); fast: float32 arithmetic in the GPU kernels of float32 chains (not bit-identical).
     float_mode: str = "exact"
+    # The interface a local cluster's scheduler, workers and dashboard listen on: this machine only,
+    # unless set (0.0.0.0: every interface, for a dashboard seen from elsewhere).
+    host: str = "127.0.0.1"
 
 
 @dataclass
