@@ -206,6 +206,20 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
     assert proc.wait(timeout=120) == 141 and err == "", err
 
 
+def test_a_compile_whose_log_reader_leaves_finishes_quietly(tmp_path, demo_dir):
+    """``shardsmith compile | head -1``: Hydra logs to stdout; the lines after the reader left are
+    dropped (no 'Logging error' traceback per line) and the compile finishes."""
+    args = compile_args(f"{demo_dir}/*.parquet", tmp_path / "out")[1:]
+    proc = subprocess.Popen([sys.executable, "-m", "shardsmith", "compile", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=os.environ.copy())
+    first = proc.stdout.readline().decode()
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=600) in (0, 141), err
+    assert "engine: cpu" in first and err == "", err
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["rows"]["out"] == 30_000
+
+
 def _bound_hosts(ex) -> set[str]:
     scheduler = ex.client.cluster.scheduler
     hosts = {sock.getsockname()[0] for sock in scheduler.http_server._sockets.values()}

@@ -12,6 +12,7 @@ the config key or file and exits 2.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import signal
 import sys
@@ -55,6 +56,9 @@ def usage() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A log line that cannot be written (its reader went away: 'shardsmith compile | head') is
+    # dropped, not reported with a traceback on every later line; the work goes on.
+    logging.raiseExceptions = False
     try:
         code = _main(list(sys.argv[1:] if argv is None else argv))
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
