@@ -33,6 +33,7 @@ def compose_omegaconf(main_dir: str, overrides: list[str], config_name: str = "c
     """Compose the tree at ``main_dir`` (plus ``extra_dir``, as ``--config-dir`` adds it) with
     ``overrides``; the composed OmegaConf config without its ``hydra`` node. Errors: ConfigError."""
     from hydra.errors import HydraException  # lazy: workers import the compiler and never compose
+    from hydra.types import RunMode  # lazy: as above
 
     overrides = normalize_overrides(overrides)
     check_syntax(overrides)
@@ -41,19 +42,13 @@ def compose_omegaconf(main_dir: str, overrides: list[str], config_name: str = "c
         with _initialized(main_dir, extra_dir) as hydra, warnings.catch_warnings():
             # A missing hydra.searchpath entry is checked above; Hydra would only warn about it.
             warnings.filterwarnings("ignore", message=".* is not available", category=UserWarning)
-            cfg = hydra.compose_config(config_name=config_name, overrides=overrides, run_mode=_run_mode(),
+            cfg = hydra.compose_config(config_name=config_name, overrides=overrides, run_mode=RunMode.RUN,
                                        from_shell=False, with_log_configuration=False)
     except (HydraException, OmegaConfBaseException) as exc:
         raise hydra_error(exc) from None
     with open_dict(cfg):
         cfg.pop("hydra", None)
     return cfg
-
-
-def _run_mode():
-    from hydra.types import RunMode  # lazy: as in compose_omegaconf
-
-    return RunMode.RUN
 
 
 @contextlib.contextmanager
