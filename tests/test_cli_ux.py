@@ -14,6 +14,7 @@ import pytest
 
 from shardsmith.backends import gpu_unavailable_reason
 from shardsmith.cli import COMMANDS, main
+from shardsmith.cli.common import split_options
 from shardsmith.cli.config_help import KEYS, config_keys
 from shardsmith.compiler.composition import normalize_overrides
 from shardsmith.compiler.config import EngineConfig, compose
@@ -246,3 +247,10 @@ def test_a_local_cluster_listens_on_this_machine_only(processes):
 def test_engine_host_is_checked(capsys, demo_dir):
     assert_error(capsys, ["plan", f"source.paths=[{demo_dir}/*.parquet]", "engine.host='a b'"],
                  "error: engine.host: expected an address")
+
+
+def test_options_and_overrides_are_told_apart():
+    opts, overrides = split_options(["--config-dir=/x", "~split.fractions.valid", "--passes", "a=1", "-cd", "/y",
+                                     "~b"], flags=("--passes",))
+    assert opts == ["--config-dir=/x", "--passes", "-cd", "/y"]
+    assert overrides == ["~split.fractions.valid", "a=1", "~b"]

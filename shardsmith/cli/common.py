@@ -26,7 +26,7 @@ def split_options(rest: list[str], flags: tuple[str, ...] = ()) -> tuple[list[st
         if word.startswith("-") and "=" not in word.split("=")[0][2:] and not is_override(word):
             opts.append(word)
             if i + 1 < len(rest) and not rest[i + 1].startswith("-") and not is_override(rest[i + 1]) \
-                    and word not in flags:
+                    and word not in flags and "=" not in word:
                 opts.append(rest[i + 1])
                 i += 1
         else:
@@ -36,7 +36,8 @@ def split_options(rest: list[str], flags: tuple[str, ...] = ()) -> tuple[list[st
 
 
 def is_override(word: str) -> bool:
-    return "=" in word and not word.startswith("--")
+    """``key=value``, ``+key=value``, ``~key`` (a Hydra deletion needs no value)."""
+    return ("=" in word or word.startswith("~")) and not word.startswith("--")
 
 
 class _Defaults(argparse.RawDescriptionHelpFormatter):
