@@ -5,6 +5,7 @@ must get its bad values here (test_every_key_is_fuzzed)."""
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 import pyarrow as pa
@@ -24,7 +25,7 @@ BAD_VALUES = {
     "source.schema": ["[a]", "{nope: int32}"],
     "graph": ["3", "[{cols: [I1]}]"],
     "roles": ["[a]", "{label: nope}", "{nope: label}"],
-    "plugins": ["no_such_module_xyz", "[1]", "tests.plugins.raises_on_import"],
+    "plugins": ["no_such_module_xyz", "[1]", "ss_broken_plugin"],
     "split.key": ["nope"],
     "split.seed": ["-1", U64, "1.5"],
     "split.fractions": ["3", "{train: -1, test: 2}", "{Train: 1.0}", "{train: 0.5}"],
@@ -62,8 +63,17 @@ BAD_VALUES = {
     "profiling.project_to_bytes": ["0"],
     "profiling.sample_interval": ["1000"],
     "profiling.progress": ["fancy"],
+    "expect": ["3", "[{col: I1}]", "[{col: I1, check: nope}]"],
+    "fit": ["3", "[a]"],
+    "drift.psi": ["-1", "abc"],
+    "drift.js": ["-1"],
+    "drift.ks": ["-0.5"],
+    "drift.null_rate": ["-1"],
+    "drift.oov_rate": ["abc"],
+    "drift.row_count": ["-1"],
+    "drift.bins": ["1", "abc"],
 }
-ANY_VALUE_GOES = {"profiling.currency"}  # a label only
+ANY_VALUE_GOES = {"profiling.currency", "drift.split"}  # a label; a split name checked by 'shardsmith drift'
 
 # (op, its other parameters, the parameter under test, bad values)
 BAD_PARAMETERS = [
@@ -89,6 +99,17 @@ BAD_PARAMETERS = [
     ("normalize", "", "cols", ["5", "true", "[C1]", "[nope]", "'X*'"]),
     ("filter", "", "expr", ["5", "''"]),
 ]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def broken_plugin(tmp_path_factory):
+    """A user's op module with a bug that shows while it is imported (written here: pytest would
+    fail collecting it from the test tree)."""
+    d = tmp_path_factory.mktemp("plugins")
+    (d / "ss_broken_plugin.py").write_text('"""Registers nothing: it fails first."""\n\nRATE = 1 / 0\n')
+    sys.path.insert(0, str(d))
+    yield "ss_broken_plugin"
+    sys.path.remove(str(d))
 
 
 @pytest.fixture(scope="module")
@@ -146,9 +167,9 @@ def test_every_key_is_fuzzed():
 
 
 def test_a_plugin_that_raises_on_import_is_one_line(capsys, small):
-    line = assert_error(capsys, ["plan", f"source.paths=[{small}]", "plugins=[tests.plugins.raises_on_import]"],
-                        "error: plugins[0]: plugin module 'tests.plugins.raises_on_import' raised ZeroDivisionError "
-                        "on import: ", "raises_on_import.py:")
+    line = assert_error(capsys, ["plan", f"source.paths=[{small}]", "plugins=[ss_broken_plugin]"],
+                        "error: plugins[0]: plugin module 'ss_broken_plugin' raised ZeroDivisionError "
+                        "on import: ", "ss_broken_plugin.py:")
     assert "Traceback" not in line
 
 
