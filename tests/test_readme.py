@@ -29,8 +29,8 @@ def small(argv: list[str], tmp: Path) -> list[str]:
 
 def test_the_use_section_lists_the_commands_it_did():
     first = [c[:2] for c in use_commands()]
-    assert first == [["shardsmith", c] for c in ("demo", "demo-data", "compile", "compile", "compile", "plan", "plan",
-                                                  "inspect", "verify")]
+    assert first == [["shardsmith", c] for c in ("demo", "demo-data", "compile", "compile", "compile", "plan",
+                                                  "compile", "plan", "inspect", "verify", "lineage", "drift")]
 
 
 @pytest.mark.slow
@@ -45,6 +45,7 @@ def test_the_use_section_runs_in_order_on_a_fresh_directory(tmp_path):
     assert "rows: in 20,000 = out 20,000" in outputs[0] and (tmp_path / "shards" / "demo" / "manifest.json").exists()
     # A multirun puts a relative output.dir into each job's directory (profiling/sweep.py).
     assert len(list(tmp_path.glob("multirun/*/*/[0-3]/sweep/[0-3]/manifest.json"))) == 4
-    assert outputs[5].startswith("engine: cpu (engine.kind=cpu)") and "== after fuse_elementwise" in outputs[6]
-    assert "rows: in 20,000 = out 20,000 + filtered 0 + quarantined 0" in outputs[7]
-    assert outputs[8].startswith("ok: ")
+    assert outputs[5].startswith("engine: cpu (engine.kind=cpu)") and "== after fuse_elementwise" in outputs[7]
+    assert (tmp_path / "shards" / "next" / "manifest.json").exists()
+    assert "rows: in 20,000 = out 20,000 + filtered 0 + quarantined 0" in outputs[8]
+    assert outputs[9].startswith("ok: ") and "C1" in outputs[10]

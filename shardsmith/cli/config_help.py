@@ -13,6 +13,7 @@ from shardsmith.compiler.config import ShardsmithConfig, compose, config_dir
 GROUPS = {
     "pipeline": "the graph, its input and its splits (configs/pipeline/NAME.yaml)",
     "engine": "where it runs: cpu (a local Dask cluster), inprocess (no cluster), gpu, auto",
+    "drift": "thresholds of 'shardsmith drift'",
 }
 # One line per key; tests/test_cli_ux.py checks that every key of the config model has one.
 KEYS = {
@@ -62,6 +63,17 @@ KEYS = {
     "profiling.project_to_bytes": "input size the profile projects time and cost to (null: 1TB)",
     "profiling.sample_interval": "seconds between memory and CPU samples of each worker",
     "profiling.progress": "auto, bar, log or off",
+    "expect": "expectations checked while compiling: [{col, check, severity, at, ...}] (docs/quality.md)",
+    "fit": "fit.from: PATH/manifest.json whose fitted state to reuse (no fit pass); fit.cache: auto, off or a "
+           "directory (docs/reuse.md)",
+    "drift.psi": "drift: population stability index limit (null: none)",
+    "drift.js": "drift: Jensen-Shannon distance limit (null: none)",
+    "drift.ks": "drift: Kolmogorov-Smirnov distance limit for continuous columns (null: none)",
+    "drift.null_rate": "drift: limit of the change of the share of missing values",
+    "drift.oov_rate": "drift: limit of NEW's share of values outside BASE's vocabulary",
+    "drift.row_count": "drift: limit of the relative change of the row count (null: none)",
+    "drift.bins": "drift: bins at BASE's quantiles for continuous columns",
+    "drift.split": "drift: compare one split (null: all rows)",
 }
 
 
