@@ -19,7 +19,7 @@ from shardsmith.cli.config_help import KEYS, config_keys
 from shardsmith.compiler.composition import normalize_overrides
 from shardsmith.compiler.config import EngineConfig, compose
 from shardsmith.runtime.cluster import executor_for
-from tests.conftest import cli
+from tests.conftest import cli, run_compile
 from tests.test_cli import assert_one_line_error, compile_args
 
 
@@ -53,6 +53,9 @@ def assert_error(capsys, args, *fragments):
     ("split.fractions.train=lots", ["split.fractions.train: expected a number, got 'lots'"]),
     ("roles=[a]", ["roles: expected a mapping like {a: 1}, got a list"]),
     ("graph=3", ["graph: expected a list like [a, b], got a number"]),
+    ("output=3", ["error: output: expected a section of keys like {key: value}, got a number (3)"]),
+    ("split.seed=null", ["error: split.seed: expected a value, got null"]),
+    ("source.paths=[a, null]", ["error: source.paths[1]: expected a string, got null"]),
     ("nme=x", ["nme: unknown key (did you mean 'name'?)"]),
     ("x=[", ["x=[: cannot parse this override"]),
     ("hydra.searchpath=[file:///no/such/dir]", ["hydra.searchpath: no such config directory"]),
@@ -198,9 +201,13 @@ def test_usage_errors_are_one_line(capsys):
     assert_error(capsys, ["inspect"], "error: shardsmith inspect: the following arguments are required: manifest")
 
 
-def test_a_closed_pipe_ends_quietly(tmp_path):
+@pytest.mark.parametrize("command", ["compile --help", "inspect"])
+def test_a_closed_pipe_ends_quietly(tmp_path, demo_dir, command):
     """``shardsmith ... | head``: the reader goes away; no traceback, the exit of a command killed by SIGPIPE."""
-    proc = subprocess.Popen([sys.executable, "-m", "shardsmith", "compile", "--help"], stdout=subprocess.PIPE,
+    args = command.split()
+    if args == ["inspect"]:
+        args.append(run_compile(f"{demo_dir}/*.parquet", tmp_path / "out").path)
+    proc = subprocess.Popen([sys.executable, "-m", "shardsmith", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=os.environ.copy())
     proc.stdout.close()  # before the command writes: its first write meets a closed pipe
     err = proc.stderr.read().decode()

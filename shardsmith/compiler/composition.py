@@ -27,6 +27,7 @@ from shardsmith.errors import ConfigError, did_you_mean
 # Keys whose schema type is a list: a single value given for one of them becomes a list of one.
 LIST_KEYS = ("source.paths", "output.format", "plugins")
 _TYPE_WORDS = {"Integer": "an integer", "Float": "a number", "String": "a string", "Boolean": "true or false"}
+_SCALAR_WORDS = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false"}
 
 
 def compose_omegaconf(main_dir: str, overrides: list[str], config_name: str = "config", extra_dir: str | None = None):
@@ -181,6 +182,13 @@ def _expected(text: str) -> str:
     m = re.match(r"Cannot assign (\w+) to Dict", text) or re.match(r"Cannot merge DictConfig with (\w+)", text)
     if m:
         return f"expected a mapping like {{a: 1}}, got a {_type_word(m.group(1))}"
+    m = re.match(r"Invalid type assigned: (\w+) is not a subclass of (\w+)\. value: (.*)", text)
+    if m:  # a whole section (output=3) or a list's item (source.paths=[null]) of the wrong type
+        got, want, value = m.groups()
+        what = "a section of keys like {key: value}" if want.endswith("Config") else _SCALAR_WORDS.get(want, want)
+        return f"expected {what}, got " + ("null" if got == "NoneType" else f"a {_type_word(got)} ({value})")
+    if re.match(r"field '.*' is not Optional", text):
+        return "expected a value, got null"
     return text
 
 
