@@ -72,6 +72,19 @@ def test_hydra_errors_name_the_key_and_say_why(capsys, tmp_path, demo_dir, comma
     assert not os.listdir(tmp_path)  # no run directory, no output
 
 
+@pytest.mark.parametrize("sweep,fragment", [
+    ("engine.n_worker=1,2", "error: engine.n_worker: unknown key (did you mean 'n_workers'?)"),
+    ("engine.n_workers=1,two", "error: engine.n_workers: expected an integer, got 'two'"),
+    ("graph=[{op: log1p, cols: [I1]}],[{op: log1p, cols: [nope]}]", "error: graph[0].cols: "),
+])
+def test_a_sweep_is_checked_before_its_first_job(capsys, tmp_path, demo_dir, sweep, fragment):
+    """Every value of every swept key is checked (not only the first job's) before Hydra makes a
+    sweep directory or launches a job."""
+    assert_error(capsys, ["compile", "-m", f"source.paths=[{demo_dir}/*.parquet]", "engine=inprocess",
+                          f"hydra.sweep.dir={tmp_path}/multi", f"output.dir={tmp_path}/out", sweep], fragment)
+    assert not os.listdir(tmp_path)
+
+
 def test_a_single_value_for_a_list_key_is_a_list_of_one(demo_dir):
     cfg = compose([f"source.paths={demo_dir}/part-00000.parquet", "output.format=webdataset",
                    "plugins=tests.plugins.my_ops"])

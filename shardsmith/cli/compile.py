@@ -10,7 +10,7 @@ from hydra._internal.utils import get_args_parser
 
 from shardsmith.cli.common import log
 from shardsmith.cli.config_help import config_help
-from shardsmith.compiler.composition import config_dir_arg, normalize_overrides
+from shardsmith.compiler.composition import config_dir_arg, normalize_overrides, sweep_variants
 from shardsmith.compiler.config import compose, config_dir, from_omegaconf, register_configs
 from shardsmith.errors import ConfigError, ShardsmithError, error_lines
 from shardsmith.profiling.sweep import job_config, job_finish
@@ -48,8 +48,9 @@ def run(rest: list[str]) -> int:
         return 0
     if args.config_dir is not None:
         config_dir_arg(args.config_dir)
-    if not (args.multirun or args.hydra_help or args.shell_completion):
-        _check_early(args.overrides, name, args.config_dir)
+    if not (args.hydra_help or args.shell_completion):
+        for overrides in sweep_variants(args.overrides) if args.multirun else [args.overrides]:
+            _check_early(overrides, name, args.config_dir)
     register_configs()
 
     @hydra.main(config_path=str(config_dir()), config_name="config", version_base=None)

@@ -110,6 +110,33 @@ def check_syntax(overrides: list[str]) -> None:
                               o) from None
 
 
+def sweep_variants(overrides: list[str]) -> list[list[str]]:
+    """The override lists that a sweep (``-m``) must pass to be checked before its first job: every
+    value of every swept key once, the other swept keys at their first value (as many lists as
+    values, not as jobs). Sweeps that cannot be listed (``interval``, ``glob``) are left out.
+
+    >>> sweep_variants(["a=1,2", "b=x", "c=3,4"])
+    [['a=1', 'b=x', 'c=3'], ['a=2', 'b=x', 'c=3'], ['a=1', 'b=x', 'c=4']]
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser  # lazy: as in compose_omegaconf
+    from hydra.errors import HydraException  # lazy: as above
+
+    check_syntax(overrides)
+    choices = []
+    for o in OverridesParser.create().parse_overrides(overrides):
+        try:  # a swept key's overrides as Hydra's basic sweeper writes them
+            values = [f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override() \
+                else [o.input_line]
+        except HydraException:
+            values = []
+        choices.append(values)
+    first = [c[0] for c in choices if c]
+    variants = [first]
+    for i, values in enumerate(c for c in choices if c):
+        variants += [first[:i] + [v] + first[i + 1:] for v in values[1:]]
+    return variants
+
+
 def check_search_path(overrides: list[str]) -> None:
     """Every local ``hydra.searchpath`` entry must be a directory (Hydra would only warn)."""
     for o in overrides:
