@@ -36,6 +36,7 @@ BAD_VALUES = {
     "output.shard_bytes": ["''", "0", "1e23", "MB"],
     "output.row_group_rows": ["0", HUGE],
     "output.compression": ["zip"],
+    "output.writer": ["pandas", "cudf"],  # cudf: the GPU engine's writer, refused with engine.kind=cpu
     "output.compression_level": ["100", HUGE],
     "output.webdataset_compression": ["bz2"],
     "output.webdataset.rows_per_sample": ["0", HUGE, "abc"],
@@ -55,6 +56,7 @@ BAD_VALUES = {
     "engine.spill_cudf": ["maybe"],
     "engine.gpu_threads_per_worker": [HUGE],
     "engine.dashboard": ["maybe"],
+    "engine.float_mode": ["fastest", "fast"],  # fast: float32 GPU kernels, refused with engine.kind=cpu
     "engine.host": ["'a b'", "''"],
     "stats.quantile_bits": ["0", "53"],
     "profiling.enabled": ["maybe"],
