@@ -22,11 +22,12 @@ MOMENT_ROLES = ("continuous", "label", "weight", "other")
 HIST_BITS = 3
 
 
-def shard_summary(schema: Schema, nulls_of, finite_of, xp=np) -> dict:
+def shard_summary(schema: Schema, nulls_of, finite_of, xp=np, rows: int | None = None) -> dict:
     """Per column: null count; for numbers count, min, max; for non-categorical numbers the
     exact moment sums (count, sum, sum of squares). ``nulls_of(name)`` gives a column's null
     count and ``finite_of(name)`` its non-missing, finite values as float64 (an array of ``xp``:
-    the engine computes them where the shard is, on the device for the GPU engine)."""
+    the engine computes them where the shard is, on the device for the GPU engine); with the
+    shard's ``rows``, the values left out for being NaN or +-inf are counted (``nonfinite``)."""
     out = {}
     for col in schema.columns:
         entry: dict = {"nulls": int(nulls_of(col.name))}
@@ -34,8 +35,8 @@ def shard_summary(schema: Schema, nulls_of, finite_of, xp=np) -> dict:
             x = finite_of(col.name)
             n, lo, hi = minmax_partial(x, xp)
             entry.update(count=n, min=lo if n else None, max=hi if n else None)
-            if len(column) - column.null_count > n:
-                entry["nonfinite"] = len(column) - column.null_count - n
+            if rows is not None and rows - entry["nulls"] > n:
+                entry["nonfinite"] = rows - entry["nulls"] - n
             if col.role in MOMENT_ROLES and n:
                 entry["moments"] = list(moments_partial(x, xp))
             keys, counts = coarse_histogram(x, HIST_BITS, xp)
