@@ -178,6 +178,7 @@ def _fast_chain_function(ops, layout: ParamLayout, dtypes: tuple[str, ...]) -> s
             names[f"{name}_len"] = f"bo[{2 * pair + 1}]"
         lines.append(f"  // stage {j}: {op.op_name} -> {dtype}")
         lines.append(f"  v = {op.cuda('v', names)};")
+        lines.append("  v = (float)ss_no_inf((double)v);  // an infinite result is missing, as in exact mode")
     lines.append("  return (double)v;")
     lines.append("}")
     return "\n".join(lines)
@@ -287,11 +288,12 @@ def reference(ops, params: list[list[dict]], dtypes: tuple[str, ...], x: np.ndar
 
 def reference_fast(ops, params: list[list[dict]], dtypes: tuple[str, ...], x: np.ndarray) -> np.ndarray:
     """What a fast-mode kernel computes (a float32 chain, :func:`is_fast`), in NumPy: ``x`` and
-    every scalar parameter as float32, each op in float32 arithmetic. NaN means null."""
-    x = np.asarray(x, dtype=np.float32)
+    every scalar parameter as float32, each op in float32 arithmetic; +-inf, in the input or a
+    result, is missing as in exact mode. NaN means null."""
+    x = missing_inf(np.array(x, dtype=np.float32))
     for j, op in enumerate(ops):
         per_col = [p[j] for p in params]
         p = {k: np.array([q[k] for q in per_col], dtype=np.float32) for k in per_col[0]}
         with np.errstate(invalid="ignore", divide="ignore"):
-            x = np.asarray(op.apply(x, p, np), dtype=np.float32)
+            x = missing_inf(np.array(op.apply(x, p, np), dtype=np.float32))
     return x.astype(np.float64)
