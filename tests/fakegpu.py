@@ -582,7 +582,8 @@ CUDA_CLUSTER_PARAMETERS = (
     "enable_infiniband", "enable_nvlink", "enable_rdmacm", "rmm_pool_size", "rmm_maximum_pool_size",
     "rmm_managed_memory", "rmm_async", "rmm_allocator_external_lib_list", "rmm_release_threshold",
     "rmm_log_directory", "rmm_track_allocations", "log_spilling", "pre_import",
-    "dashboard_address", "silence_logs", "scheduler_kwargs")  # the last three go through to LocalCluster
+    "dashboard_address", "silence_logs", "scheduler_kwargs", "host")  # the last four go through to LocalCluster
+# (host is not passed on: the emulation's workers are threads, which talk in memory, not over a socket)
 
 
 def LocalCUDACluster(**kwargs):  # noqa: N802 - the real name

@@ -18,7 +18,7 @@ from shardsmith.backends.gpu.compat import unavailable_reason as gpu_unavailable
 from shardsmith.errors import PlanError
 
 __all__ = ["Backend", "Lowerings", "TaskContext", "register_lowering", "get_backend", "lowerings_for",
-           "resolve_kind", "gpu_unavailable_reason", "device_memory_bytes"]
+           "resolve_kind", "engine_choice", "gpu_unavailable_reason", "device_memory_bytes"]
 _LOWERINGS = {"cpu": cpu.LOWERINGS, "gpu": gpu_lowering.LOWERINGS}
 
 
@@ -52,6 +52,23 @@ def lowerings_for(name: str) -> Lowerings:
 
 def resolve_kind(kind: str) -> str:
     """``auto`` picks the GPU when it is usable, else the CPU."""
+    return engine_choice(kind)[0]
+
+
+def engine_choice(kind: str) -> tuple[str, str]:
+    """The engine that ``engine.kind`` gives on this machine, and why, in words for ``plan`` and
+    ``compile``.
+
+    >>> engine_choice("cpu")
+    ('cpu', 'engine.kind=cpu')
+    """
+    if kind not in ("auto", "gpu"):
+        return kind, f"engine.kind={kind}"
+    reason = gpu_unavailable_reason()
     if kind == "auto":
-        return "gpu" if gpu_unavailable_reason() is None else "cpu"
-    return kind
+        if reason is None:
+            return "gpu", "engine.kind=auto, and the GPU engine can run here"
+        return "cpu", f"engine.kind=auto, and the GPU engine cannot run here: {reason}"
+    if reason is None:
+        return "gpu", "engine.kind=gpu; the GPU engine can run here"
+    return "gpu", f"engine.kind=gpu; the GPU engine cannot run here ({reason}), so a compile here would stop"

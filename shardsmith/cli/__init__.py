@@ -12,6 +12,9 @@ the config key or file and exits 2.
 from __future__ import annotations
 
 import importlib
+import logging
+import os
+import signal
 import sys
 
 from shardsmith.errors import ShardsmithError, did_you_mean, error_lines
@@ -53,7 +56,18 @@ def usage() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    # A log line that cannot be written (its reader went away: 'shardsmith compile | head') is
+    # dropped, not reported with a traceback on every later line; the work goes on.
+    logging.raiseExceptions = False
+    try:
+        code = _main(list(sys.argv[1:] if argv is None else argv))
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return code
+    except BrokenPipeError:
+        return _reader_gone()
+
+
+def _main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
         return 0
@@ -71,3 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _reader_gone() -> int:
+    """The reader of our output left (``shardsmith inspect ... | head``): stop quietly, as a
+    command killed by SIGPIPE does (exit 141), and let nothing write to the closed pipe again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + signal.SIGPIPE

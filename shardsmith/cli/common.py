@@ -1,9 +1,13 @@
-"""What several commands share: logging to stderr, and telling options from Hydra overrides."""
+"""What several commands share: logging to stderr, argument parsing whose errors are one line, and
+telling options from Hydra overrides."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
+
+from shardsmith.errors import ShardsmithError
 
 log = logging.getLogger("shardsmith")
 
@@ -22,7 +26,7 @@ def split_options(rest: list[str], flags: tuple[str, ...] = ()) -> tuple[list[st
         if word.startswith("-") and "=" not in word.split("=")[0][2:] and not is_override(word):
             opts.append(word)
             if i + 1 < len(rest) and not rest[i + 1].startswith("-") and not is_override(rest[i + 1]) \
-                    and word not in flags:
+                    and word not in flags and "=" not in word:
                 opts.append(rest[i + 1])
                 i += 1
         else:
@@ -32,4 +36,34 @@ def split_options(rest: list[str], flags: tuple[str, ...] = ()) -> tuple[list[st
 
 
 def is_override(word: str) -> bool:
-    return "=" in word and not word.startswith("--")
+    """``key=value``, ``+key=value``, ``~key`` (a Hydra deletion needs no value)."""
+    return ("=" in word or word.startswith("~")) and not word.startswith("--")
+
+
+class _Defaults(argparse.RawDescriptionHelpFormatter):
+    """Each option's help ends with its default, where it has one worth saying."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and "default" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with every option's default in its help, and a usage error as one ``error:`` line
+    (exit 2) instead of the usage text followed by the error."""
+
+    def __init__(self, prog: str, description: str, **kwargs):
+        super().__init__(prog=f"shardsmith {prog}", description=description, formatter_class=_Defaults, **kwargs)
+
+    def error(self, message: str):
+        raise ShardsmithError(f"{message} (see '{self.prog} --help')", self.prog)
+
+
+def add_config_options(p: argparse.ArgumentParser) -> None:
+    """``--config-dir`` and ``--config-name``, as ``compile`` (Hydra) takes them."""
+    p.add_argument("--config-dir", "-cd", metavar="DIR", default=None,
+                   help="add DIR to the config search path (DIR/pipeline/NAME.yaml is then pipeline=NAME)")
+    p.add_argument("--config-name", "-cn", metavar="NAME", default="config",
+                   help="the primary config: the package's configs/config.yaml, or DIR/NAME.yaml")

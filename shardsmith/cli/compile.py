@@ -6,23 +6,51 @@ from __future__ import annotations
 import sys
 
 import hydra
+from hydra._internal.utils import get_args_parser
 
-from shardsmith.cli.common import is_override, log
+from shardsmith.cli.common import log
+from shardsmith.cli.config_help import config_help
+from shardsmith.compiler.composition import config_dir_arg, normalize_overrides, sweep_variants
 from shardsmith.compiler.config import compose, config_dir, from_omegaconf, register_configs
 from shardsmith.errors import ConfigError, ShardsmithError, error_lines
 from shardsmith.profiling.sweep import job_config, job_finish
 from shardsmith.runtime import compile_dataset
+from shardsmith.runtime.driver import prepare
+
+USAGE = "shardsmith compile [key=value ...] [-m] [--config-dir DIR] [--config-name NAME] [--cfg job]"
+DESCRIPTION = """Compile the configured graph into shards. Hydra runs it: every key below can be overridden
+(key=value), added (+key=value) or deleted (~key); -m sweeps comma-separated values; each run gets a
+run directory (outputs/<date>/<time>/) with its resolved config and log."""
+FLAGS = """options:
+  -h, --help            this help (the keys' values as composed with the overrides given)
+  -m, --multirun        run once per combination of comma-separated values: engine.n_workers=1,2
+  -cd, --config-dir DIR add DIR to the config search path: DIR/pipeline/NAME.yaml is then
+                        pipeline=NAME, DIR/NAME.yaml a primary config for --config-name
+  -cn, --config-name NAME
+                        the primary config (default: config, the package's configs/config.yaml)
+  hydra.searchpath=[file:///DIR]
+                        add DIR to the search path from the command line or a config file
+  -c, --cfg job         print the composed config and stop
+  --hydra-help          Hydra's own options (launchers, sweepers, logging)"""
 
 
 def run(rest: list[str]) -> int:
     """Hydra runs this: overrides, multirun (-m), sweepers and run directories all work."""
-    multirun = any(w in ("-m", "--multirun") for w in rest)
-    if not multirun:  # fail fast, with one line, before Hydra sets up a run directory
-        try:
-            compose([w for w in rest if is_override(w) and not w.lstrip("+~").startswith("hydra.")])
-        except ConfigError as exc:
-            if "HydraConfig was not set" not in str(exc):  # ${hydra:...} resolves only inside the run
-                raise
+    rest = normalize_overrides(rest)
+    args = _parser().parse_args(rest)
+    if args.config_path is not None:
+        raise ConfigError("give the directory with --config-dir (it is added to the search path, after the "
+                          "package's configs), and the primary config with --config-name", "--config-path")
+    name = args.config_name or "config"
+    if args.help:
+        print(f"usage: {USAGE}\n\n{DESCRIPTION}\n\n{FLAGS}\n\n"
+              f"{config_help(args.overrides, name, args.config_dir)}")
+        return 0
+    if args.config_dir is not None:
+        config_dir_arg(args.config_dir)
+    if not (args.hydra_help or args.shell_completion):
+        for overrides in sweep_variants(args.overrides) if args.multirun else [args.overrides]:
+            _check_early(overrides, name, args.config_dir)
     register_configs()
 
     @hydra.main(config_path=str(config_dir()), config_name="config", version_base=None)
@@ -42,3 +70,27 @@ def run(rest: list[str]) -> int:
     finally:
         sys.argv = saved
     return 0
+
+
+def _parser():
+    """Hydra's own argument parser (the flags it will read), its usage errors as one line."""
+    parser = get_args_parser()
+
+    def error(message: str):
+        raise ShardsmithError(f"{message} (see 'shardsmith compile --help')", "shardsmith compile")
+
+    parser.error = error
+    return parser
+
+
+def _check_early(overrides: list[str], name: str, extra_dir: str | None) -> None:
+    """Compose the config as Hydra will (deletions and hydra.searchpath included) and plan it (the
+    inputs' metadata, every op's parameters and columns, the engine), so that a wrong key, value,
+    op or input fails with one line before Hydra sets up a run directory."""
+    try:
+        cfg = compose(overrides, name, extra_dir)
+    except ConfigError as exc:
+        if "HydraConfig was not set" not in str(exc):  # ${hydra:...} resolves only inside the run
+            raise
+        return
+    prepare(cfg)

@@ -5,15 +5,15 @@ corrupt manifest or shard, one line on stderr)."""
 
 from __future__ import annotations
 
-import argparse
-
+from shardsmith.cli.common import Parser
 from shardsmith.errors import ShardsmithError
 from shardsmith.shards.diff import compare
 from shardsmith.shards.manifest import read_manifest
 
 
 def run(rest: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="shardsmith diff", description="Compare two datasets by content.")
+    p = Parser("diff", "Whether two datasets hold the same content, by their manifests' content digests; where they\n"
+                       "do not, the first split, shard, column and row that differ. Exit 0: the same; 1: different.")
     p.add_argument("a", help="a dataset directory or its manifest.json")
     p.add_argument("b", help="the other one")
     p.add_argument("--exact", action="store_true", help="floats bit for bit too (no tolerance)")

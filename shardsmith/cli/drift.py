@@ -5,11 +5,10 @@ crossed. Thresholds: the ``drift`` config group (``drift=strict``, ``drift.psi=0
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 
-from shardsmith.cli.common import is_override
+from shardsmith.cli.common import Parser, is_override
 from shardsmith.compiler.config import DriftConfig, compose
 from shardsmith.errors import ConfigError
 from shardsmith.profiling.report.drift import write_drift_page
@@ -21,14 +20,14 @@ DRIFT_PAGE = "drift.html"
 
 def run(rest: list[str]) -> int:
     overrides = [w for w in rest if is_override(w) and w.lstrip("+~").startswith("drift")]
-    p = argparse.ArgumentParser(prog="shardsmith drift", description="Compare NEW's data with BASE's; exit 1 "
+    p = Parser("drift", description="Compare NEW's data with BASE's; exit 1 "
                                 "when a threshold is crossed. key=value words set the drift config group.")
     p.add_argument("base", help="the reference dataset (a directory or its manifest.json)")
     p.add_argument("new", help="the dataset to compare with it")
     p.add_argument("--fail-on", help="thresholds, e.g. psi=0.1,ks=0.2,oov_rate=off (metrics: "
                                      f"{', '.join(METRICS)})")
     p.add_argument("--split", help="compare one split (default: all rows)")
-    p.add_argument("--bins", type=int, help="bins at BASE's quantiles for continuous columns")
+    p.add_argument("--bins", type=int, help="bins at BASE's quantiles for continuous columns (default: drift.bins)")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
     p.add_argument("--out", help=f"where to write the HTML page (default: {DRIFT_PAGE} in NEW's directory)")
     p.add_argument("--no-html", action="store_true", help="write no HTML page")

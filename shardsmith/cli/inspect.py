@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
+from shardsmith.cli.common import Parser
 from shardsmith.shards.manifest import read_manifest, summary_lines
 
 
 def run(rest: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="shardsmith inspect", description="Summarise a dataset.")
-    p.add_argument("manifest")
+    p = Parser("inspect", "Summarise a dataset from its manifest: schema with roles and cardinalities, splits,\n"
+                          "row accounting, shard sizes and column statistics.")
+    p.add_argument("manifest", help="a manifest.json or the dataset directory holding it")
     p.add_argument("--json", action="store_true", help="print the manifest itself")
     args = p.parse_args(rest)
     m = read_manifest(args.manifest)

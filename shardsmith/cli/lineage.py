@@ -3,16 +3,16 @@ OpenLineage run event."""
 
 from __future__ import annotations
 
-import argparse
 import json
 
+from shardsmith.cli.common import Parser
 from shardsmith.shards.lineage import lineage_of, openlineage_event, text_lines
 from shardsmith.shards.manifest import read_manifest
 
 
 def run(rest: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="shardsmith lineage",
-                                description="Column lineage of a dataset: input columns, side tables and steps.")
+    p = Parser("lineage", "Column lineage of a dataset: for each output column its input columns, side tables,\n"
+                          "steps and fitted state, and the filters and split that chose its rows.")
     p.add_argument("manifest", help="a dataset directory or its manifest.json")
     p.add_argument("column", nargs="?", help="one output column (default: every column)")
     p.add_argument("--format", choices=("text", "json", "openlineage"), default="text",

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
-
+from shardsmith.cli.common import Parser
 from shardsmith.errors import ShardsmithError
 from shardsmith.profiling import report
 
 
 def run(rest: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="shardsmith report", description="Profile report of a run, or of a sweep.")
+    p = Parser("report", "Profile report of a run (report.html and where the time went), or, with --compare,\n"
+                         "the runs of a sweep side by side.")
     p.add_argument("run_dir", help="a dataset or run directory (or a profile.json); with --compare, a multirun "
                                    "directory")
     p.add_argument("--compare", action="store_true", help="compare the runs of a sweep (one table, cost vs time)")

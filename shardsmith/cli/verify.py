@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
+from shardsmith.cli.common import Parser
 from shardsmith.shards.manifest import iter_shards, read_manifest, verify
 
 
 def run(rest: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="shardsmith verify", description="Re-hash every shard.")
-    p.add_argument("manifest")
+    p = Parser("verify", "Re-hash every shard of a dataset and compare with its manifest: exit 0 when all\n"
+                         "match, 1 (naming each file) when one does not.")
+    p.add_argument("manifest", help="a manifest.json or the dataset directory holding it")
     args = p.parse_args(rest)
     m = read_manifest(args.manifest)
     problems = verify(m)

@@ -7,10 +7,8 @@ pipeline=...)."""
 
 from __future__ import annotations
 
-import argparse
-
 from shardsmith.backends import device_memory_bytes
-from shardsmith.cli.common import split_options
+from shardsmith.cli.common import Parser, split_options
 from shardsmith.compiler.build import build
 from shardsmith.compiler.config import compose
 from shardsmith.compiler.passes import optimize
@@ -20,7 +18,8 @@ from shardsmith.runtime.warmup import check_archs, plan_sources, summary, warm
 
 def run(rest: list[str]) -> int:
     opts, overrides = split_options(rest)
-    p = argparse.ArgumentParser(prog="shardsmith warmup", description="Compile a plan's GPU kernels ahead.")
+    p = Parser("warmup", "Compile a plan's GPU kernels ahead into the kernel cache, so that a GPU compile starts\n"
+                         "warm; without a GPU, name the architectures with --arch. Overrides as for compile.")
     p.add_argument("--arch", action="append", default=[],
                    help="CUDA architectures, e.g. sm_90 or sm_80,sm_90 (repeatable)")
     p.add_argument("--jobs", type=int, default=None, help="compiles at a time (default: one per core)")

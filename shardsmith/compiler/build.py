@@ -80,7 +80,20 @@ def build_sink(cfg: ShardsmithConfig) -> Sink:
 def load_plugins(modules: list[str]) -> None:
     """Import modules that register user ops: the explicit opt-in for ops outside the registry."""
     for i, name in enumerate(modules):
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"expected a module name like 'my_package.my_ops', got {name!r}", f"plugins[{i}]")
         try:
             importlib.import_module(name)
         except ImportError as exc:
             raise ConfigError(f"cannot import plugin module '{name}': {exc}", f"plugins[{i}]") from None
+        except Exception as exc:  # the user's module failed while it ran: say where, without our traceback
+            raise ConfigError(f"plugin module '{name}' raised {type(exc).__name__} on import: {_where(exc)}{exc}",
+                              f"plugins[{i}]") from None
+
+
+def _where(exc: BaseException) -> str:
+    """``file.py:12: `` of the innermost frame of a plugin's exception."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}: " if tb is not None else ""

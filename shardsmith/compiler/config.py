@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 from omegaconf import OmegaConf
-from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+from omegaconf.errors import OmegaConfBaseException
 
+from shardsmith.compiler.composition import LIST_KEYS, compose_omegaconf, omegaconf_error
 from shardsmith.errors import ConfigError, did_you_mean
 from shardsmith.ir.schema import ROLES
 
@@ -30,6 +32,7 @@ CPU_KERNELS = ("auto", "numba", "numpy")
 COMPRESSIONS = ("zstd", "snappy", "lz4", "gzip", "none")
 WDS_COMPRESSIONS = ("none", "gzip", "zstd")
 MAX_ROWS_PER_SAMPLE = 1 << 20
+MAX_COUNT = 4096  # workers or threads: more is a typo, and starting them would take the machine down
 log = logging.getLogger("shardsmith")
 # Who writes Parquet shards: auto (the engine's fastest: cuDF from device memory on the GPU engine,
 # pyarrow on the CPU), arrow (pyarrow: shards byte-identical with the CPU engine's), cudf (GPU only).
@@ -110,10 +113,13 @@ class EngineConfig:
     spill_cudf: bool = False  # cuDF's own spilling of its buffers (dask-cuda's enable_cudf_spill)
     gpu_threads_per_worker: int = 8  # host work (footers, shard writes) overlaps with the GPU's
     # Start the Dask dashboard of a local cluster (needs bokeh: shardsmith[dashboard]); its address is logged.
-    dashboard: bool = True
+    dashboard: bool = False
     # exact: every op in float64, rounded to its dtype after each op (bit-identical with the CPU
     # engine); fast: float32 arithmetic in the GPU kernels of float32 chains (not bit-identical).
     float_mode: str = "exact"
+    # The interface a local cluster's scheduler, workers and dashboard listen on: this machine only,
+    # unless set (0.0.0.0: every interface, for a dashboard seen from elsewhere).
+    host: str = "127.0.0.1"
 
 
 @dataclass
@@ -176,17 +182,15 @@ class ShardsmithConfig:
     drift: DriftConfig = field(default_factory=DriftConfig)
 
 
-_SECTIONS = {"SourceConfig": SourceConfig, "SplitConfig": SplitConfig, "OutputConfig": OutputConfig,
-             "EngineConfig": EngineConfig, "StatsConfig": StatsConfig, "ProfilingConfig": ProfilingConfig,
-             "WebDatasetConfig": WebDatasetConfig, "DriftConfig": DriftConfig}
-
-
 def register_configs() -> None:
     from hydra.core.config_store import ConfigStore  # lazy: as in compose()
 
-    cs = ConfigStore.instance()
-    cs.store(name="shardsmith_schema", node=ShardsmithConfig)
-    cs.store(group="engine", name="schema", node=EngineConfig)
+    # Hydra merges mappings, so a default set of splits would be merged into every config's own:
+    # composed configs start with none, a config's split.fractions is the whole set, and the
+    # dataclass default applies when no config gives any (from_omegaconf).
+    schema = OmegaConf.structured(ShardsmithConfig)
+    schema.split.fractions = {}
+    ConfigStore.instance().store(name="shardsmith_schema", node=schema)
 
 
 def config_dir() -> Path:
@@ -203,14 +207,14 @@ def parse_size(value, key: str) -> int:
     Errors name ``key``."""
     from dask.utils import parse_bytes  # lazy: dask costs a quarter second to import, plan needs none of it
 
-    try:
-        size = parse_bytes(value) if not isinstance(value, bool) else None
-    except (ValueError, TypeError):
+    try:  # dask reads '' as 1 byte and 'MB' as 1MB: a size must start with its number
+        size = parse_bytes(value) if re.match(r"\s*[-+.\d]", str(value)) and not isinstance(value, bool) else None
+    except (ValueError, TypeError, OverflowError):
         size = None
     if size is None:
         raise ConfigError(f"expected a size like '128MB' or '1GiB', got {value!r}", key)
-    if size <= 0:
-        raise ConfigError(f"expected a positive size, got {value!r}", key)
+    if not 0 < size < 2**63:
+        raise ConfigError(f"expected a positive size below 8EiB, got {value!r}", key)
     return int(size)
 
 
@@ -254,6 +258,8 @@ def from_omegaconf(cfg) -> ShardsmithConfig:
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None)
         raise ConfigError(str(exc).splitlines()[0], key) from None
+    if isinstance(raw.get("split"), dict) and raw["split"].get("fractions") == {}:
+        del raw["split"]["fractions"]  # no config set the splits: the default ones
     return from_dict(raw)
 
 
@@ -276,7 +282,7 @@ def from_dict(raw: dict) -> ShardsmithConfig:
 def _lists(raw: dict) -> dict:
     """A single value where the schema wants a list (``output.format=parquet``) becomes a list of one."""
     raw = dict(raw)
-    for section, key in (("source", "paths"), ("output", "format"), (None, "plugins")):
+    for section, _, key in (k.rpartition(".") for k in LIST_KEYS):
         node = raw.get(section) if section else raw
         if isinstance(node, dict) and isinstance(node.get(key), str):
             node = {**node, key: [node[key]]}
@@ -295,28 +301,6 @@ def _replacing(base, raw: dict):
             else:
                 _replacing(node, value)
     return base
-
-
-def omegaconf_error(exc) -> ConfigError:
-    """OmegaConf's error as one line naming the key: an unknown key with a close name, or the
-    value that does not fit the key's type."""
-    key = getattr(exc, "full_key", None) or "config"
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    if isinstance(exc, ConfigKeyError):
-        fields = _fields_at(key)
-        return ConfigError(f"unknown key{did_you_mean(key.rsplit('.', 1)[-1], fields)}", key)
-    return ConfigError(text, key)
-
-
-def _fields_at(key: str) -> list[str]:
-    """The field names of the section that holds ``key`` (``engine.n_worker`` -> EngineConfig's)."""
-    cls = ShardsmithConfig
-    for part in key.split(".")[:-1]:
-        hint = {f.name: f.type for f in dataclasses.fields(cls)}.get(part)
-        cls = _SECTIONS.get(hint) if isinstance(hint, str) else hint
-        if not dataclasses.is_dataclass(cls):
-            return []
-    return [f.name for f in dataclasses.fields(cls)]
 
 
 def _choice(value, choices, key):
@@ -368,7 +352,10 @@ def _validate_split(split: SplitConfig) -> None:
             raise ConfigError(f"expected a fraction >= 0, got {frac!r}", f"split.fractions.{name}")
     total = sum(split.fractions.values())
     if abs(total - 1.0) > 1e-9:
-        raise ConfigError(f"fractions must sum to 1, they sum to {total:g}", "split.fractions")
+        shares = ", ".join(f"{k} {v:g}" for k, v in split.fractions.items())
+        raise ConfigError(f"fractions must sum to 1, they sum to {total:g} ({shares}; a mapping given on the "
+                          "command line is merged into the config's: drop a split with ~split.fractions.NAME)",
+                          "split.fractions")
     if split.fit_on is not None and split.fit_on not in split.fractions:
         _choice(split.fit_on, list(split.fractions), "split.fit_on")
     if not isinstance(split.seed, int) or not 0 <= split.seed < 2**64:
@@ -376,22 +363,25 @@ def _validate_split(split: SplitConfig) -> None:
 
 
 def _validate_output(out: OutputConfig) -> None:
+    if not str(out.dir).strip():
+        raise ConfigError("expected a directory path, got an empty one", "output.dir")
     if isinstance(out.format, str):
         out.format = [out.format]
     if not out.format:
         raise ConfigError("expected at least one of parquet, webdataset", "output.format")
     for fmt in out.format:
         _choice(fmt, OUTPUT_FORMATS, "output.format")
-    if out.shard_rows is not None and out.shard_rows <= 0:
-        raise ConfigError(f"expected a positive row count, got {out.shard_rows}", "output.shard_rows")
+    for key in ("shard_rows", "row_group_rows"):
+        if getattr(out, key) is not None and not 0 < getattr(out, key) < 2**63:
+            raise ConfigError(f"expected a positive row count, got {getattr(out, key)}", f"output.{key}")
     if out.shard_rows is None:
         if out.shard_bytes is None:
             raise ConfigError("set output.shard_rows or output.shard_bytes", "output.shard_rows")
         parse_size(out.shard_bytes, "output.shard_bytes")
-    if out.row_group_rows <= 0:
-        raise ConfigError(f"expected a positive row count, got {out.row_group_rows}", "output.row_group_rows")
     _choice(out.compression, COMPRESSIONS, "output.compression")
     _choice(out.writer, WRITERS, "output.writer")
+    if out.compression_level is not None:
+        _validate_level(out.compression, out.compression_level)
     _validate_webdataset(out)
 
 
@@ -432,15 +422,22 @@ def _validate_gpu_only(out: OutputConfig, eng: EngineConfig) -> None:
                           "exactly: use exact, or engine=gpu", "engine.float_mode")
 
 
+def _validate_level(codec: str, level: int) -> None:
+    """A compression level the codec has (Arrow's own range for it)."""
+    if codec == "none" or not pa.Codec.supports_compression_level(codec):
+        raise ConfigError(f"output.compression {codec} takes no level: drop it", "output.compression_level")
+    lo, hi = pa.Codec.minimum_compression_level(codec), pa.Codec.maximum_compression_level(codec)
+    if not lo <= level <= hi:
+        raise ConfigError(f"expected {lo} .. {hi} for {codec}, got {level}", "output.compression_level")
+
+
 def _validate_engine(eng: EngineConfig) -> None:
     _choice(eng.kind, ENGINE_KINDS, "engine.kind")
     _choice(eng.float_mode, FLOAT_MODES, "engine.float_mode")
     _choice(eng.cluster, CLUSTERS, "engine.cluster")
-    if eng.n_workers is not None and eng.n_workers <= 0:
-        raise ConfigError(f"expected a positive worker count, got {eng.n_workers}", "engine.n_workers")
-    for key in ("threads_per_worker", "gpu_threads_per_worker"):
-        if getattr(eng, key) is not None and getattr(eng, key) <= 0:
-            raise ConfigError(f"expected a positive count, got {getattr(eng, key)}", f"engine.{key}")
+    for key in ("n_workers", "threads_per_worker", "gpu_threads_per_worker"):
+        if getattr(eng, key) is not None and not 0 < getattr(eng, key) <= MAX_COUNT:
+            raise ConfigError(f"expected a count in 1 .. {MAX_COUNT}, got {getattr(eng, key)}", f"engine.{key}")
     parse_partition_bytes(eng.partition_bytes, eng.kind)
     _choice(eng.cpu_kernels, CPU_KERNELS, "engine.cpu_kernels")
     if eng.cpu_kernels == "numba" and importlib.util.find_spec("numba") is None:
@@ -450,6 +447,9 @@ def _validate_engine(eng: EngineConfig) -> None:
             parse_device_size(getattr(eng, key), f"engine.{key}")
     if eng.memory_limit != "auto":
         parse_size(eng.memory_limit, "engine.memory_limit")
+    if not re.fullmatch(r"[A-Za-z0-9_.:\-]+", str(eng.host)):
+        raise ConfigError(f"expected an address like 127.0.0.1, 0.0.0.0 or a host name, got {eng.host!r}",
+                          "engine.host")
     if eng.scheduler is not None and not re.match(r"^(tcp|tls|ucx|inproc)://", str(eng.scheduler)):
         raise ConfigError(f"expected an address like tcp://host:8786, got {eng.scheduler!r}", "engine.scheduler")
 
@@ -471,27 +471,9 @@ def to_dict(cfg: ShardsmithConfig) -> dict:
     return dataclasses.asdict(cfg)
 
 
-def compose(overrides: list[str] | None = None, config_name: str = "config") -> ShardsmithConfig:
-    """Compose the shipped Hydra tree with command-line style overrides, without a run directory."""
-    from hydra import compose as hydra_compose  # lazy: workers import this module and never compose
-    from hydra import initialize_config_dir  # lazy: as above
-    from hydra.errors import HydraException  # lazy: as above
-
+def compose(overrides: list[str] | None = None, config_name: str = "config",
+            extra_dir: str | None = None) -> ShardsmithConfig:
+    """Compose the shipped Hydra tree (and ``extra_dir``, as ``--config-dir`` adds it) with
+    command-line style overrides, without a run directory."""
     register_configs()
-    try:
-        with initialize_config_dir(str(config_dir()), version_base=None):
-            cfg = hydra_compose(config_name=config_name, overrides=list(overrides or []))
-    except (HydraException, OmegaConfBaseException) as exc:
-        raise ConfigError(hydra_error_line(exc)) from None
-    return from_omegaconf(cfg)
-
-
-def hydra_error_line(exc: BaseException) -> str:
-    """Hydra's errors span several lines and chain causes; keep the line that names the key."""
-    texts = []
-    while exc is not None:
-        texts.extend(line.strip() for line in str(exc).splitlines() if line.strip())
-        exc = exc.__cause__ or exc.__context__
-    key = next((t.split(":", 1)[1].strip() for t in texts if t.startswith("full_key:")), None)
-    head = next((t for t in texts if not t.startswith(("full_key:", "object_type", "reference_type"))), "")
-    return f"{key}: {head}" if key and key not in head else head
+    return from_omegaconf(compose_omegaconf(str(config_dir()), list(overrides or []), config_name, extra_dir))

@@ -4,8 +4,9 @@ A column group (ir/fusion.py) is a set of columns that go through the same chain
 elementwise ops with the same dtypes. Its kernel is rendered from the ops' ``cuda()`` templates
 (ops/numeric.py): one C statement per stage, each followed by the rounding to that stage's dtype,
 in a device function ``ss_chain`` that maps one float64 value (NaN for missing) to its result.
-Around it, the kernel loads a column's value (null -> NaN), stores the result (NaN -> null, through
-a warp ballot into the output's validity bitmask) and counts the nulls it wrote.
+Around it, the kernel loads a column's value (null and +-inf -> NaN: infinities are missing),
+stores the result (NaN -> null, through a warp ballot into the output's validity bitmask) and
+counts the nulls it wrote.
 
 Parameters are not rendered into the source: every column's constants and fitted values travel in
 arrays (``P``: one row of scalars per column; ``B`` / ``BO``: the boundaries of array-valued
@@ -33,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from shardsmith.ir.dtypes import DTYPES, INT_DTYPES
-from shardsmith.kernels.rounding import round_to
+from shardsmith.kernels.rounding import missing_inf, round_to
 from shardsmith.kernels.sources import KernelSource, inline
 
 # dtype -> (C storage type, load expression of {x}, store expression of {v}, rounding function)
@@ -177,6 +178,7 @@ def _fast_chain_function(ops, layout: ParamLayout, dtypes: tuple[str, ...]) -> s
             names[f"{name}_len"] = f"bo[{2 * pair + 1}]"
         lines.append(f"  // stage {j}: {op.op_name} -> {dtype}")
         lines.append(f"  v = {op.cuda('v', names)};")
+        lines.append("  v = (float)ss_no_inf((double)v);  // an infinite result is missing, as in exact mode")
     lines.append("  return (double)v;")
     lines.append("}")
     return "\n".join(lines)
@@ -193,10 +195,10 @@ typedef {dst_t} ss_dst_t;
 
 {chain}
 
-// One element: its input (null -> NaN), the chain, and whether the result is present.
+// One element: its input (null and +-inf -> NaN), the chain, and whether the result is present.
 SS_DEV double ss_element(const ss_src_t* src, const ss_u32* mask, ss_i64 moff, ss_i64 i,
                          const double* p, const double* B, const ss_i64* bo) {{
-  double v = ss_valid(mask, moff + i) ? {load} : CUDART_NAN;
+  double v = ss_valid(mask, moff + i) ? ss_no_inf({load}) : CUDART_NAN;
   return ss_chain(v, p, B, bo);
 }}
 
@@ -271,9 +273,11 @@ def group_source(node, group, states: dict, float_mode: str = "exact") -> tuple[
 
 
 def reference(ops, params: list[list[dict]], dtypes: tuple[str, ...], x: np.ndarray) -> np.ndarray:
-    """What a fused kernel computes, in NumPy: ``x`` (rows x columns, float64, NaN for missing)
-    through each op with per-column parameters, rounded to each stage's dtype after each op (the
-    CPU engine's blocked pass, backends/cpu/lowering.py). NaN in the result means null."""
+    """What a fused kernel computes, in NumPy: ``x`` (rows x columns, float64, NaN for missing,
+    +-inf missing too) through each op with per-column parameters, rounded to each stage's dtype
+    after each op (the CPU engine's blocked pass, backends/cpu/lowering.py). NaN in the result
+    means null."""
+    x = missing_inf(np.array(x, dtype=np.float64))
     for j, (op, dtype) in enumerate(zip(ops, dtypes)):
         per_col = [p[j] for p in params]
         p = {k: (np.array([q[k] for q in per_col]) if not np.ndim(per_col[0][k]) else [q[k] for q in per_col])
@@ -284,11 +288,12 @@ def reference(ops, params: list[list[dict]], dtypes: tuple[str, ...], x: np.ndar
 
 def reference_fast(ops, params: list[list[dict]], dtypes: tuple[str, ...], x: np.ndarray) -> np.ndarray:
     """What a fast-mode kernel computes (a float32 chain, :func:`is_fast`), in NumPy: ``x`` and
-    every scalar parameter as float32, each op in float32 arithmetic. NaN means null."""
-    x = np.asarray(x, dtype=np.float32)
+    every scalar parameter as float32, each op in float32 arithmetic; +-inf, in the input or a
+    result, is missing as in exact mode. NaN means null."""
+    x = missing_inf(np.array(x, dtype=np.float32))
     for j, op in enumerate(ops):
         per_col = [p[j] for p in params]
         p = {k: np.array([q[k] for q in per_col], dtype=np.float32) for k in per_col[0]}
         with np.errstate(invalid="ignore", divide="ignore"):
-            x = np.asarray(op.apply(x, p, np), dtype=np.float32)
+            x = missing_inf(np.array(op.apply(x, p, np), dtype=np.float32))
     return x.astype(np.float64)

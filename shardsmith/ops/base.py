@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import math
+import sys
 import typing
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -21,6 +23,7 @@ from shardsmith.kernels import formula
 
 _REGISTRY: dict[str, type[Op]] = {}
 _ENTRY_POINTS_LOADED = False
+_ENTRY_POINT_FAILURES: dict[str, str] = {}  # entry point name -> why it did not load
 ENTRY_POINT_GROUP = "shardsmith.ops"
 
 
@@ -40,7 +43,9 @@ def registered_ops() -> dict[str, type[Op]]:
 def get_op(name: str, key: str) -> type[Op]:
     ops = registered_ops()
     if name not in ops:
-        raise ConfigError(f"unknown op '{name}'{did_you_mean(name, ops)}", key)
+        failed = "".join(f"; the installed op plugin '{ep}' failed to load: {why}"
+                         for ep, why in _ENTRY_POINT_FAILURES.items())
+        raise ConfigError(f"unknown op '{name}'{did_you_mean(name, ops)}{failed}", key)
     return ops[name]
 
 
@@ -51,7 +56,11 @@ def _load_entry_points() -> None:
         return
     _ENTRY_POINTS_LOADED = True
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        loaded = ep.load()
+        try:
+            loaded = ep.load()
+        except Exception as exc:  # a broken plugin package: named when an op is not found, not a traceback
+            _ENTRY_POINT_FAILURES[ep.name] = f"{ep.value}: {type(exc).__name__}: {exc}"
+            continue
         if isinstance(loaded, type) and issubclass(loaded, Op) and loaded.op_name not in _REGISTRY:
             register_op(loaded)
 
@@ -167,6 +176,8 @@ class ColumnwiseOp(Op):
             raise ConfigError("expected at least one column", f"{key}.cols")
         if self.out is not None and len(self.out) != len(self.cols):
             raise ConfigError(f"expected {len(self.cols)} names, one per column, got {len(self.out)}", f"{key}.out")
+        for col, out in self.pairs():
+            check_new_column(out, col, schema, self.outputs(), f"{key}.out")
 
     def outputs(self) -> tuple[str, ...]:
         return tuple(self.out) if self.out is not None else tuple(self.cols)
@@ -192,10 +203,11 @@ class ColumnwiseOp(Op):
 class ElementwiseOp(ColumnwiseOp):
     """A per-value formula over numeric columns, fusable with its neighbours into one kernel.
 
-    Values are computed in float64 with missing (null or NaN) as NaN, then rounded to the op's
-    output dtype; missing results are written as null. An op states its meaning once, in
-    ``formula`` (kernels/formula.py), from which ``apply`` (NumPy, the reference), ``cuda`` (the GPU's
-    generated kernels) and the CPU's compiled kernels are all rendered. An op without a formula
+    Values are computed in float64 with missing (null, NaN or +-inf) as NaN, then rounded to the
+    op's output dtype, an infinite result becoming NaN; missing results are written as null. An op
+    states its meaning once, in ``formula`` (kernels/formula.py), from which ``apply`` (NumPy, the
+    reference), ``cuda`` (the GPU's generated kernels) and the CPU's compiled kernels are all
+    rendered. An op without a formula
     (a user's op from before formulas) defines ``apply`` and ``cuda`` itself: ``apply`` gets a 2-D
     block ``x`` of shape (rows, columns) and per-column parameters of shape (columns,); ``cuda``
     renders the C expression over ``x`` and parameter names. Such ops run on the NumPy path.
@@ -250,8 +262,21 @@ class ElementwiseOp(ColumnwiseOp):
         return expr
 
 
+def check_new_column(name: str, source: str | None, schema: Schema, outputs, key: str) -> None:
+    """An output column is its own input column (in place) or a new name, written once by the op:
+    never another existing column, which would be replaced without a word."""
+    if not name or name.startswith("__"):
+        raise ConfigError(f"expected a column name (not empty, not starting with '__'), got {name!r}", key)
+    if list(outputs).count(name) > 1:
+        raise ConfigError(f"the output column '{name}' is named more than once", key)
+    if name != source and name in schema:
+        raise ConfigError(f"the output column '{name}' already exists: give a new name", key)
+
+
 def resolve_columns(value, schema: Schema, key: str) -> tuple[str, ...]:
     """Expand a column list whose entries may be fnmatch patterns (``I*``) against ``schema``."""
+    if value is not None and not isinstance(value, (str, list, tuple)):
+        raise ConfigError(f"expected a list of column names, got {value!r}", key)
     items = [value] if isinstance(value, str) else list(value or [])
     out: list[str] = []
     visible = [n for n in schema.names if not n.startswith("__")]
@@ -293,12 +318,18 @@ def _coerce(value: Any, hint, key: str):
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"expected a mapping, got {value!r}", key)
-        return dict(value)
+        k_hint, v_hint = args if args else (Any, Any)
+        return {_coerce(k, k_hint, key): _coerce(v, v_hint, f"{key}.{k}") for k, v in value.items()}
     return _coerce_scalar(value, hint, key)
 
 
 _SCALARS = {bool: ("true or false", (bool,)), int: ("an integer", (int,)), float: ("a number", (int, float)),
             str: ("a string", (str,))}
+
+
+# Integer parameters are stored as int64 or, for hash seeds, uint64: nothing outside both ranges.
+INT_RANGE = (-(2**63), 2**64 - 1)
+INT64_MAX = 2**63 - 1
 
 
 def _coerce_scalar(value, hint, key: str):
@@ -307,7 +338,14 @@ def _coerce_scalar(value, hint, key: str):
     what, types = _SCALARS[hint]
     if not isinstance(value, types) or (hint is not bool and isinstance(value, bool)):
         raise ConfigError(f"expected {what}, got {value!r}", key)
-    return float(value) if hint is float else value
+    if hint is int and not INT_RANGE[0] <= value <= INT_RANGE[1]:
+        raise ConfigError(f"expected an integer of at most 64 bits, got {value}", key)
+    if hint is float:
+        number = float(value) if abs(value) <= sys.float_info.max else math.inf
+        if not math.isfinite(number):
+            raise ConfigError(f"expected a finite number, got {value!r}", key)
+        return number
+    return value
 
 
 def _json_value(value):

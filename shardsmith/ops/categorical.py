@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 from shardsmith.errors import ConfigError
 from shardsmith.ir import DTYPES, Column, Schema
 from shardsmith.kernels.lookup import FIRST_ID, NULL_ID, OOV_ID, PAD_ID
-from shardsmith.ops.base import ColumnwiseOp, Op, register_op
+from shardsmith.ops.base import INT64_MAX, ColumnwiseOp, Op, check_new_column, register_op
 from shardsmith.ops.stats import ValueCounts
 
 HASHABLE = tuple(DTYPES)  # every dtype has a specified hash (kernels/xxhash64.py)
@@ -55,10 +55,10 @@ class Categorify(ColumnwiseOp):
 
     def check(self, schema: Schema, key: str) -> None:
         super().check(schema, key)
-        if self.freq_threshold < 0:
-            raise ConfigError(f"expected 0 or more, got {self.freq_threshold}", f"{key}.freq_threshold")
-        if self.max_size is not None and self.max_size < 1:
-            raise ConfigError(f"expected 1 or more, got {self.max_size}", f"{key}.max_size")
+        if not 0 <= self.freq_threshold <= INT64_MAX:
+            raise ConfigError(f"expected 0 .. 2**63-1, got {self.freq_threshold}", f"{key}.freq_threshold")
+        if self.max_size is not None and not 1 <= self.max_size <= INT64_MAX:
+            raise ConfigError(f"expected 1 .. 2**63-1, got {self.max_size}", f"{key}.max_size")
         for c in self.cols:
             if schema[c].dtype not in HASHABLE:
                 raise ConfigError(f"column '{c}' has dtype {schema[c].dtype}, which cannot be categorified",
@@ -127,6 +127,7 @@ class HashedCross(Op):
         if len(self.cols) < 2:
             raise ConfigError("a cross needs two or more columns", f"{key}.cols")
         _check_hash_params(self, schema, key)
+        check_new_column(self.output(), None, schema, [self.output()], f"{key}.out")
 
     def output(self) -> str:
         return self.out or "_x_".join(self.cols)
@@ -140,8 +141,8 @@ class HashedCross(Op):
 
 
 def _check_hash_params(op, schema: Schema, key: str) -> None:
-    if op.num_buckets < 1:
-        raise ConfigError(f"expected a positive number of buckets, got {op.num_buckets}", f"{key}.num_buckets")
+    if not 1 <= op.num_buckets <= INT64_MAX:  # ids are int64 at most
+        raise ConfigError(f"expected a number of buckets in 1 .. 2**63-1, got {op.num_buckets}", f"{key}.num_buckets")
     if not 0 <= op.seed < 2**64:
         raise ConfigError(f"expected an integer in [0, 2**64), got {op.seed}", f"{key}.seed")
     for c in op.cols:

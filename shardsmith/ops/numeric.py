@@ -2,15 +2,21 @@
 
 Exact meanings (every backend implements these):
 
-* Values are computed in float64; null and NaN are both *missing* and stay missing through every
-  op but ``fill_missing``; results are rounded to the op's output dtype (integers: half to even)
-  and missing results are written as null.
+* Values are computed in float64; null, NaN and +-inf are all *missing* and stay missing through
+  every op but ``fill_missing``, which replaces them; results are rounded to the op's output dtype
+  (integers: half to even); a result that is +-inf (log1p(-1), a value beyond float32's range) is
+  missing too; missing results are written as null. So an infinity never reaches the shards
+  through an op, and the statistics, which skip missing values, describe what the ops write.
+  (``cast`` is a conversion, not an elementwise op: its ``on_error`` decides about infinities
+  that do not convert; categorify and the hashes treat NaN and +-inf as values; filter has its
+  own rules, ir/expr.py.)
 * Continuous results (log1p, normalize, normalize_minmax) are float64 for float64 input and
   float32 otherwise. fill_missing and clip keep the input dtype. bucketize gives int32.
-* Fitted statistics ignore missing and infinite values and, with ``split.fit_on``, rows outside
+* Fitted statistics skip missing values (null, NaN, +-inf) and, with ``split.fit_on``, rows outside
   that split. Means and standard deviations come from exact sums (ops/stats.py); medians and
   quantiles from a histogram with ``stats.quantile_bits`` mantissa bits (the inverted-CDF quantile:
   the smallest v with at least ceil(q*n) values <= v, truncated toward zero to those bits).
+* Parameters (fill values, bounds, boundaries) are finite numbers.
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ def representable(values, dtype: str) -> bool:
 @register_op
 @dataclass(frozen=True)
 class FillMissing(ElementwiseOp):
-    """Replace missing values (null or NaN) by a constant, or by the fitted mean or median."""
+    """Replace missing values (null, NaN, +-inf) by a constant, or by the fitted mean or median."""
 
     op_name = "fill_missing"
     value: float | None = None
@@ -97,7 +103,7 @@ class FillMissing(ElementwiseOp):
 @register_op
 @dataclass(frozen=True)
 class Clip(ElementwiseOp):
-    """Limit values to [lower, upper] (either bound may be omitted); missing stays missing."""
+    """Limit values to [lower, upper] (either bound may be omitted); missing (+-inf too) stays missing."""
 
     op_name = "clip"
     lower: float | None = None
@@ -146,7 +152,7 @@ class Clip(ElementwiseOp):
 @register_op
 @dataclass(frozen=True)
 class Log1p(ElementwiseOp):
-    """log(1 + x); values below -1 give missing, -1 gives -inf."""
+    """log(1 + x); values of -1 and below give missing (log1p(-1) = -inf is missing, as every infinity)."""
 
     op_name = "log1p"
 
@@ -157,7 +163,8 @@ class Log1p(ElementwiseOp):
 @register_op
 @dataclass(frozen=True)
 class Normalize(ElementwiseOp):
-    """Z-score: (x - mean) / std with the fitted mean and population std (std 0 counts as 1)."""
+    """Z-score: (x - mean) / std with the fitted mean and population std (std 0 counts as 1); +-inf is
+    missing, in the fit and in the output."""
 
     op_name = "normalize"
 
@@ -206,6 +213,9 @@ class NormalizeMinmax(ElementwiseOp):
         return (x - p["min"]) / p["range"]
 
 
+MAX_QUANTILES = 65536  # fitted boundaries are computed one by one on the driver
+
+
 @register_op
 @dataclass(frozen=True)
 class Bucketize(ElementwiseOp):
@@ -224,8 +234,8 @@ class Bucketize(ElementwiseOp):
             b = list(self.boundaries)
             if not b or any(math.isnan(v) for v in b) or any(x >= y for x, y in zip(b, b[1:])):
                 raise ConfigError("expected strictly increasing numbers", f"{key}.boundaries")
-        if self.quantiles is not None and self.quantiles < 2:
-            raise ConfigError(f"expected 2 or more buckets, got {self.quantiles}", f"{key}.quantiles")
+        if self.quantiles is not None and not 2 <= self.quantiles <= MAX_QUANTILES:
+            raise ConfigError(f"expected 2 .. {MAX_QUANTILES} buckets, got {self.quantiles}", f"{key}.quantiles")
 
     @property
     def fitted(self) -> bool:

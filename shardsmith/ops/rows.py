@@ -51,10 +51,16 @@ class Rename(Op):
         if not self.mapping:
             raise ConfigError("expected a mapping of old to new names", f"{key}.mapping")
         names = set(schema.names)
+        targets = list(self.mapping.values())
         for old, new in self.mapping.items():
             schema.require(old, f"{key}.mapping")
             if new in names and new not in self.mapping:
                 raise ConfigError(f"'{new}' already exists", f"{key}.mapping.{old}")
+            if targets.count(new) > 1:
+                raise ConfigError(f"'{new}' is the new name of more than one column", f"{key}.mapping.{old}")
+            if not new or new.startswith("__"):
+                raise ConfigError(f"expected a column name (not empty, not starting with '__'), got {new!r}",
+                                  f"{key}.mapping.{old}")
 
     def reads(self) -> tuple[str, ...]:
         return tuple(self.mapping)

@@ -119,7 +119,8 @@ class ValueCounts(Stat):
 
 def moments_partial(x, xp=np) -> tuple[int, int, int]:
     """The partial for :class:`Moments` over finite float64 values ``x``."""
-    sq = x * x
+    with np.errstate(over="ignore"):  # squares beyond float64: the sum of squares is inf, said below
+        sq = x * x
     s2 = exact.exact_sum(sq, xp) if bool(xp.isfinite(sq).all()) else math.inf
     return (int(len(x)), exact.exact_sum(x, xp), s2)
 

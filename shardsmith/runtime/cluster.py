@@ -10,6 +10,7 @@ import contextlib
 import importlib.util
 import logging
 import os
+import urllib.parse
 
 from shardsmith.backends import get_backend
 from shardsmith.compiler.config import EngineConfig, parse_device_size, parse_size
@@ -100,6 +101,7 @@ def executor_for(engine: EngineConfig, backend: str, log=None):
     cluster = _local_cluster(engine, backend)
     with cluster, Client(cluster) as client:
         ex = DaskExecutor(client)
+        ex.dashboard = local_link(ex.dashboard, engine.host)
         if log:
             log(f"started a local {backend.upper()} cluster: {ex.n_workers} worker(s){_dashboard_note(engine, ex)}")
         yield ex
@@ -110,7 +112,7 @@ def _has_bokeh() -> bool:
 
 
 def _dashboard_note(engine: EngineConfig, ex) -> str:
-    """The dashboard's address, or why there is none (Dask's dashboard needs bokeh)."""
+    """The dashboard's address, or, when one was asked for, why there is none (it needs bokeh)."""
     if not engine.dashboard:
         return ""
     if not _has_bokeh():
@@ -118,17 +120,42 @@ def _dashboard_note(engine: EngineConfig, ex) -> str:
     return f", dashboard {ex.dashboard}" if ex.dashboard else ""
 
 
+def http_address(host: str) -> str:
+    """A free port on ``host`` (IPv6 addresses in brackets).
+
+    >>> http_address("127.0.0.1"), http_address("::1")
+    ('127.0.0.1:0', '[::1]:0')
+    """
+    return f"[{host}]:0" if ":" in host else f"{host}:0"
+
+
+def local_link(link: str | None, host: str) -> str | None:
+    """The dashboard's address on the interface it listens on (Dask names the machine's own
+    address, which a server bound to 127.0.0.1 does not answer); as Dask says for every interface.
+
+    >>> local_link("http://192.0.2.2:8787/status", "127.0.0.1")
+    'http://127.0.0.1:8787/status'
+    """
+    if not link or host in ("0.0.0.0", "::", ""):
+        return link
+    parts = urllib.parse.urlsplit(link)
+    netloc = f"[{host}]" if ":" in host else host
+    return parts._replace(netloc=f"{netloc}:{parts.port}" if parts.port else netloc).geturl()
+
+
 def _local_cluster(engine: EngineConfig, backend: str):
-    # Dask's scheduler serves HTTP either way (None means its default port 8787, which a second
-    # compile on the machine would find taken): a free port always; the dashboard if asked for.
-    dashboard = ":0"
+    # Dask's scheduler serves HTTP either way (None means its default port 8787 on every interface,
+    # which a second compile on the machine would find taken): a free port on engine.host always
+    # (this machine only, by default); the dashboard if asked for. Workers listen on engine.host too.
+    dashboard = http_address(engine.host)
     scheduler_kwargs = {"dashboard": bool(engine.dashboard)}
     memory = "auto" if engine.memory_limit == "auto" else parse_size(engine.memory_limit, "engine.memory_limit")
     if backend == "gpu":
         from dask_cuda import LocalCUDACluster  # lazy: dask-cuda is optional (the gpu extras)
 
-        return LocalCUDACluster(dashboard_address=dashboard, memory_limit=memory, silence_logs=logging.ERROR,
-                                scheduler_kwargs=scheduler_kwargs, **cuda_cluster_kwargs(engine))
+        return LocalCUDACluster(host=engine.host, dashboard_address=dashboard, memory_limit=memory,
+                                silence_logs=logging.ERROR, scheduler_kwargs=scheduler_kwargs,
+                                **cuda_cluster_kwargs(engine))
     import dask  # lazy: as distributed above
     from distributed import LocalCluster  # lazy: as distributed above
 
@@ -143,9 +170,11 @@ def _local_cluster(engine: EngineConfig, backend: str):
     env.pop("MALLOC_TRIM_THRESHOLD_", None)
     env["SHARDSMITH_ARROW_THREADS"] = str(threads)
     dask.config.set({"distributed.nanny.pre-spawn-environ": env})
-    return LocalCluster(n_workers=n, threads_per_worker=threads, processes=engine.processes,
-                        memory_limit=memory, dashboard_address=dashboard, silence_logs=logging.ERROR,
-                        scheduler_kwargs=scheduler_kwargs)
+    # Worker threads talk to the scheduler in memory (inproc://): only worker processes listen on a host.
+    host = {"host": engine.host} if engine.processes else {}
+    return LocalCluster(n_workers=n, threads_per_worker=threads, processes=engine.processes, memory_limit=memory,
+                        dashboard_address=dashboard, silence_logs=logging.ERROR, scheduler_kwargs=scheduler_kwargs,
+                        **host)
 
 
 def cuda_cluster_kwargs(engine: EngineConfig) -> dict:

@@ -18,7 +18,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 
-from shardsmith.backends import device_memory_bytes, gpu_unavailable_reason, lowerings_for, resolve_kind
+from shardsmith.backends import device_memory_bytes, engine_choice, gpu_unavailable_reason, lowerings_for
 from shardsmith.compiler.build import build
 from shardsmith.compiler.config import ShardsmithConfig, to_dict
 from shardsmith.compiler.lineage import fit_signatures
@@ -67,7 +67,7 @@ def prepare(cfg: ShardsmithConfig, passes=None, require_engine: bool = True) -> 
     op). ``passes`` replaces the optimiser's pass list; ``require_engine``: fail now when the GPU
     engine cannot run on this machine (``shardsmith plan`` explains a GPU compile anywhere)."""
     graph = optimize(build(cfg)) if passes is None else optimize(build(cfg), passes=passes)
-    backend = resolve_kind(cfg.engine.kind)
+    backend, _ = engine_choice(cfg.engine.kind)
     if backend == "gpu" and require_engine and (reason := gpu_unavailable_reason()):
         raise PlanError(f"the GPU engine cannot run here: {reason}", "engine.kind")
     plan = physical_plan(graph, cfg.engine, backend, device_memory_bytes() if backend == "gpu" else None)
@@ -96,6 +96,7 @@ def compile_dataset(cfg: ShardsmithConfig, log=print, passes=None) -> Result:
     prof = Profiler(cfg, log)
     with prof.stage("plan", section=True):
         prep = prepare(cfg, passes)
+    log(f"engine: {prep.backend} ({engine_choice(cfg.engine.kind)[1]})")
     prof.set_backend(prep.backend)
     out = Output(prep.graph.sink.dir, prep.key, prep.graph.sink.overwrite)
     existing = out.existing_manifest()

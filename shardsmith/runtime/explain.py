@@ -3,7 +3,7 @@ data and without needing that engine on this machine (a GPU compile is explained
 
 from __future__ import annotations
 
-from shardsmith.backends import device_memory_bytes, lowerings_for, resolve_kind
+from shardsmith.backends import device_memory_bytes, engine_choice, lowerings_for
 from shardsmith.compiler.build import build
 from shardsmith.compiler.config import ShardsmithConfig
 from shardsmith.compiler.explain import explain_lines
@@ -17,11 +17,11 @@ def explain(cfg: ShardsmithConfig, passes: bool = False) -> str:
     built = build(cfg)
     trace: list = []
     final = optimize(built, trace=trace)
-    backend = resolve_kind(cfg.engine.kind)
+    backend, why = engine_choice(cfg.engine.kind)
     lowerings = lowerings_for(backend)
     plan = physical_plan(final, cfg.engine, backend, device_memory_bytes() if backend == "gpu" else None)
     check_lowerings(plan, lowerings)  # an op the engine cannot run fails here, as it would when compiling
     plan, fit = fitsource.resolve(cfg, plan)  # a reused fit (fit.from, the fit cache) runs no fit pass
     lines = explain_lines(built, trace, plan, lowerings, passes)
     at = lines.index("== physical plan") + 1
-    return "\n".join(lines[:at] + [fit.describe()] + lines[at:])
+    return "\n".join([f"engine: {backend} ({why})", "", *lines[:at], fit.describe(), *lines[at:]])

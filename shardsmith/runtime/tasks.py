@@ -184,7 +184,8 @@ def _write_output(be, frame, path: str, sink, schema, writer: str) -> dict:
         formats.remove("parquet")
     with be.exclusive():
         content = content_record(be.content_digests(frame, schema))
-        summary = shard_summary(schema, lambda c: frame[c].null_count, lambda c: be.finite_values(frame[c]), be.xp)
+        summary = shard_summary(schema, lambda c: frame[c].null_count, lambda c: be.finite_values(frame[c]), be.xp,
+                                rows=len(frame))
         encoded = be.parquet_bytes(frame, sink, schema) if cudf_parquet else None
         # The schema gives the exact Arrow types to write (the GPU backend's columns map to several).
         table = be.to_arrow(frame, schema) if formats else None

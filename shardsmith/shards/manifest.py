@@ -138,5 +138,7 @@ def summary_lines(manifest: dict) -> list[str]:
             extra += f"  mean {s['mean']:.4g} std {s['std']:.4g}"
         if s.get("nulls"):
             extra += f"  nulls {s['nulls']:,}"
+        if s.get("nonfinite"):
+            extra += f"  NaN or inf {s['nonfinite']:,}"
         lines.append(f"  {col['name']:<14} {col['dtype']:<8} {col['role']:<12}{extra}")
     return lines

@@ -6,6 +6,8 @@ statistic is, so that the figures depend neither on partitioning nor on the engi
 The histogram counts the finite values by key: a value truncated toward zero to HIST_BITS mantissa
 bits (kernels/exact.py), so 8 bins per power of two, every integer below 16 a bin of its own, and
 the same bins in every dataset: two datasets' histograms compare bin by bin (``shardsmith drift``).
+Values left out of these for being NaN or +-inf (possible only in columns that no elementwise op
+wrote: ops write them as null) are counted as ``nonfinite``, present when there are any.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ MOMENT_ROLES = ("continuous", "label", "weight", "other")
 HIST_BITS = 3
 
 
-def shard_summary(schema: Schema, nulls_of, finite_of, xp=np) -> dict:
+def shard_summary(schema: Schema, nulls_of, finite_of, xp=np, rows: int | None = None) -> dict:
     """Per column: null count; for numbers count, min, max; for non-categorical numbers the
     exact moment sums (count, sum, sum of squares). ``nulls_of(name)`` gives a column's null
     count and ``finite_of(name)`` its non-missing, finite values as float64 (an array of ``xp``:
-    the engine computes them where the shard is, on the device for the GPU engine)."""
+    the engine computes them where the shard is, on the device for the GPU engine); with the
+    shard's ``rows``, the values left out for being NaN or +-inf are counted (``nonfinite``)."""
     out = {}
     for col in schema.columns:
         entry: dict = {"nulls": int(nulls_of(col.name))}
@@ -32,6 +35,8 @@ def shard_summary(schema: Schema, nulls_of, finite_of, xp=np) -> dict:
             x = finite_of(col.name)
             n, lo, hi = minmax_partial(x, xp)
             entry.update(count=n, min=lo if n else None, max=hi if n else None)
+            if rows is not None and rows - entry["nulls"] > n:
+                entry["nonfinite"] = rows - entry["nulls"] - n
             if col.role in MOMENT_ROLES and n:
                 entry["moments"] = list(moments_partial(x, xp))
             keys, counts = coarse_histogram(x, HIST_BITS, xp)
@@ -46,6 +51,8 @@ def merge_summaries(parts: list[dict], schema: Schema) -> dict:
     for col in schema.columns:
         entries = [p[col.name] for p in parts]
         merged: dict = {"nulls": sum(e["nulls"] for e in entries)}
+        if any(e.get("nonfinite") for e in entries):
+            merged["nonfinite"] = sum(e.get("nonfinite", 0) for e in entries)
         if entries and "count" in entries[0]:
             counted = [(e["count"], e["min"], e["max"]) for e in entries if e["count"]]
             n, lo, hi = MinMax(col.name).merge(counted)

@@ -105,11 +105,14 @@ SS_DEV ss_u16 ss_f64_to_f16(double x) {
   return (ss_u16)(sign | (ss_u16)(base + (ss_u32)m));
 }
 
+// --- infinities are missing: an infinite input or result of an elementwise op is NaN ----------------
+SS_DEV double ss_no_inf(double x) { return fabs(x) < CUDART_INF ? x : CUDART_NAN; }  // NaN stays NaN
+
 // --- the per-op rounding rule: every stage's result is rounded to that stage's dtype ----------------
-SS_DEV double ss_round_f64(double x) { return x; }
-SS_DEV double ss_round_f32(double x) { return (double)(float)x; }
-SS_DEV double ss_round_f16(double x) { return ss_f16_to_f64(ss_f64_to_f16(x)); }
-SS_DEV double ss_round_int(double x) { return rint(x); }  // half to even, as np.rint; NaN stays NaN
+SS_DEV double ss_round_f64(double x) { return ss_no_inf(x); }
+SS_DEV double ss_round_f32(double x) { return ss_no_inf((double)(float)x); }
+SS_DEV double ss_round_f16(double x) { return ss_no_inf(ss_f16_to_f64(ss_f64_to_f16(x))); }
+SS_DEV double ss_round_int(double x) { return ss_no_inf(rint(x)); }  // half to even, as np.rint; NaN stays NaN
 
 // --- bucketize: the number of boundaries <= x (NumPy searchsorted side='right'); NaN stays NaN -------
 SS_DEV double bucketize(double x, const double* b, ss_i64 n) {
@@ -152,10 +155,10 @@ SS_DEV double ss_chain(double v, const double* p, const double* B, const ss_i64*
   return v;
 }
 
-// One element: its input (null -> NaN), the chain, and whether the result is present.
+// One element: its input (null and +-inf -> NaN), the chain, and whether the result is present.
 SS_DEV double ss_element(const ss_src_t* src, const ss_u32* mask, ss_i64 moff, ss_i64 i,
                          const double* p, const double* B, const ss_i64* bo) {
-  double v = ss_valid(mask, moff + i) ? (double)src[i] : CUDART_NAN;
+  double v = ss_valid(mask, moff + i) ? ss_no_inf((double)src[i]) : CUDART_NAN;
   return ss_chain(v, p, B, bo);
 }
 

@@ -343,16 +343,17 @@ def test_a_local_cluster_logs_its_dashboard_address(monkeypatch):
     from shardsmith.runtime import cluster
 
     lines = []
-    with cluster.executor_for(EngineConfig(n_workers=1), "cpu", lines.append):
+    with cluster.executor_for(EngineConfig(n_workers=1, dashboard=True), "cpu", lines.append):
         pass
-    assert lines[0].startswith("started a local CPU cluster: 1 worker(s), dashboard http://")
+    assert lines[0].startswith("started a local CPU cluster: 1 worker(s), dashboard http://127.0.0.1:")
     monkeypatch.setattr(cluster, "_has_bokeh", lambda: False)
 
     class Ex:
         dashboard = "http://127.0.0.1:1/status"
 
-    assert "no dashboard: it needs bokeh" in cluster._dashboard_note(EngineConfig(), Ex())
-    assert cluster._dashboard_note(EngineConfig(dashboard=False), Ex()) == ""
+    # Asked for without bokeh: says why there is none; not asked for (the default): says nothing.
+    assert "no dashboard: it needs bokeh" in cluster._dashboard_note(EngineConfig(dashboard=True), Ex())
+    assert cluster._dashboard_note(EngineConfig(), Ex()) == ""
 
 
 class _Backend:

@@ -13,10 +13,10 @@ from shardsmith.backends.cpu.arrays import from_float, is_numpy_friendly, numeri
 from shardsmith.errors import ShardsmithError
 from shardsmith.inputs.predicate import to_arrow_expression
 from shardsmith.ir import FILE_COL, ROW_COL, Fused
-from shardsmith.ir.dtypes import ARROW_TYPES
+from shardsmith.ir.dtypes import ARROW_TYPES, is_float
 from shardsmith.kernels import xxhash64 as xx
 from shardsmith.kernels.lookup import FIRST_ID, NULL_ID, OOV_ID
-from shardsmith.kernels.rounding import round_to
+from shardsmith.kernels.rounding import missing_inf, round_to
 from shardsmith.ops.categorical import Categorify, HashBucket, HashedCross
 from shardsmith.ops.numeric import Cast
 from shardsmith.ops.rows import Drop, Filter, Rename
@@ -47,6 +47,7 @@ def _fused_numpy(node: Fused, group, frame: pa.Table, states: dict) -> dict:
     rounding = [None if op.keeps_values(d_in, dt, p) else dt
                 for op, p, d_in, dt in zip(ops, params, (group.src_dtype, *dtypes), dtypes)]
     srcs = [numeric_values(frame[c]) for c in group.srcs]
+    float_src = is_float(group.src_dtype)  # integers hold no infinity
     outs = np.empty((len(srcs), n), dtype=np.float64)
     block = np.empty((min(BLOCK_ROWS, n), len(srcs)), dtype=np.float64, order="F")  # columns contiguous
     for start in range(0, n, BLOCK_ROWS):
@@ -54,10 +55,13 @@ def _fused_numpy(node: Fused, group, frame: pa.Table, states: dict) -> dict:
         x = block[:rows]
         for i, src in enumerate(srcs):
             x[:, i] = src[start : start + rows]
-        for op, p, dt in zip(ops, params, rounding):
-            x = op.apply(x, p, np)
-            if dt is not None:
-                x = round_to(x, dt)
+        if float_src:
+            missing_inf(x)  # infinities are missing to every elementwise op (ops/numeric.py)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # those results are missing
+            for op, p, dt in zip(ops, params, rounding):
+                x = op.apply(x, p, np)
+                if dt is not None:
+                    x = round_to(x, dt)
         outs[:, start : start + rows] = x.T
     return {out: from_float(outs[i], dtypes[-1]) for i, out in enumerate(group.outs)}
 
