@@ -146,6 +146,7 @@ def test_drift_against_the_parent_is_on_one_scale(demo_dir, tmp_path):
     proc = cli("drift", base.path, new.path, "--json", "--no-html")
     cols = {c["name"]: c for c in json.loads(proc.stdout)["columns"]}
     for c in ("C3", "C20"):
-        ids = read_split(new)[c].to_numpy()
-        assert cols[c]["oov_rate"] == pytest.approx((ids == 1).mean(), rel=1e-12) and cols[c]["notes"] == []
+        shares = [(read_split(d)[c].to_numpy() == 1).mean() for d in (base, new)]
+        assert cols[c]["oov_rates"] == pytest.approx(shares, rel=1e-12) and cols[c]["notes"] == []
+        assert cols[c]["oov_rate"] == pytest.approx(shares[1] - shares[0], rel=1e-9)
     assert cols["I1"]["notes"] == [] and cols["I1"]["psi"] < 0.05  # two thirds of one distribution

@@ -154,7 +154,7 @@ class DriftConfig:
     js: float | None = None  # Jensen-Shannon distance, base 2, in [0, 1]
     ks: float | None = None  # Kolmogorov-Smirnov distance of continuous columns
     null_rate: float | None = 0.05  # absolute change of the share of missing values
-    oov_rate: float | None = 0.05  # share of NEW's values outside BASE's vocabulary
+    oov_rate: float | None = 0.05  # NEW's share of values outside BASE's vocabulary minus BASE's own
     row_count: float | None = None  # relative change of the row count
     bins: int = 10  # bins at BASE's quantiles for continuous columns
     split: str | None = None  # compare one split; null: all rows

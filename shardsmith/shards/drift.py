@@ -13,12 +13,14 @@ datasets' histograms compare bin by bin. Per output column present in both:
   cumulative distributions at the histogram's keys (exact there; between keys the true gap can
   exceed it by at most the mass of one key's bin).
 * ``null_rate``: NEW's share of missing values minus BASE's.
-* ``oov_rate`` (columns made by ``categorify``): the share of NEW's values outside BASE's
-  vocabulary. When both use the same vocabulary (NEW compiled with ``fit.from`` BASE, or equal
-  vocabularies) it is exact: NEW's share of the out-of-vocabulary id. When each fitted its own, it
-  is computed from the vocabularies on their fit splits (NEW's values kept below its own
-  ``freq_threshold`` count as unseen), and psi / js compare the value counts of BASE's most frequent
-  values (plus one bin for the rest) instead of the ids, which then mean different values.
+* ``oov_rate`` (columns made by ``categorify``): NEW's share of values outside BASE's vocabulary
+  minus BASE's own share (its rare values, kept below ``freq_threshold``, are out of vocabulary
+  too, so identical data gives 0, like ``null_rate``; both shares are in ``oov_rates``). When both
+  use the same vocabulary (NEW compiled with ``fit.from`` BASE, or equal vocabularies) it is exact:
+  the shares of the out-of-vocabulary id. When each fitted its own, it is computed from the
+  vocabularies on their fit splits (NEW's values kept below its own ``freq_threshold`` count as
+  unseen), and psi / js compare the value counts of BASE's most frequent values (plus one bin for
+  the rest) instead of the ids, which then mean different values.
 * ``row_count``: (NEW rows - BASE rows) / BASE rows, for the dataset.
 
 A column whose fitted state (means, quantiles, ...) differs between the two datasets is compared on
@@ -173,7 +175,8 @@ def _vocab_compare(base_m, new_m, col, b_step, n_step, bins) -> dict:
     p = top["count"].to_numpy().astype(np.float64)
     p, q = np.append(p, b_total - p.sum()), np.append(q, n_total - q.sum())
     labels = [repr(v) for v in top["value"].to_pylist()] + ["(other values)"]
-    return {"shared": False, "oov_rate": unseen / n_total if n_total else 0.0, "p": p, "q": q, "labels": labels,
+    shares = [_rate(_oov_count(base_m, col), b_total), _rate(unseen, n_total)]
+    return {"shared": False, "oov_rates": shares, "p": p, "q": q, "labels": labels,
             "note": "each dataset fitted its own vocabulary: compared by value on the fit splits"}
 
 
@@ -237,7 +240,7 @@ def _column(new_c, base_c, b_stats, n_stats, b_rows, n_rows, base_m, new_m, bins
         out["notes"].append(vocab["note"])
         if "p" in vocab:
             _distances(out, vocab["p"], vocab["q"], vocab["labels"])
-            out["oov_rate"] = vocab["oov_rate"]
+            _oov(out, *vocab["oov_rates"])
         return out
     if _state_entries(base_m, name) != _state_entries(new_m, name):
         out["notes"].append("fitted separately: compared on each dataset's own fitted scale "
@@ -248,10 +251,18 @@ def _column(new_c, base_c, b_stats, n_stats, b_rows, n_rows, base_m, new_m, bins
         if not categorical:
             out["ks"] = ks_distance(b["hist"], n["hist"])
         if vocab is not None:  # one vocabulary: the out-of-vocabulary id is exact
-            one = hist_keys(np.array([float(OOV_ID)]), 3)[0]
-            keys, counts = n["hist"]
-            out["oov_rate"] = float(counts[keys == one].sum() / counts.sum())
+            _oov(out, _oov_share(b["hist"]), _oov_share(n["hist"]))
     return out
+
+
+def _oov_share(hist) -> float:
+    one = hist_keys(np.array([float(OOV_ID)]), 3)[0]
+    keys, counts = hist
+    return float(counts[keys == one].sum() / counts.sum())
+
+
+def _oov(out: dict, base: float, new: float) -> None:
+    out["oov_rate"], out["oov_rates"] = new - base, [base, new]
 
 
 def _distances(out: dict, p: np.ndarray, q: np.ndarray, labels: list[str]) -> None:
@@ -274,7 +285,7 @@ def text_lines(result: dict) -> list[str]:
     lines += [head, "-" * len(head)]
     for c in result["columns"]:
         cells = [_cell(c["psi"], 8), _cell(c["js"], 7), _cell(c["ks"], 7), f"{c['null_rate']:+8.4f}",
-                 _cell(c["oov_rate"], 7)]
+                 _cell(c["oov_rate"], 7, "+")]
         lines.append(f"{c['name']:<16} {c['role']:<12} {' '.join(cells)}  {', '.join(c['crossed'])}".rstrip())
     for c in result["columns"]:
         lines += [f"note: {c['name']}: {note}" for note in c["notes"]]
@@ -288,6 +299,6 @@ def text_lines(result: dict) -> list[str]:
     return lines
 
 
-def _cell(v, width: int) -> str:
-    return f"{v:{width}.4f}" if v is not None else f"{'-':>{width}}"
+def _cell(v, width: int, sign: str = "") -> str:
+    return f"{v:{sign}{width}.4f}" if v is not None else f"{'-':>{width}}"
 

@@ -20,7 +20,7 @@ def _fmt(v) -> str:
 def render_drift(result: dict) -> str:
     e = html.escape
     b, n, rows = result["base"], result["new"], result["rows"]
-    head = ["column", "role", "psi", "js", "ks", "null rate change", "oov rate", "crossed", "notes"]
+    head = ["column", "role", "psi", "js", "ks", "null rate change", "oov rate change", "crossed", "notes"]
     body_rows = "".join(
         f"<tr{' class=drifted' if c['crossed'] else ''}>" + "".join(
             f"<td>{e(_fmt(v))}</td>" for v in (c["name"], c["role"], c["psi"], c["js"], c["ks"], c["null_rate"],
