@@ -180,3 +180,11 @@ def test_a_full_disk_simulated(tmp_path, demo_dir, monkeypatch):
         run_compile(f"{demo_dir}/*.parquet", tmp_path / "out", "output.shard_rows=2000")
     assert exc.value.exit_code == 2 and str(tmp_path / "out.partial-") in str(exc.value)
     nothing_left(tmp_path)
+
+
+def test_source_on_error_is_validated():
+    from shardsmith.compiler.config import compose
+    from shardsmith.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="source.on_error: expected one of fail, quarantine, got 'skip'"):
+        compose(["source.on_error=skip"])

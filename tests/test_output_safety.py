@@ -227,3 +227,11 @@ def test_stray_tmp_files_of_a_killed_run_are_never_committed(crashed, tmp_path):
     assert not [f for f in files if ".tmp" in f or f.endswith("part-00099.parquet")], sorted(files)
     assert foreign_files(files, resumed.manifest) == []
     assert verify(read_manifest(str(tmp_path / "out"))) == []
+
+
+def test_file_urls_are_local_paths(small_input, tmp_path):
+    res = run_compile(f"file://{small_input}/*.parquet", f"file://{tmp_path}/ds", "output.shard_rows=4000")
+    assert res.path == f"{tmp_path}/ds/manifest.json"
+    assert verify(read_manifest(str(tmp_path / "ds"))) == []
+    with pytest.raises(ConfigError, match="holds the input file"):
+        run_compile(f"file://{small_input}/*.parquet", f"file://{small_input}", "output.overwrite=true")
