@@ -179,3 +179,11 @@ def test_compile_to_s3_from_the_command_line(s3, tmp_path):
     assert proc.returncode == 0, proc.stderr
     fs.invalidate_cache()
     assert fs.exists("lake/cli/manifest.json")
+
+
+def test_a_users_object_named_like_the_lock_is_left_alone(s3):
+    endpoint, fs = s3
+    fs.pipe_file("lake/ds7.lock", b"not ours")
+    with pytest.raises(ShardsmithError, match="ds7.lock' exists and is not a shardsmith lock"):
+        run_compile("s3://lake/raw/*.parquet", "s3://lake/ds7", *SMALL, *opts(endpoint))
+    assert fs.cat_file("lake/ds7.lock") == b"not ours"

@@ -235,3 +235,11 @@ def test_file_urls_are_local_paths(small_input, tmp_path):
     assert verify(read_manifest(str(tmp_path / "ds"))) == []
     with pytest.raises(ConfigError, match="holds the input file"):
         run_compile(f"file://{small_input}/*.parquet", f"file://{small_input}", "output.overwrite=true")
+
+
+def test_a_users_file_named_like_the_lock_is_left_alone(small_input, tmp_path):
+    (tmp_path / "out.lock").write_bytes(b"my padlock inventory\n")
+    with pytest.raises(ShardsmithError, match="out.lock' exists and is not a shardsmith lock"):
+        run_compile(f"{small_input}/*.parquet", tmp_path / "out")
+    assert (tmp_path / "out.lock").read_bytes() == b"my padlock inventory\n"
+    assert not (tmp_path / "out").exists()

@@ -82,6 +82,9 @@ class FileLock:
             if self._same_file(fd):  # not unlinked by a releasing holder between our open and flock
                 break
             os.close(fd)
+        if not _ours(os.pread(fd, 4096, 0)):
+            os.close(fd)
+            raise not_ours(self.path)
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(holder()).encode(), 0)
         self.fd = fd
@@ -115,6 +118,8 @@ class LeaseLock:
 
     def acquire(self) -> None:
         current = self._read()
+        if current == {}:
+            raise not_ours(self.url)
         if current is not None:
             if not _stale(current):
                 raise busy(self.final, current, self.url)
@@ -130,10 +135,14 @@ class LeaseLock:
         self._thread.start()
 
     def _read(self) -> dict | None:
+        """The holder's record; None when there is no lock object, {} when it is not ours."""
         try:
-            return _parse(self.fs.cat_file(self.path)) or {}
+            data = self.fs.cat_file(self.path)
         except FileNotFoundError:
             return None
+        if not _ours(data):
+            return {}
+        return _parse(data) if data else {"pid": None, "host": None}
 
     def _write(self, create: bool = False) -> None:
         doc = dict(self.info, expires=time.time() + LEASE_S)
@@ -164,6 +173,17 @@ class LeaseLock:
             self.fs.rm(self.path)
         except FileNotFoundError:
             pass
+
+
+def not_ours(path: str) -> ShardsmithError:
+    return ShardsmithError(f"'{path}' exists and is not a shardsmith lock; move it away or choose another output.dir",
+                           "output.dir")
+
+
+def _ours(data: bytes) -> bool:
+    """Empty (a holder killed before it wrote its name) or a holder record of ours."""
+    doc = _parse(data) if data else {"pid": None, "host": None}
+    return doc is not None and {"pid", "host"} <= set(doc)
 
 
 def _parse(data: bytes) -> dict | None:
