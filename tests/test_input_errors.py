@@ -188,3 +188,13 @@ def test_source_on_error_is_validated():
 
     with pytest.raises(ConfigError, match="source.on_error: expected one of fail, quarantine, got 'skip'"):
         compose(["source.on_error=skip"])
+
+
+def test_a_bad_line_in_the_first_block_fails_at_plan_time_naming_it(tmp_path):
+    from shardsmith.errors import InputError
+
+    path = tmp_path / "small.jsonl"
+    path.write_text('{"label": 0, "I1": 1}\n{"label": 1, "I1": 2}\n\n{"label": 1, "I1": oops}\n')
+    with pytest.raises(InputError, match=f"{path}: line 4: JSON parse error"):
+        run_compile(str(path), tmp_path / "out", "source.format=jsonl", "roles={label: label}", "graph=[]")
+    nothing_left(tmp_path)
