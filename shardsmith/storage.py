@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import posixpath
 
 import fsspec
@@ -27,6 +28,14 @@ def is_url(path) -> bool:
 def local(path) -> str:
     """A local path, with a ``file://`` prefix removed."""
     return str(path).removeprefix("file://")
+
+
+def local_cache(*parts: str) -> str:
+    """A directory of this machine's shardsmith cache: ``$SHARDSMITH_CACHE``, else
+    ``$XDG_CACHE_HOME/shardsmith`` or ``~/.cache/shardsmith`` (what a remote output keeps locally)."""
+    base = os.environ.get("SHARDSMITH_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "shardsmith")
+    return os.path.join(base, *parts)
 
 
 def join(root: str, *parts: str) -> str:

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from shardsmith.errors import ConfigError, ShardsmithError
+from shardsmith.runtime import fitsource
 from shardsmith.runtime import lock as lk
 from shardsmith.runtime.remote import RemoteOutput
 from shardsmith.shards.readers import load_manifest
@@ -187,3 +188,12 @@ def test_a_users_object_named_like_the_lock_is_left_alone(s3):
     with pytest.raises(ShardsmithError, match="ds7.lock' exists and is not a shardsmith lock"):
         run_compile("s3://lake/raw/*.parquet", "s3://lake/ds7", *SMALL, *opts(endpoint))
     assert fs.cat_file("lake/ds7.lock") == b"not ours"
+
+
+def test_the_fit_cache_of_a_url_output_is_a_local_directory(tmp_path, monkeypatch):
+    """fit.cache=auto goes beside output.dir; for an object store, into this machine's cache (it is
+    local files), and a file:// URL is its path: never a directory named 's3:' or 'file:' here."""
+    monkeypatch.setenv("SHARDSMITH_CACHE", str(tmp_path / "cache"))
+    assert fitsource.cache_root("auto", "s3://bucket/ds") == str(tmp_path / "cache" / "fit")
+    assert fitsource.cache_root("auto", f"file://{tmp_path}/out/ds") == str(tmp_path / "out" / fitsource.CACHE_DIR)
+    assert fitsource.cache_root("off", "s3://bucket/ds") is None

@@ -49,9 +49,7 @@ def output_for(graph, key: str, log=print) -> Output:
 
 
 def cache_root() -> str:
-    base = os.environ.get("SHARDSMITH_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "shardsmith")
-    return os.path.join(base, "staging")
+    return storage.local_cache("staging")
 
 
 class RemoteOutput(Output):
