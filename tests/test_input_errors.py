@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from shardsmith.errors import ShardsmithError
+from shardsmith.runtime import fitsource
 from shardsmith.shards import writers
 from tests.conftest import cli, run_compile
 from tests.test_cli import assert_one_line_error, compile_args
@@ -162,7 +163,11 @@ def test_a_full_disk(tmp_path, demo_dir):
         proc = cli(*compile_args(f"{demo_dir}/*.parquet", small / "out", "output.shard_rows=2000",
                                  f"hydra.run.dir={tmp_path}/hydra"))
         assert_one_line_error(proc, str(small / "out"), "No space left on device")
-        assert os.listdir(small) == []
+        # Only the fit cache may stay (main's fit cache keeps fitted state across failed compiles), and
+        # nothing half-written in it.
+        assert set(os.listdir(small)) <= {fitsource.CACHE_DIR}
+        cache = small / fitsource.CACHE_DIR
+        assert not cache.exists() or not [p for p in os.listdir(cache) if p.startswith(".tmp-")]
 
 
 def test_a_full_disk_simulated(tmp_path, demo_dir, monkeypatch):
