@@ -192,7 +192,8 @@ def _write_output(be, frame, path: str, sink, schema, writer: str) -> dict:
     files = {}
     if encoded is not None:
         final = path + WRITERS["parquet"][0]
-        files["parquet"] = {"path": final, "rows": be.num_rows(frame), "writer": "cudf", **write_bytes(final, encoded)}
+        written = write_bytes(final, encoded, getattr(sink, "storage_options", None))
+        files["parquet"] = {"path": final, "rows": be.num_rows(frame), "writer": "cudf", **written}
     if table is not None:
         files.update(write_shard(table, path, sink, schema, formats))
     return {"files": files, "summary": summary, "content": content}

@@ -126,9 +126,11 @@ def footer_sha256(tail: bytes) -> str | None:
     return hashlib.sha256(tail[-n:]).hexdigest() if n <= len(tail) else None
 
 
-def write_bytes(final: str, data) -> dict:
-    """Write a file whose bytes are already made (a Parquet file cuDF encoded on the device)."""
-    return atomic_write(final, lambda f: f.write(data))
+def write_bytes(final: str, data, storage_options: dict | None = None) -> dict:
+    """Write a Parquet file whose bytes are already made (cuDF encoded it on the device): its bytes,
+    sha256 and footer sha256 (cuDF writes no page checksums; the loader checks size and footer)."""
+    info = atomic_write(final, lambda f: f.write(data), storage_options)
+    return {"bytes": info["bytes"], "sha256": info["sha256"], "footer_sha256": footer_sha256(info["tail"])}
 
 
 def write_parquet(table: pa.Table, final: str, sink, schema=None) -> dict:
