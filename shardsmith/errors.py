@@ -24,6 +24,10 @@ class InputError(ShardsmithError):
     """An input file is missing, unreadable or disagrees with the others."""
 
 
+class OutputError(ShardsmithError):
+    """The output location cannot be written: read-only, full, or not a directory."""
+
+
 class PlanError(ShardsmithError):
     """The graph cannot be planned for the chosen backend."""
 

@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from shardsmith.errors import PlanError
+from shardsmith.inputs.rows import quarantine_table
 from shardsmith.ir import FILE_COL, ROW_COL, Schema, Source, Split
 from shardsmith.kernels import exact
 from shardsmith.kernels import xxhash64 as xx
@@ -37,7 +38,7 @@ class Backend(Protocol):
     partials: dict[type, Callable]  # statistic class -> fn(backend, stat, column) -> partial
 
     def exclusive(self) -> AbstractContextManager: ...  # held by a task while it uses the device
-    def read(self, part, source: Source, split: Split) -> tuple[Frame, int]: ...
+    def read(self, part, source: Source, split: Split, ctx=None) -> tuple[Frame, int]: ...  # ctx: TaskContext
     def hash(self, column: Column, seed) -> Any: ...  # the shardsmith hash (kernels/xxhash64.py)
     def finite_values(self, column: Column) -> Any: ...  # float64, non-missing, finite
     def num_rows(self, frame: Frame) -> int: ...
@@ -165,13 +166,10 @@ def assign_split(be: Backend, frame: Frame, path: str, split: Split):
 
 
 # --- the task context -----------------------------------------------------------------------------
-QUARANTINE_COLUMNS = ("_file", "_row", "_step", "_column", "_value", "_reason")
-
-
 @dataclass
 class TaskContext:
     """Per-partition bookkeeping that lowerings report into: the input file paths (to name them in
-    errors) and the rows sent to quarantine, as Arrow tables of QUARANTINE_COLUMNS."""
+    errors) and the rows sent to quarantine, as Arrow tables of inputs/rows.QUARANTINE_COLUMNS."""
 
     partition: int
     files: tuple[str, ...] = ()
@@ -183,15 +181,8 @@ class TaskContext:
         idx = np.flatnonzero(mask)
         files = np.asarray(_host(frame[FILE_COL]))[idx]
         rows = np.asarray(_host(frame[ROW_COL]))[idx]
-        n = len(idx)
-        self.quarantined.append(pa.table({
-            "_file": pa.array([self.files[int(f)] for f in files], type=pa.string()),
-            "_row": pa.array(rows, type=pa.int64()),
-            "_step": pa.array([step_key] * n, type=pa.string()),
-            "_column": pa.array([column] * n, type=pa.string()),
-            "_value": pa.array(values, type=pa.string()),
-            "_reason": pa.array([reason] * n, type=pa.string()),
-        }))
+        self.quarantined.append(quarantine_table([self.files[int(f)] for f in files], rows, step_key, column,
+                                                 values, reason))
 
     @property
     def quarantined_rows(self) -> int:

@@ -19,7 +19,8 @@ UNIT = 1 << 53
 
 def build(cfg: ShardsmithConfig) -> Graph:
     load_plugins(cfg.plugins)
-    files, arrow_schema = sources.scan(cfg.source.paths, cfg.source.format, cfg.source.schema)
+    files, arrow_schema = sources.scan(cfg.source.paths, cfg.source.format, cfg.source.schema,
+                                       cfg.source.storage_options, cfg.source.on_error)
     schema = sources.to_schema(arrow_schema, {})
     for col in cfg.roles:
         schema.require(col, f"roles.{col}")
@@ -35,7 +36,8 @@ def build_on(cfg: ShardsmithConfig, schema: Schema, files: tuple = ()) -> Graph:
     it (shardsmith/serve.py: no files)."""
     load_plugins(cfg.plugins)
     source = Source(cfg.source.format, files, schema, schema.names,
-                    dtypes=tuple(sorted(cfg.source.schema.items())))
+                    dtypes=tuple(sorted(cfg.source.schema.items())), on_error=cfg.source.on_error,
+                    storage_options=dict(cfg.source.storage_options))
     steps = build_steps(cfg.graph, schema)
     split = build_split(cfg, schema)
     out_schema = steps[-1].schema if steps else schema
@@ -74,7 +76,7 @@ def build_sink(cfg: ShardsmithConfig) -> Sink:
     shard_bytes = parse_size(out.shard_bytes, "output.shard_bytes") if out.shard_rows is None else None
     return Sink(str(out.dir), tuple(out.format), out.shard_rows, shard_bytes, out.row_group_rows,
                 out.compression, out.compression_level, bool(out.overwrite), out.webdataset.compression,
-                out.webdataset.rows_per_sample, out.writer)
+                out.webdataset.rows_per_sample, out.writer, storage_options=dict(out.storage_options))
 
 
 def load_plugins(modules: list[str]) -> None:

@@ -39,6 +39,7 @@ log = logging.getLogger("shardsmith")
 WRITERS = ("auto", "arrow", "cudf")
 CUDF_COMPRESSIONS = ("zstd", "snappy", "lz4", "none")  # cuDF's Parquet writer has no gzip
 FLOAT_MODES = ("exact", "fast")
+ON_ERROR = ("fail", "quarantine")
 
 
 @dataclass
@@ -47,6 +48,12 @@ class SourceConfig:
     format: str = "parquet"
     # Column dtypes to force when reading CSV / JSON lines (Parquet carries its own).
     schema: dict[str, str] = field(default_factory=dict)
+    # A CSV row or JSON line that does not parse (or holds invalid UTF-8, as may a Parquet string):
+    # fail the compile naming file and line, or send it to the quarantine with the reason.
+    on_error: str = "fail"
+    # fsspec options for s3:// or gs:// paths (endpoint_url, anon, ...); credentials come from the
+    # environment by default, and secrets given here are redacted from the manifest.
+    storage_options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -84,8 +91,11 @@ class OutputConfig:
     webdataset: WebDatasetConfig = field(default_factory=WebDatasetConfig)
     # Deprecated alias of webdataset.compression (null: unset).
     webdataset_compression: str | None = None
+    # Replace output.dir when it holds a shardsmith dataset built otherwise (never other files).
     overwrite: bool = False
     writer: str = "auto"
+    # fsspec options when output.dir is an s3:// or gs:// URL (as source.storage_options).
+    storage_options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -318,6 +328,7 @@ def validate(cfg: ShardsmithConfig) -> None:
     if not src.paths:
         raise ConfigError("no input paths given (a list of files or globs)", "source.paths")
     _choice(src.format, SOURCE_FORMATS, "source.format")
+    _choice(src.on_error, ON_ERROR, "source.on_error")
     for i, g in enumerate(cfg.graph):
         if not isinstance(g, dict) or "op" not in g:
             raise ConfigError("expected a mapping with an 'op' key, e.g. {op: log1p, cols: [I1]}", f"graph[{i}]")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from shardsmith import storage
 from shardsmith.ir import FileInfo
 from shardsmith.ir.expr import Col, Lit, Node
 
@@ -42,15 +43,22 @@ def to_arrow_expression(node: Node) -> pc.Expression:
     raise ValueError(f"unknown predicate function {node.fn}")
 
 
-def row_groups_passing(files: tuple[FileInfo, ...], predicate: Node) -> tuple[tuple[int, ...], ...]:
+def row_groups_passing(files: tuple[FileInfo, ...], predicate: Node,
+                       storage_options: dict | None = None) -> tuple[tuple[int, ...], ...]:
     """Per Parquet file, the row groups whose min/max statistics admit a row that passes
-    ``predicate`` (metadata only: no data is read)."""
+    ``predicate`` (metadata only: no data is read). Remote files are read through fsspec."""
     import pyarrow.dataset as ds  # lazy: only a pushed-down filter over Parquet needs it
 
     expr = to_arrow_expression(predicate)
     kept = []
     for f in files:
-        fragment = next(ds.dataset(f.path, format="parquet").get_fragments())
+        path, filesystem = storage.local(f.path), None
+        if storage.is_url(f.path):
+            from pyarrow.fs import FSSpecHandler, PyFileSystem  # lazy: only remote inputs need it
+
+            fs, path = storage.filesystem(f.path, storage_options)
+            filesystem = PyFileSystem(FSSpecHandler(fs))
+        fragment = next(ds.dataset(path, format="parquet", filesystem=filesystem).get_fragments())
         subset = fragment.subset(filter=expr)
         kept.append(tuple(rg.id for rg in subset.row_groups) if subset is not None else ())
     return tuple(kept)

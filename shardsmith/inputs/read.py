@@ -1,20 +1,86 @@
-"""Reading input files: the streaming readers of CSV and JSON lines, with dtype overrides."""
+"""Reading input files, local or remote: Parquet row groups, and CSV / JSON lines with their dtype
+overrides, as rows with their row numbers in the file.
+
+A row that cannot be read is never dropped silently: with ``source.on_error: fail`` the read stops
+with one error naming the file and the line (or row); with ``quarantine`` the row goes to the
+quarantine with the reason, and the rows that did read keep the row numbers they have in the file.
+Text files take the streaming reader first and only when it fails the slow path of
+``inputs/salvage.py``. Strings must be valid UTF-8 (``inputs/rows.py``).
+"""
 
 from __future__ import annotations
 
-import pyarrow as pa
+import contextlib
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from shardsmith import storage
+from shardsmith.errors import InputError
+from shardsmith.inputs import salvage
+from shardsmith.inputs.rows import Rows, first_line, invalid_utf8, without_invalid_utf8
 from shardsmith.ir.dtypes import ARROW_TYPES
 
 
-def open_text(path: str, fmt: str, dtypes: dict[str, str]):
-    """A streaming reader over a CSV or JSON-lines file, with dtype overrides applied."""
+def open_text(source, fmt: str, dtypes: dict[str, str]):
+    """A streaming reader over a CSV or JSON-lines file (a path or a binary file), with dtype overrides."""
     types = {name: ARROW_TYPES[d] for name, d in dtypes.items()}
     if fmt == "csv":
         import pyarrow.csv as pcsv  # lazy: only CSV inputs need the reader
 
-        return pcsv.open_csv(path, convert_options=pcsv.ConvertOptions(column_types=types))
+        return pcsv.open_csv(source, convert_options=pcsv.ConvertOptions(column_types=types))
     import pyarrow.json as pjson  # lazy: only JSON-lines inputs need the reader
 
     explicit = pa.schema(list(types.items())) if types else None
-    return pjson.open_json(path, parse_options=pjson.ParseOptions(explicit_schema=explicit))
+    return pjson.open_json(source, parse_options=pjson.ParseOptions(explicit_schema=explicit))
+
+
+def read_text(path: str, fmt: str, dtypes: dict[str, str], columns, on_error: str = "fail",
+              storage_options: dict | None = None) -> Rows:
+    """A whole CSV / JSON-lines file: the requested columns of every row that parses."""
+    schema = None
+    try:
+        with contextlib.ExitStack() as stack:
+            reader = open_text(storage.readable(path, storage_options, stack), fmt, dtypes)
+            schema = reader.schema
+            table = reader.read_all()
+        bad = invalid_utf8(table)
+        if not bad:
+            table = table.select(list(columns))
+            return Rows(table, np.arange(table.num_rows, dtype=np.int64), None, table.num_rows)
+    except (pa.ArrowInvalid, UnicodeDecodeError):
+        pass
+    with storage.open_read(path, storage_options) as f:
+        data = f.read()
+    return salvage.read_text(data, path, fmt, dtypes, schema, list(columns), on_error)
+
+
+def read_parquet(path: str, row_groups, row_starts, columns, on_error: str = "fail",
+                 storage_options: dict | None = None) -> Rows:
+    """Row groups of a Parquet file; a corrupt page is an error naming the file, invalid UTF-8 in a
+    string column an error naming the row (or, with ``quarantine``, the row quarantined)."""
+    try:
+        with parquet_file(path, storage_options) as pf:
+            table = pf.read_row_groups(list(row_groups), columns=list(columns), use_threads=True)
+            sizes = [pf.metadata.row_group(g).num_rows for g in row_groups]
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"cannot read row group(s) {_ranges(row_groups)}: {first_line(exc)}", path) from None
+    rows = np.concatenate([np.arange(s, s + n, dtype=np.int64) for s, n in zip(row_starts, sizes)]
+                          or [np.zeros(0, np.int64)])
+    return without_invalid_utf8(Rows(table, rows, None, table.num_rows), path, on_error)
+
+
+@contextlib.contextmanager
+def parquet_file(path: str, storage_options: dict | None = None):
+    """``pq.ParquetFile`` of a local path (read natively) or of a URL (through fsspec); page
+    checksums, where the file has them, are verified."""
+    with contextlib.ExitStack() as stack:
+        pf = pq.ParquetFile(storage.readable(path, storage_options, stack), page_checksum_verification=True)
+        stack.callback(pf.close)
+        yield pf
+
+
+def _ranges(groups) -> str:
+    groups = list(groups)
+    return f"{groups[0]}-{groups[-1]}" if len(groups) > 1 else str(groups[0]) if groups else "-"

@@ -60,6 +60,9 @@ class Source:
     row_groups: tuple[tuple[int, ...], ...] | None = None
     dtypes: tuple[tuple[str, str], ...] = ()  # dtype overrides for CSV / JSON lines
     filter_keys: tuple[str, ...] = ()  # the steps whose predicates ``filter`` holds (push_filters)
+    on_error: str = "fail"  # a CSV / JSON row that does not parse: fail, or quarantine it
+    # fsspec options of remote paths (credentials: the environment by default); not part of identity.
+    storage_options: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def rows(self) -> int:
@@ -142,6 +145,7 @@ class Sink:
     webdataset_compression: str = "none"
     webdataset_rows_per_sample: int = 1  # 1: one tar sample per row (see shards/webdataset.py)
     writer: str = "auto"  # output.writer as configured; the plan resolves auto (compiler/planner.py)
+    storage_options: dict = field(default_factory=dict, compare=False, repr=False)  # of a remote output.dir
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ commit (``<dir>``)::
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from shardsmith.compiler.config import ShardsmithConfig, to_dict
 from shardsmith.compiler.lineage import fit_signatures
 from shardsmith.compiler.passes import optimize
 from shardsmith.compiler.planner import Collect, Plan, physical_plan
-from shardsmith.errors import PlanError
+from shardsmith.errors import PlanError, ShardsmithError
 from shardsmith.ir import Fused, Graph, Step
 from shardsmith.profiling.profile import Profiler
 from shardsmith.runtime import fitsource, quality, stages
@@ -33,12 +32,12 @@ from shardsmith.runtime.cluster import executor_for, warm_up
 from shardsmith.runtime.context import RunContext
 from shardsmith.runtime.fitsource import FitSource
 from shardsmith.runtime.fitting import fit
-from shardsmith.runtime.identity import dataset_key
+from shardsmith.runtime.identity import dataset_key, redact
 from shardsmith.runtime.lineage import manifest_lineage
+from shardsmith.runtime.remote import output_for
 from shardsmith.runtime.staging import Output
 from shardsmith.runtime.warmup import Ahead
 from shardsmith.runtime.writing import ShardWriter
-from shardsmith.shards import manifest as mf
 from shardsmith.shards.state import load_state_doc
 
 
@@ -73,7 +72,7 @@ def prepare(cfg: ShardsmithConfig, passes=None, require_engine: bool = True) -> 
     plan = physical_plan(graph, cfg.engine, backend, device_memory_bytes() if backend == "gpu" else None)
     check_lowerings(plan, lowerings_for(backend))
     plan, fit = fitsource.resolve(cfg, plan)
-    resolved = to_dict(cfg)
+    resolved = redact(to_dict(cfg))
     inputs = [(f.path, f.bytes, f.fingerprint) for f in graph.source.files]
     parent = fit.parent["dataset_key"] if fit.parent else None
     key = dataset_key(resolved, inputs, cfg.plugins, parent, plan.writer, plan.float_mode)
@@ -98,26 +97,30 @@ def compile_dataset(cfg: ShardsmithConfig, log=print, passes=None) -> Result:
         prep = prepare(cfg, passes)
     log(f"engine: {prep.backend} ({engine_choice(cfg.engine.kind)[1]})")
     prof.set_backend(prep.backend)
-    out = Output(prep.graph.sink.dir, prep.key, prep.graph.sink.overwrite)
-    existing = out.existing_manifest()
-    if existing is not None:
-        log(f"{out.final}: up to date (same config, inputs and code); set output.overwrite=true to rebuild")
-        return Result(existing, os.path.join(out.final, mf.MANIFEST), up_to_date=True)
-    out.open()
-    try:
-        manifest, timings = _run(cfg, prep, out, prof, log, t_start)
-        out.commit(manifest)
-    except KeyboardInterrupt:
-        log(f"interrupted: rerun the same command to resume from {out.staging}")
-        raise
-    except BaseException:
-        out.abandon()
-        raise
-    log(f"wrote {out.final}/{mf.MANIFEST}: {manifest['rows']['out']:,} rows in "
+    out = output_for(prep.graph, prep.key, log)
+    with out.locked():
+        existing = out.existing_manifest()
+        if existing is not None:
+            log(f"{out.final}: up to date (same config, inputs and code); set output.overwrite=true to rebuild")
+            return Result(existing, out.manifest_path(), up_to_date=True)
+        out.open()
+        try:
+            manifest, timings = _run(cfg, prep, out, prof, log, t_start)
+            out.commit(manifest)
+        except KeyboardInterrupt:
+            log(f"interrupted: rerun the same command to resume from {out.staging}")
+            raise
+        except OSError as exc:  # a full disk, a lost permission: one line naming the file
+            out.abandon()
+            raise ShardsmithError(str(exc.strerror or exc), exc.filename or out.final) from None
+        except BaseException:
+            out.abandon()
+            raise
+    log(f"wrote {out.manifest_path()}: {manifest['rows']['out']:,} rows in "
         f"{sum(len(s['shards']) for s in manifest['splits'].values())} shard file(s), {timings['wall']:.1f} s")
     if manifest.get("profile"):
         log(f"profile: {out.final}/{manifest['profile']} (see 'shardsmith report {out.final}')")
-    return Result(manifest, os.path.join(out.final, mf.MANIFEST), timings=timings)
+    return Result(manifest, out.manifest_path(), timings=timings)
 
 
 def check_expectations(run: RunContext, streams: dict, fractions: dict) -> dict | None:
@@ -128,7 +131,7 @@ def check_expectations(run: RunContext, streams: dict, fractions: dict) -> dict 
     if not checks:
         return None
     metas = [run.out.metas[p.index] for p in run.plan.partitions]
-    spill = run.out.path(quality.QUALITY_DIR)
+    spill = run.out.local_path(quality.QUALITY_DIR)
     distinct = quality.distinct_counts(run.ex, spill, checks, len(run.plan.partitions), quality.buckets_for(run.plan))
     shutil.rmtree(spill, ignore_errors=True)  # the spilled distinct values are not part of the dataset
     rows = {name: streams[name].planned_rows for name in run.plan.graph.split.names}
@@ -174,11 +177,11 @@ def _run(cfg, prep: Prepared, out: Output, prof: Profiler, log, t_start: float) 
         engine = {"kind": prep.backend, "executor": ex.name, "workers": getattr(ex, "n_workers", 1),
                   "float_mode": prep.plan.float_mode}
         manifest = build_manifest(cfg, prep.resolved, prep.key, prep.plan, states, streams, metas, engine, timings)
-        manifest["lineage"] = manifest_lineage(prep.plan, load_state_doc(out.path("state")))
+        manifest["lineage"] = manifest_lineage(prep.plan, load_state_doc(out.local_path("state")))
         if checked is not None:
             manifest["quality"] = checked
         manifest["fit"] = fit_section(prep)
         if prep.fit.parent:
             manifest["parent"] = prep.fit.parent
-    manifest["profile"] = prof.write(out.staging, stages.facts(prep.plan), manifest)
+    manifest["profile"] = prof.write(out.local, stages.facts(prep.plan), manifest)
     return manifest, timings

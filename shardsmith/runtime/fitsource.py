@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 
 import pyarrow as pa
 
+from shardsmith import storage
 from shardsmith.compiler.lineage import fit_signatures
 from shardsmith.compiler.planner import Collect, Plan
 from shardsmith.errors import ConfigError, InputError, PlanError
@@ -145,11 +146,15 @@ def parent_states(source: FitSource) -> dict:
 
 # --- the fit cache ----------------------------------------------------------------------------------
 def cache_root(setting: str, output_dir: str) -> str | None:
-    """The cache directory: ``auto`` is beside the output directory; ``off`` is none."""
+    """The cache directory: ``auto`` is beside the output directory (for an object-store output,
+    in this machine's cache: the fit cache is local files); ``off`` is none."""
     if setting == "off":
         return None
+    if setting == "auto" and storage.is_url(output_dir):
+        return storage.local_cache("fit")
     if setting == "auto":
-        return os.path.join(os.path.dirname(os.path.abspath(os.path.normpath(output_dir))), CACHE_DIR)
+        local = os.path.abspath(os.path.normpath(storage.local(output_dir)))
+        return os.path.join(os.path.dirname(local), CACHE_DIR)
     return os.path.abspath(setting)
 
 

@@ -15,15 +15,15 @@ from shardsmith.shards.state import load_states, save_states
 def fit(run: RunContext) -> dict:
     """The fitted states by step key: saved by an interrupted run of this compile, reused (another
     dataset's, or the fit cache's), or fitted by every fit pass of the plan, in order."""
-    saved = load_states(run.out.path("state"))
+    saved = load_states(run.out.local_path("state"))
     if saved is not None:
-        run.log(f"resuming: fitted state found in {run.out.path('state')}")
+        run.log(f"resuming: fitted state found in {run.out.local_path('state')}")
         return saved
     with run.prof.stage("reuse state"):
         reused = _reused(run)
     if reused is not None:
         with run.prof.stage("save state"):
-            save_states(run.out.path("state"), reused)
+            save_states(run.out.local_path("state"), reused)
         return reused
     states = _fit_passes(run)
     with run.prof.stage("cache state"):
@@ -56,7 +56,7 @@ def _fit_passes(run: RunContext) -> dict:
                 f"fitted {', '.join(i.step.key for i in program if isinstance(i, Collect))} "
                 f"in {time.perf_counter() - t0:.2f} s")
     with run.prof.stage("save state"):
-        save_states(run.out.path("state"), states)
+        save_states(run.out.local_path("state"), states)
     run.record({"event": "fit"})
     return states
 

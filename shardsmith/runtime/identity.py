@@ -12,6 +12,7 @@ import functools
 import hashlib
 import importlib.metadata
 import importlib.util
+import re
 from pathlib import Path
 
 from shardsmith import __version__
@@ -70,7 +71,9 @@ def dataset_key(resolved: dict, inputs: list[tuple], plugins: list[str], parent:
     of the engine changes the files: the Parquet ``writer`` that the plan chose, and float_mode
     fast."""
     relevant = {k: v for k, v in resolved.items() if k not in ("engine", "profiling", "drift", "fit")}
-    relevant["output"] = {k: v for k, v in resolved["output"].items() if k not in ("overwrite", "dir")}
+    relevant["output"] = {k: v for k, v in resolved["output"].items()
+                          if k not in ("overwrite", "dir", "storage_options")}
+    relevant["source"] = {k: v for k, v in resolved["source"].items() if k != "storage_options"}
     relevant["output"]["writer"] = writer  # resolved: auto on the CPU is arrow, the same files
     if float_mode != "exact":
         relevant["float_mode"] = float_mode
@@ -79,3 +82,25 @@ def dataset_key(resolved: dict, inputs: list[tuple], plugins: list[str], parent:
     if parent is not None:
         doc["parent"] = parent
     return mf.sha256_json(doc)
+
+
+SECRET = re.compile(r"key|secret|token|password|passwd|credential|session|signature", re.IGNORECASE)
+
+
+def redact(resolved: dict) -> dict:
+    """The resolved config as the manifest records it: secrets in ``storage_options`` replaced.
+
+    >>> redact({"source": {"storage_options": {"secret": "s3cr3t", "endpoint_url": "http://x"}}})
+    {'source': {'storage_options': {'secret': '<redacted>', 'endpoint_url': 'http://x'}}}
+    """
+    def hide(obj):
+        if isinstance(obj, dict):
+            return {k: "<redacted>" if SECRET.search(str(k)) and not isinstance(v, dict) else hide(v)
+                    for k, v in obj.items()}
+        return obj
+
+    out = dict(resolved)
+    for section in ("source", "output"):
+        if isinstance(out.get(section), dict) and "storage_options" in out[section]:
+            out[section] = {**out[section], "storage_options": hide(out[section]["storage_options"])}
+    return out

@@ -53,7 +53,7 @@ def fit_task(backend: str, plan, part, stage: int, states: dict, prof: dict | No
 def _fit(be, ctx, rec, plan, part, stage: int, states: dict) -> dict:
     span = rec.start("read", "read")
     source = replace(plan.graph.source, columns=plan.fit_columns[stage])
-    frame, n_read = be.read(part, source, plan.graph.split)
+    frame, n_read = be.read(part, source, plan.graph.split, ctx)
     frame = drop_quarantined(be, frame, plan.graph.checks_at("input"))
     rec.stop(span, frame, rows_in=n_read)
     fit_on = plan.graph.split.fit_on
@@ -100,7 +100,7 @@ def transform_task(backend: str, plan, part, states: dict, prof: dict | None = N
 
 def _transform(be, ctx, rec, plan, part, states: dict, spill) -> dict:
     span = rec.start("read", "read")
-    frame, n_read = be.read(part, plan.graph.source, plan.graph.split)
+    frame, n_read = be.read(part, plan.graph.source, plan.graph.split, ctx)
     rec.stop(span, frame, rows_in=n_read)
     after_read = be.num_rows(frame)
     frame, checked = check_stage(be, frame, plan.graph.checks_at("input"), ctx, spill)
@@ -192,7 +192,8 @@ def _write_output(be, frame, path: str, sink, schema, writer: str) -> dict:
     files = {}
     if encoded is not None:
         final = path + WRITERS["parquet"][0]
-        files["parquet"] = {"path": final, "rows": be.num_rows(frame), "writer": "cudf", **write_bytes(final, encoded)}
+        written = write_bytes(final, encoded, getattr(sink, "storage_options", None))
+        files["parquet"] = {"path": final, "rows": be.num_rows(frame), "writer": "cudf", **written}
     if table is not None:
         files.update(write_shard(table, path, sink, schema, formats))
     return {"files": files, "summary": summary, "content": content}

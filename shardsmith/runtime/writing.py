@@ -42,7 +42,7 @@ class ShardWriter:
         self.window = max(2, 2 * getattr(run.ex, "n_workers", 1))  # partitions in flight
         self.shard_futures: list = []
         # Where checks that need exact distinct values write them (runtime/quality.py).
-        self.spill = {"dir": run.out.path(QUALITY_DIR), "buckets": buckets_for(self.plan)}
+        self.spill = {"dir": run.out.local_path(QUALITY_DIR), "buckets": buckets_for(self.plan)}
 
     def run_all(self, states: dict) -> dict[str, Stream]:
         """Transform every partition and write every shard; the streams with their shard infos."""
@@ -140,7 +140,7 @@ class ShardWriter:
             if block or fut.done():
                 res = dict(fut.result())
                 run.prof.add(res.pop(PROFILE_KEY, None))
-                files = {fmt: {**v, "path": os.path.relpath(v["path"], run.out.staging)}
+                files = {fmt: {**v, "path": run.out.relative(v["path"])}
                          for fmt, v in res["files"].items()}
                 info = {"files": files, "summary": res["summary"], "content": res["content"]}
                 s.infos.append((index, info))

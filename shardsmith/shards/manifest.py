@@ -25,15 +25,30 @@ def sha256_json(obj) -> str:
     return hashlib.sha256(canonical_json(obj)).hexdigest()
 
 
+def dumps(manifest: dict) -> bytes:
+    """The manifest as written: indented JSON, no NaN."""
+    return json.dumps(manifest, indent=1, allow_nan=False, default=str).encode()
+
+
 def write_manifest(directory: str, manifest: dict) -> str:
     path = os.path.join(directory, MANIFEST)
     tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(manifest, f, indent=1, allow_nan=False, default=str)
+    with open(tmp, "wb") as f:
+        f.write(dumps(manifest))
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
     return path
+
+
+def parse_manifest(data: bytes, where: str) -> dict:
+    """A manifest from its bytes, checked as :func:`check_manifest` does; errors name ``where``."""
+    try:
+        doc = json.loads(data)
+    except ValueError as exc:
+        raise InputError(f"not a readable manifest: {exc}", where) from None
+    check_manifest(doc, where)
+    return doc
 
 
 def read_manifest(path: str) -> dict:
@@ -41,25 +56,46 @@ def read_manifest(path: str) -> dict:
     if os.path.isdir(path):
         path = os.path.join(path, MANIFEST)
     try:
-        with open(path) as f:
-            doc = json.load(f)
+        with open(path, "rb") as f:
+            data = f.read()
     except FileNotFoundError:
         raise InputError("no such manifest", path) from None
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
         raise InputError(f"not a readable manifest: {exc}", path) from None
-    check_manifest(doc, path)
+    doc = parse_manifest(data, path)
     doc["_dir"] = os.path.dirname(os.path.abspath(path))
     return doc
 
 
 def check_manifest(doc, path: str) -> None:
-    """Fail, naming ``path``, unless ``doc`` is a manifest this version reads."""
+    """Fail, naming ``path``, unless ``doc`` is a manifest this version reads whose shard paths
+    stay inside its directory."""
     fmt = doc.get("format") if isinstance(doc, dict) else None
     if fmt != FORMAT:
         raise InputError(f"not a shardsmith manifest (format is {fmt!r})", path)
     if doc.get("version") != VERSION:
         raise InputError(f"manifest version {doc.get('version')} is not supported (this shardsmith reads {VERSION})",
                          path)
+    try:
+        shards = [shard for _, shard in iter_shards(doc)]
+    except (AttributeError, KeyError, TypeError):
+        raise InputError("the manifest's splits are not a mapping of shard lists", path) from None
+    for shard in shards:
+        check_inside(shard.get("path") if isinstance(shard, dict) else None, path)
+
+
+def check_inside(rel, where: str) -> None:
+    """A shard path in a manifest must stay inside the dataset: relative, without '..'.
+
+    >>> check_inside("train/part-00000.parquet", "m.json")
+    >>> check_inside("../x.parquet", "m.json")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    shardsmith.errors.InputError: m.json: shard path '../x.parquet' leaves the dataset directory ...
+    """
+    text = rel.replace("\\", "/") if isinstance(rel, str) else ""
+    if not text or text.startswith("/") or "://" in text or ".." in text.split("/") or text[1:2] == ":":
+        raise InputError(f"shard path {rel!r} leaves the dataset directory (paths must be relative, without '..')",
+                         where)
 
 
 def iter_shards(manifest: dict):

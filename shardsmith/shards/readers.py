@@ -1,13 +1,18 @@
 """Reading a split's shards for the loader: local paths or fsspec URLs, an optional local cache for
-remote shards, sha256 checks on request, and units of rows decoded straight into NumPy columns.
+remote shards, and units of rows decoded straight into NumPy columns.
 
-Errors name the shard (its path or URL): a missing shard, a corrupt one, a checksum mismatch, a
-shard whose row count disagrees with the manifest.
+Corruption is detected by default, at a cost measured in bench/loader/checksums.py: a Parquet
+shard's size and footer hash are checked when it is opened and every page's CRC-32 as it is read
+(the writer stores both); a WebDataset tar shard against its sha256, once, when it is first opened.
+``verify=True`` adds the full sha256 of every Parquet shard before its first read. Errors name the
+shard (its path or URL): a missing shard, a corrupt one, a checksum mismatch, a shard whose row
+count disagrees with the manifest.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import gzip
 import hashlib
 import json
@@ -20,14 +25,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from shardsmith import storage
 from shardsmith.errors import InputError
 from shardsmith.shards import manifest as mf
 from shardsmith.shards.order import Unit
 from shardsmith.shards.webdataset import TarShard
 
-
-def is_url(path: str) -> bool:
-    return "://" in str(path) and not str(path).startswith("file://")
+is_url = storage.is_url
+# The default checks (size, footer hash, page CRCs, a tar's sha256). Off only to measure their cost
+# (bench/loader/checksums.py): nothing a user sets.
+CHECKSUMS = True
 
 
 def load_manifest(source, storage_options: dict | None = None) -> dict:
@@ -43,7 +50,7 @@ def load_manifest(source, storage_options: dict | None = None) -> dict:
     fs, path = fsspec.core.url_to_fs(source, **(storage_options or {}))
     if not path.endswith(".json"):
         path = posixpath.join(path, mf.MANIFEST)
-    url = _unstrip(fs, path)
+    url = storage.unstrip(fs, path)
     try:
         with fs.open(path, "rb") as f:
             doc = json.loads(f.read())
@@ -52,12 +59,8 @@ def load_manifest(source, storage_options: dict | None = None) -> dict:
     except (OSError, ValueError) as exc:
         raise InputError(f"not a readable manifest: {exc}", url) from None
     mf.check_manifest(doc, url)
-    doc["_dir"] = _unstrip(fs, posixpath.dirname(path))
+    doc["_dir"] = storage.unstrip(fs, posixpath.dirname(path))
     return doc
-
-
-def _unstrip(fs, path: str) -> str:
-    return fs.unstrip_protocol(path)
 
 
 class ShardSource:
@@ -128,9 +131,9 @@ class ShardSource:
             if os.path.exists(tmp):
                 os.remove(tmp)
 
-    def check(self, i: int) -> None:
-        """With ``verify``: the shard's size and sha256 match the manifest (once per shard)."""
-        if not self.verify or i in self._checked:
+    def check(self, i: int, always: bool = False) -> None:
+        """With ``verify`` (or ``always``): the shard's size and sha256 match the manifest (once per shard)."""
+        if not (self.verify or always) or i in self._checked:
             return
         shard, where = self.shards[i], self.location(i)
         h = hashlib.sha256()
@@ -165,14 +168,17 @@ class ShardSource:
         except InputError:
             raise
         except (OSError, pa.ArrowException, ValueError, EOFError) as exc:
-            raise InputError(f"cannot read shard: {exc}", where) from None
+            raise InputError(f"corrupt or unreadable shard: {_first_line(exc)}", where) from None
 
     def _parquet(self, i: int):
         if i in self._files:
             self._files.move_to_end(i)
             return self._files[i]
         local = self.local_path(i)
-        pf = pq.ParquetFile(local if local is not None else self._open(i))
+        source = local if local is not None else self._open(i)
+        if CHECKSUMS:
+            self._check_footer(i, source)
+        pf = pq.ParquetFile(source, page_checksum_verification=CHECKSUMS)
         expected = self.shards[i]["rows"]
         if pf.metadata.num_rows != expected:
             raise InputError(f"{pf.metadata.num_rows} rows, the manifest says {expected}", self.location(i))
@@ -183,6 +189,23 @@ class ShardSource:
             _, (old, _) = self._files.popitem(last=False)
             old.close()
         return self._files[i]
+
+    def _check_footer(self, i: int, source) -> None:
+        """The shard's size and its footer's sha256 against the manifest: page checksums do not
+        cover the footer (a flipped byte there could change what is read without a CRC error)."""
+        shard, where = self.shards[i], self.location(i)
+        with contextlib.ExitStack() as stack:
+            f = stack.enter_context(open(source, "rb")) if isinstance(source, str) else source
+            size = f.seek(0, os.SEEK_END)
+            if size != shard["bytes"]:
+                raise InputError(f"corrupt shard: {size} bytes, the manifest says {shard['bytes']}", where)
+            if shard.get("footer_sha256"):
+                f.seek(max(0, size - 8))
+                n = int.from_bytes(f.read(8)[:4], "little") + 8
+                f.seek(max(0, size - n))
+                if hashlib.sha256(f.read(n)).hexdigest() != shard["footer_sha256"]:
+                    raise InputError("corrupt shard: its footer does not match the manifest's footer_sha256", where)
+            f.seek(0)
 
     def _row_groups(self, unit: Unit):
         """(the ParquetFile, the row groups holding the unit, rows to skip in the first of them)."""
@@ -214,6 +237,9 @@ class ShardSource:
         if i in self._tars:
             self._tars.move_to_end(i)
             return self._tars[i][0]
+        # A tar shard is read a range of samples at a time, with no checksum of its own: its sha256
+        # is checked once, when it is first opened.
+        self.check(i, always=CHECKSUMS)
         f = self._open(i)
         try:
             read_at, size, in_memory = _tar_bytes(f, where)
@@ -275,3 +301,8 @@ def _chunk_numpy(arr: pa.Array) -> np.ndarray:
         dtype = np.dtype(t.to_pandas_dtype())
         return np.frombuffer(arr.buffers()[1], dtype=dtype, count=len(arr), offset=arr.offset * dtype.itemsize)
     return arr.to_numpy(zero_copy_only=False)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -128,7 +128,8 @@ def write_webdataset(table: pa.Table, final: str, sink, schema=None) -> dict:
     else:
         chunks = tar_chunks(table, layout, stem, path)
     level = GZIP_LEVEL["batched" if batched else "per_row"] if compression == "gzip" else None
-    return {"path": path, **atomic_write(path, lambda f: _write_chunks(f, chunks, level))}
+    info = atomic_write(path, lambda f: _write_chunks(f, chunks, level), getattr(sink, "storage_options", None))
+    return {"path": path, "bytes": info["bytes"], "sha256": info["sha256"]}
 
 
 def _write_chunks(f, chunks, gzip_level: int | None) -> None:

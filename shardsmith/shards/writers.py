@@ -1,8 +1,10 @@
-"""Shard writers. Every file is written under a temporary name and renamed into place once whole,
-so a reader (or a resumed compile) never sees half a shard; its sha256 is taken as it is written."""
+"""Shard writers. Every file is written under a temporary name and renamed into place once whole
+(an object on an object store appears whole when its upload ends), so a reader (or a resumed
+compile) never sees half a shard; its sha256 is taken as it is written."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import uuid
@@ -10,21 +12,36 @@ import uuid
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from shardsmith import storage
+from shardsmith.errors import OutputError
+
+TAIL = 1 << 20  # bytes of a file's end kept while writing it (a Parquet footer's hash)
+
 
 class HashingFile:
-    """A write-only file that keeps a running sha256 and byte count of what passes through it."""
+    """A write-only file that keeps a running sha256, the byte count and the last TAIL bytes of what
+    passes through it into ``f`` (a local file, fsynced on close, or an fsspec file)."""
 
-    def __init__(self, path: str):
-        self._f = open(path, "wb")
+    def __init__(self, f, local: bool = True):
+        self._f = f
+        self.local = local
         self.sha = hashlib.sha256()
         self.size = 0
+        self._tail = bytearray()
         self.closed = False
 
     def write(self, data) -> int:
-        mv = memoryview(data)
+        mv = memoryview(data).cast("B")
         self.sha.update(mv)
         self.size += mv.nbytes
+        self._tail += mv[-TAIL:]
+        if len(self._tail) > 2 * TAIL:  # trimmed now and then: amortised O(1) a byte
+            del self._tail[:-TAIL]
         return self._f.write(mv)
+
+    @property
+    def tail(self) -> bytes:
+        return bytes(self._tail[-TAIL:])
 
     def flush(self) -> None:
         self._f.flush()
@@ -35,9 +52,17 @@ class HashingFile:
     def close(self) -> None:
         if not self.closed:
             self._f.flush()
-            os.fsync(self._f.fileno())
+            if self.local:
+                os.fsync(self._f.fileno())
             self._f.close()
             self.closed = True
+
+    def discard(self) -> None:
+        """Close without keeping: an object store's upload is aborted, not committed."""
+        if not self.closed:
+            self.closed = True
+            discard = getattr(self._f, "discard", None)
+            (discard or self._f.close)()
 
     def writable(self) -> bool:
         return True
@@ -46,36 +71,79 @@ class HashingFile:
         return False
 
 
-def atomic_write(final: str, write_fn) -> dict:
-    """Run ``write_fn(file)`` on a temporary file beside ``final``, then rename it into place."""
+def atomic_write(final: str, write_fn, storage_options: dict | None = None) -> dict:
+    """Run ``write_fn(file)`` on a temporary file beside ``final``, then rename it into place; on
+    an object store, write the object itself (it appears whole, at the end, or not at all).
+    Returns the bytes, sha256 and the file's last bytes (``tail``); a full disk or a read-only
+    location is an OutputError naming ``final``."""
+    try:
+        if storage.is_url(final):
+            return _write_object(final, write_fn, storage_options)
+        return _write_local(storage.local(final), write_fn)
+    except OSError as exc:
+        raise OutputError(f"cannot write: {exc.strerror or exc}", final) from None
+
+
+def _write_local(final: str, write_fn) -> dict:
     os.makedirs(os.path.dirname(final) or ".", exist_ok=True)
     tmp = f"{final}.tmp-{uuid.uuid4().hex[:12]}"
-    f = HashingFile(tmp)
+    f = HashingFile(open(tmp, "wb"))
     try:
         write_fn(f)
         f.close()
         os.replace(tmp, final)
     except BaseException:
-        f.close()
+        with contextlib.suppress(OSError):
+            f.close()
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
-    return {"bytes": f.size, "sha256": f.sha.hexdigest()}
+    return {"bytes": f.size, "sha256": f.sha.hexdigest(), "tail": f.tail}
 
 
-def write_bytes(final: str, data) -> dict:
-    """Write a file whose bytes are already made (a Parquet file cuDF encoded on the device)."""
-    return atomic_write(final, lambda f: f.write(data))
+def _write_object(final: str, write_fn, storage_options: dict | None) -> dict:
+    fs, path = storage.filesystem(final, storage_options)
+    f = HashingFile(fs.open(path, "wb"), local=False)
+    try:
+        write_fn(f)
+        f.close()
+    except BaseException:
+        f.discard()
+        raise
+    return {"bytes": f.size, "sha256": f.sha.hexdigest(), "tail": f.tail}
+
+
+def footer_sha256(tail: bytes) -> str | None:
+    """sha256 of a Parquet file's footer (its metadata, length and magic) from the file's last
+    bytes; None when the footer is longer than what was kept. The loader checks it on every open:
+    page checksums do not cover the footer.
+
+    >>> footer = b"meta" + (4).to_bytes(4, "little") + b"PAR1"
+    >>> footer_sha256(b"pages" + footer) == hashlib.sha256(footer).hexdigest()
+    True
+    """
+    n = int.from_bytes(tail[-8:-4], "little") + 8 if len(tail) >= 8 else len(tail) + 1
+    return hashlib.sha256(tail[-n:]).hexdigest() if n <= len(tail) else None
+
+
+def write_bytes(final: str, data, storage_options: dict | None = None) -> dict:
+    """Write a Parquet file whose bytes are already made (cuDF encoded it on the device): its bytes,
+    sha256 and footer sha256 (cuDF writes no page checksums; the loader checks size and footer)."""
+    info = atomic_write(final, lambda f: f.write(data), storage_options)
+    return {"bytes": info["bytes"], "sha256": info["sha256"], "footer_sha256": footer_sha256(info["tail"])}
 
 
 def write_parquet(table: pa.Table, final: str, sink, schema=None) -> dict:
+    """A Parquet shard with page checksums (CRC-32 of every page, checked by the loader) and the
+    hash of its footer."""
     compression = None if sink.compression == "none" else sink.compression
 
     def write(f):
         pq.write_table(table, f, row_group_size=sink.row_group_rows, compression=compression,
-                       compression_level=sink.compression_level, write_statistics=True)
+                       compression_level=sink.compression_level, write_statistics=True, write_page_checksum=True)
 
-    return atomic_write(final, write)
+    info = atomic_write(final, write, getattr(sink, "storage_options", None))
+    return {"bytes": info["bytes"], "sha256": info["sha256"], "footer_sha256": footer_sha256(info["tail"])}
 
 
 WRITERS = {"parquet": (".parquet", write_parquet)}

@@ -296,6 +296,33 @@ def test_read_matches_the_cpu_engine(gpu, tmp_path):
             assert have.cast(want.type).equals(want), name
 
 
+def test_text_reads_quarantine_the_cpu_engines_rows(gpu, tmp_path):
+    """CSV on the GPU engine is parsed on the host as on the CPU engine: the same rows, the same
+    row numbers, the same quarantine (a bad value, a row with a value too many)."""
+    from shardsmith.backends.base import TaskContext
+    from shardsmith.compiler.build import build
+    from shardsmith.compiler.config import from_dict
+    from shardsmith.compiler.passes import optimize
+    from shardsmith.compiler.planner import physical_plan
+
+    lines = ["label,I1,C1"] + [f"{i % 2},{i},c{i % 5}" for i in range(3000)]
+    lines[700], lines[2000] = "1,x,c1", "0,1,c2,extra"
+    (tmp_path / "in.csv").write_text("\n".join(lines) + "\n")
+    cfg = from_dict({"name": "t", "source": {"paths": [str(tmp_path / "in.csv")], "format": "csv",
+                                             "schema": {"I1": "int64"}, "on_error": "quarantine"},
+                     "output": {"dir": str(tmp_path / "o"), "shard_rows": 100},
+                     "engine": {"kind": "gpu", "cluster": "inprocess"}})
+    plan = physical_plan(optimize(build(cfg)), cfg.engine)
+    part = plan.partitions[0]
+    gctx, cctx = TaskContext(0, plan.files), TaskContext(0, plan.files)
+    g, gn = gpu.read(part, plan.graph.source, plan.graph.split, gctx)
+    c, cn = CpuBackend().read(part, plan.graph.source, plan.graph.split, cctx)
+    assert gn == cn == 3000 and len(g) == c.num_rows == 2998
+    assert gpu.to_arrow(g)["__row"].to_pylist() == c["__row"].to_pylist()
+    assert gctx.quarantined[0].equals(cctx.quarantined[0])
+    assert cctx.quarantined[0]["_row"].to_pylist() == [699, 1999]
+
+
 def test_to_arrow_gives_the_planned_types(gpu):
     from shardsmith.backends.gpu import transfer
     from shardsmith.ir import Column, Schema

@@ -19,10 +19,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
-from shardsmith.ir import Column, Schema
 
 from shardsmith.demo import generate
 from shardsmith.errors import InputError, ShardsmithError
+from shardsmith.ir import Column, Schema
+from shardsmith.shards import readers
 from shardsmith.shards.readers import _tar_bytes
 from shardsmith.shards.webdataset import TarShard, unzstd, write_webdataset, zstd_compress, zstd_content_size
 
@@ -251,8 +252,9 @@ def test_tar_shard_reads_any_range_of_rows(tmp_path, per, comp, text):
     assert shard.decoded is None or (per == 1 and (text or comp == "gzip"))
 
 
-def test_a_batched_sample_in_the_wrong_place_fails_naming_the_shard(dataset_copy):
-    """Row ids are checked: a sample whose row.npy does not hold the rows its position says is refused."""
+def test_a_batched_sample_in_the_wrong_place_fails_naming_the_shard(dataset_copy, monkeypatch):
+    """Row ids are checked: a sample whose row.npy does not hold the rows its position says is refused
+    (by the shard's sha256 first, by default; by the row ids with that check off)."""
     pqs, tar = _pairs(dataset_copy, "valid")[0]
     path = os.path.join(dataset_copy, tar["path"])
     with tarfile.open(path) as tf:
@@ -261,6 +263,9 @@ def test_a_batched_sample_in_the_wrong_place_fails_naming_the_shard(dataset_copy
     pos = member.offset_data + member.size - 8
     data[pos: pos + 8] = np.int64(10**9).tobytes()
     open(path, "wb").write(bytes(data))
+    with pytest.raises(InputError, match=re.escape(path) + ": checksum mismatch"):
+        list(ShardDataset(dataset_copy, split="valid", batch_size=BS, format="webdataset"))
+    monkeypatch.setattr(readers, "CHECKSUMS", False)
     with pytest.raises(InputError, match=re.escape(path) + ".*does not hold rows"):
         list(ShardDataset(dataset_copy, split="valid", batch_size=BS, format="webdataset"))
 

@@ -8,14 +8,13 @@ import contextlib
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from shardsmith.backends.arrow import table_digests
 from shardsmith.backends.base import FINITE_PARTIALS, TableBackend, assign_split
 from shardsmith.backends.cpu import arrays, compiled
 from shardsmith.backends.cpu.lowering import LOWERINGS
 from shardsmith.inputs.predicate import to_arrow_expression
-from shardsmith.inputs.read import open_text
+from shardsmith.inputs.read import read_parquet, read_text
 from shardsmith.ir import FILE_COL, ROW_COL, SPLIT_COL
 from shardsmith.ir.dtypes import ARROW_TYPES
 from shardsmith.kernels import cpujit
@@ -50,28 +49,28 @@ class CpuBackend(TableBackend):
         self.kernels = cpujit.mode(cpu_kernels)
 
     # --- reading ----------------------------------------------------------------------------------
-    def read(self, part, source, split) -> tuple[pa.Table, int]:
+    def read(self, part, source, split, ctx=None) -> tuple[pa.Table, int]:
         """The partition's rows with hidden columns and the split assigned; also the row count
-        before the pushed-down filter."""
+        before the pushed-down filter (rows quarantined while reading included: into ``ctx``)."""
         if self.kernels != "numpy":
             compiled.warm()  # the split's kernels build while this partition decodes
         columns = list(source.columns)
         if source.format == "parquet":
-            pf = pq.ParquetFile(part.path)
-            table = pf.read_row_groups(list(part.row_groups), columns=columns, use_threads=True)
-            rows = np.concatenate([np.arange(s, s + pf.metadata.row_group(g).num_rows, dtype=np.int64)
-                                   for g, s in zip(part.row_groups, part.row_starts)] or [np.zeros(0, np.int64)])
+            got = read_parquet(part.path, part.row_groups, part.row_starts, columns, source.on_error,
+                               source.storage_options)
         else:
-            table = open_text(part.path, source.format, dict(source.dtypes)).read_all().select(columns)
-            rows = np.arange(table.num_rows, dtype=np.int64)
-        table = arrays.normalize_types(table)
+            got = read_text(part.path, source.format, dict(source.dtypes), columns, source.on_error,
+                            source.storage_options)
+        if got.quarantine is not None and ctx is not None:
+            ctx.quarantined.append(got.quarantine)
+        table = arrays.normalize_types(got.table)
         n = table.num_rows
         table = table.append_column(FILE_COL, pa.array(np.full(n, part.file_index, dtype=np.int32)))
-        table = table.append_column(ROW_COL, pa.array(rows))
+        table = table.append_column(ROW_COL, pa.array(got.rows))
         table = table.append_column(SPLIT_COL, pa.array(assign_split(self, table, part.path, split)))
         if source.filter is not None:
             table = table.filter(to_arrow_expression(source.filter))
-        return table, n
+        return table, got.count
 
     # --- hashing ----------------------------------------------------------------------------------
     def hash(self, column, seed) -> np.ndarray:

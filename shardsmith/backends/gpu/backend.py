@@ -19,14 +19,15 @@ import cudf
 import cupy as cp
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from shardsmith import storage
 from shardsmith.backends.base import FINITE_PARTIALS, TableBackend, assign_split
 from shardsmith.backends.gpu import columns as C
 from shardsmith.backends.gpu import digest, expr, transfer, writer
 from shardsmith.backends.gpu.lowering import LOWERINGS
 from shardsmith.errors import InputError
-from shardsmith.inputs.read import open_text
+from shardsmith.inputs.read import parquet_file, read_text
+from shardsmith.inputs.rows import first_line
 from shardsmith.ir import FILE_COL, ROW_COL, SPLIT_COL
 from shardsmith.ir.dtypes import ARROW_TYPES
 from shardsmith.kernels import gpu
@@ -60,9 +61,9 @@ class GpuBackend(TableBackend):
         return self._device_lock
 
     # --- reading ----------------------------------------------------------------------------------
-    def read(self, part, source, split):
+    def read(self, part, source, split, ctx=None):
         """The partition's rows on the device with hidden columns and the split assigned; also the
-        row count before the pushed-down filter."""
+        row count before the pushed-down filter (rows quarantined while reading included: into ``ctx``)."""
         columns = list(source.columns)
         dtypes = dict((c.name, c.dtype) for c in source.schema.columns)
         if any(dtypes.get(c) == "float16" for c in columns):
@@ -70,11 +71,14 @@ class GpuBackend(TableBackend):
             raise InputError(f"column '{bad}' is float16, which cuDF (the GPU engine) cannot hold; "
                              "cast it in the data, or use engine=cpu", part.path)
         if source.format == "parquet":
-            frame, rows = self._read_parquet(part, columns)
-        else:
-            table = open_text(part.path, source.format, dict(source.dtypes)).read_all().select(columns)
-            frame = transfer.table_to_frame(table)
-            rows = cp.arange(len(frame), dtype=np.int64)
+            frame, rows = self._read_parquet(part, columns, source.storage_options)
+            count = len(frame)
+        else:  # text is parsed on the host, as on the CPU engine (same rows, same quarantine)
+            got = read_text(part.path, source.format, dict(source.dtypes), columns, source.on_error,
+                            source.storage_options)
+            if got.quarantine is not None and ctx is not None:
+                ctx.quarantined.append(got.quarantine)
+            frame, rows, count = transfer.table_to_frame(got.table), cp.asarray(got.rows), got.count
         frame = _normalize(frame, {c: dtypes.get(c) for c in columns})
         n = len(frame)
         frame[FILE_COL] = C.from_device(cp.full(n, part.file_index, dtype=np.int32))
@@ -82,14 +86,19 @@ class GpuBackend(TableBackend):
         frame[SPLIT_COL] = C.from_device(assign_split(self, frame, part.path, split))
         if source.filter is not None:
             frame = self.filter_mask(frame, expr.keep_mask(source.filter, expr.CudfColumns(frame)))
-        return frame, n
+        return frame, count
 
-    def _read_parquet(self, part, columns):
-        md = pq.ParquetFile(part.path).metadata
-        frame = cudf.read_parquet(part.path, columns=columns, row_groups=[list(part.row_groups)],
-                                  use_pandas_metadata=False)
-        pieces = [cp.arange(s, s + md.row_group(g).num_rows, dtype=np.int64)
-                  for g, s in zip(part.row_groups, part.row_starts)]
+    def _read_parquet(self, part, columns, storage_options=None):
+        remote = {"storage_options": storage_options} if storage.is_url(part.path) else {}
+        try:
+            with parquet_file(part.path, storage_options) as pf:
+                sizes = [pf.metadata.row_group(g).num_rows for g in part.row_groups]
+            frame = cudf.read_parquet(storage.local(part.path), columns=columns, row_groups=[list(part.row_groups)],
+                                      use_pandas_metadata=False, **remote)
+        except (RuntimeError, OSError, ValueError, pa.ArrowException) as exc:
+            raise InputError(f"cannot read row group(s) {list(part.row_groups)}: {first_line(exc)}", part.path) \
+                from None
+        pieces = [cp.arange(s, s + n, dtype=np.int64) for s, n in zip(part.row_starts, sizes)]
         rows = cp.concatenate(pieces) if pieces else cp.zeros(0, dtype=np.int64)
         return frame[columns].reset_index(drop=True), rows
 

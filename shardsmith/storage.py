@@ -1,0 +1,85 @@
+"""Where files live: local paths or fsspec URLs (``s3://``, ``gs://``, ...). ``file://`` URLs are
+local paths. The compile's inputs and output and the loader's shards all go through here, so that
+one rule decides what is remote.
+
+>>> is_url("s3://bucket/data"), is_url("file:///tmp/x"), is_url("data/raw")
+(True, False, False)
+>>> local("file:///tmp/x"), join("s3://b/ds", "train", "part-00000.parquet")
+('/tmp/x', 's3://b/ds/train/part-00000.parquet')
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import posixpath
+
+import fsspec
+
+from shardsmith.errors import InputError
+
+
+def is_url(path) -> bool:
+    """A remote location: a URL with a protocol other than ``file://``."""
+    return "://" in str(path) and not str(path).startswith("file://")
+
+
+def local(path) -> str:
+    """A local path, with a ``file://`` prefix removed."""
+    return str(path).removeprefix("file://")
+
+
+def local_cache(*parts: str) -> str:
+    """A directory of this machine's shardsmith cache: ``$SHARDSMITH_CACHE``, else
+    ``$XDG_CACHE_HOME/shardsmith`` or ``~/.cache/shardsmith`` (what a remote output keeps locally)."""
+    base = os.environ.get("SHARDSMITH_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "shardsmith")
+    return os.path.join(base, *parts)
+
+
+def join(root: str, *parts: str) -> str:
+    return posixpath.join(root, *parts)
+
+
+def filesystem(url: str, storage_options: dict | None = None):
+    """(file system, path without protocol) for a URL; credentials come from the environment
+    unless ``storage_options`` gives them."""
+    return fsspec.core.url_to_fs(url, **(storage_options or {}))
+
+
+def unstrip(fs, path: str) -> str:
+    """A file system's protocol-less path as a URL again (``data/x`` -> ``s3://data/x``)."""
+    return fs.unstrip_protocol(path)
+
+
+@contextlib.contextmanager
+def open_read(path: str, storage_options: dict | None = None):
+    """A binary file open for reading, local or remote; a missing file is an InputError naming it."""
+    try:
+        if not is_url(path):
+            f = open(local(path), "rb")
+        else:
+            fs, p = filesystem(path, storage_options)
+            f = fs.open(p, "rb")
+    except FileNotFoundError:
+        raise InputError("no such file", path) from None
+    with f:
+        yield f
+
+
+def readable(path: str, storage_options: dict | None, stack: contextlib.ExitStack):
+    """What pyarrow reads best: a local path as it is (native I/O), a URL as an fsspec file that
+    ``stack`` closes."""
+    if not is_url(path):
+        return local(path)
+    return stack.enter_context(open_read(path, storage_options))
+
+
+def file_sha256(f) -> tuple[int, str]:
+    """(bytes, sha256) of what is left to read in the binary file ``f``."""
+    h, size = hashlib.sha256(), 0
+    for block in iter(lambda: f.read(1 << 22), b""):
+        h.update(block)
+        size += len(block)
+    return size, h.hexdigest()
