@@ -72,7 +72,8 @@ KEYS = {
     "drift.js": "drift: Jensen-Shannon distance limit (null: none)",
     "drift.ks": "drift: Kolmogorov-Smirnov distance limit for continuous columns (null: none)",
     "drift.null_rate": "drift: limit of the change of the share of missing values",
-    "drift.oov_rate": "drift: limit of the change in the share of values outside BASE's vocabulary (NEW's minus BASE's own)",
+    "drift.oov_rate": "drift: limit of the change in the share of values outside BASE's vocabulary "
+                      "(NEW's minus BASE's own)",
     "drift.row_count": "drift: limit of the relative change of the row count (null: none)",
     "drift.bins": "drift: bins at BASE's quantiles for continuous columns",
     "drift.split": "drift: compare one split (null: all rows)",
