@@ -118,7 +118,15 @@ class ValueCounts(Stat):
 
 
 def moments_partial(x, xp=np) -> tuple[int, int, int]:
-    """The partial for :class:`Moments` over finite float64 values ``x``."""
+    """The partial for :class:`Moments` over finite values ``x``: float64; float32 (whose float64
+    squares are exact) and integers give the integers their float64 values would, for less work."""
+    if x.dtype == np.float32:
+        return (int(len(x)), *exact.exact_sums_f32(x, xp))
+    if x.dtype.kind in "iub":  # integers: by int64 sums where exact, else as float64 values
+        sums = exact.exact_sums_int(x, xp)
+        if sums is not None:
+            return (int(len(x)), *sums)
+        x = x.astype(xp.float64)
     with np.errstate(over="ignore"):  # squares beyond float64: the sum of squares is inf, said below
         sq = x * x
     s2 = exact.exact_sum(sq, xp) if bool(xp.isfinite(sq).all()) else math.inf
