@@ -99,6 +99,10 @@ def run_categorify(be, step, frame, state, ctx):
     new = {}
     for c, o in step.op.pairs():
         vocab = state[c]["vocab"]
+        ids = compiled.categorify_ids(be.kernels, frame[c], vocab) if be.kernels != "numpy" else None
+        if ids is not None:
+            new[o] = pa.array(ids, type=pa.int32())
+            continue
         col = frame[c].combine_chunks()
         if pa.types.is_dictionary(col.type):
             col = col.dictionary_decode()
