@@ -65,13 +65,14 @@ def finite_values(column) -> np.ndarray:
 
 
 def from_float(values: np.ndarray, dtype: str) -> pa.Array:
-    """An Arrow array of ``dtype`` from float64 values, NaN becoming null."""
+    """An Arrow array of ``dtype`` from float64 values (or float32 ones for a float32 result),
+    NaN becoming null."""
     missing = np.isnan(values)
     target = ARROW_TYPES[dtype]
     if dtype.startswith(("int", "uint")) or dtype == "bool":
         values = np.where(missing, 0, values).astype(target.to_pandas_dtype())
     else:
-        values = values.astype(target.to_pandas_dtype())
+        values = values.astype(target.to_pandas_dtype(), copy=False)
     return pa.array(values, mask=missing if missing.any() else None, type=target)
 
 
