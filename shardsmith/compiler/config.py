@@ -27,7 +27,8 @@ from shardsmith.ir.schema import ROLES
 SOURCE_FORMATS = ("parquet", "csv", "jsonl")
 OUTPUT_FORMATS = ("parquet", "webdataset")
 ENGINE_KINDS = ("cpu", "gpu", "auto")
-CLUSTERS = ("local", "inprocess")
+CLUSTERS = ("auto", "local", "inprocess")
+READS = ("auto", "once", "per_pass")
 CPU_KERNELS = ("auto", "numba", "numpy")
 COMPRESSIONS = ("zstd", "snappy", "lz4", "gzip", "none")
 WDS_COMPRESSIONS = ("none", "gzip", "zstd")
@@ -101,7 +102,9 @@ class OutputConfig:
 @dataclass
 class EngineConfig:
     kind: str = "cpu"
-    cluster: str = "local"
+    # auto: small inputs on threads in this process, larger ones on a local Dask cluster (the
+    # threshold: compiler/sizing.py); local; inprocess (threads_per_worker threads, default one).
+    cluster: str = "auto"
     scheduler: str | None = None
     n_workers: int | None = None
     # null: one worker of all cores' threads (processes: false), or single-threaded worker processes.
@@ -110,6 +113,10 @@ class EngineConfig:
     # Measured on the 2M-row demo, 2 cores: threads 6.6 s, processes 10.1 s, in-process 8.2 s.
     processes: bool = False
     memory_limit: str = "auto"
+    # once: the first fit pass keeps the decoded partitions for the transform (one read of the
+    # input); per_pass: every pass reads again, memory bounded by the partitions in flight; auto:
+    # once when the decoded input fits half the memory budget (memory_limit, or what is available).
+    reads: str = "auto"
     # A partition's decoded size: a size ("128MB"), "auto" (CPU: 128MB; GPU: 1/32 of the smallest
     # visible GPU's memory, dask-cudf's default), or a fraction of GPU memory ("0.05"; GPU only).
     partition_bytes: str = "128MB"
@@ -446,6 +453,7 @@ def _validate_engine(eng: EngineConfig) -> None:
     _choice(eng.kind, ENGINE_KINDS, "engine.kind")
     _choice(eng.float_mode, FLOAT_MODES, "engine.float_mode")
     _choice(eng.cluster, CLUSTERS, "engine.cluster")
+    _choice(eng.reads, READS, "engine.reads")
     for key in ("n_workers", "threads_per_worker", "gpu_threads_per_worker"):
         if getattr(eng, key) is not None and not 0 < getattr(eng, key) <= MAX_COUNT:
             raise ConfigError(f"expected a count in 1 .. {MAX_COUNT}, got {getattr(eng, key)}", f"engine.{key}")

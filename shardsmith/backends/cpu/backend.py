@@ -110,6 +110,10 @@ class CpuBackend(TableBackend):
         return arrays.finite_values(column)
 
     # --- frames -----------------------------------------------------------------------------------
+    def reuse(self, frame):
+        """A kept partition for one more pass: Arrow tables are immutable, so the table itself."""
+        return frame
+
     def num_rows(self, frame) -> int:
         return frame.num_rows
 
