@@ -74,6 +74,42 @@ def test_kept_partitions_carry_the_first_passs_elementwise_steps(demo_dir, tmp_p
     assert runs["once"].manifest["rows"]["filtered"] > 0
 
 
+def test_input_checks_see_the_values_as_read_when_kept(demo_dir, tmp_path):
+    """An input check that quarantines rows: a kept partition then carries no elementwise prefix
+    (the check must see the values as read), its quarantined rows stay out of every fit pass, and
+    the bytes, quarantine and row accounting equal those of reading per pass."""
+    from shardsmith.compiler.config import compose
+    from shardsmith.runtime import prepare
+
+    graph = ("graph=[{op: clip, cols: [I2], lower: 1}, {op: fill_missing, cols: [I2], strategy: median},"
+             " {op: normalize, cols: [I2]}]")
+    expect = "expect=[{col: I2, check: between, min: 0, at: input, severity: quarantine}]"
+    common = ("output.shard_rows=7000", "engine.partition_bytes=500KB", graph, expect)
+    plan = prepare(compose([f"source.paths=[{demo_dir}/*.parquet]", "output.dir=unused", "engine.reads=once",
+                            *common])).plan
+    assert plan.read_once and plan.read_prefix == () and len(plan.fit_programs) == 2
+    runs = {k: run_compile(f"{demo_dir}/*.parquet", tmp_path / k, *common, f"engine.reads={k}")
+            for k in ("once", "per_pass")}
+    once, per = runs["once"].manifest, runs["per_pass"].manifest
+    assert once["rows"]["quarantined"] > 100 and once["rows"] == per["rows"]
+    assert shard_hashes(runs["once"]) == shard_hashes(runs["per_pass"]) and once["stats"] == per["stats"]
+    assert [s["sha256"] for s in once["quarantine"]["shards"]] == [s["sha256"] for s in per["quarantine"]["shards"]]
+
+
+def test_a_reused_fit_reads_once_in_the_transform(demo_dir, tmp_path):
+    """A fit from the fit cache runs no fit pass: the plan then reads once, in the transform,
+    with the whole transform program, and writes the bytes of the compile that fitted."""
+    common = ("output.shard_rows=7000", "engine.reads=once", "graph=[{op: log1p, cols: [I1]},"
+              " {op: normalize, cols: [I1]}, {op: categorify, cols: [C1]}]", f"fit.cache={tmp_path / 'cache'}")
+    first = run_compile(f"{demo_dir}/*.parquet", tmp_path / "a", *common)
+    again = run_compile(f"{demo_dir}/*.parquet", tmp_path / "b", *common, "profiling.enabled=true")
+    assert first.manifest["fit"]["source"] == "fit" and again.manifest["fit"]["source"] == "cache"
+    assert shard_hashes(again) == shard_hashes(first)
+    profile = json.load(open(os.path.join(os.path.dirname(again.path), "profile.json")))
+    reads = {s["name"]: s["calls"] for s in profile["stages"] if s["name"].endswith(":read")}
+    assert reads == {"transform:read": again.manifest["plan"]["partitions"]}
+
+
 @pytest.mark.slow
 def test_one_read_on_a_local_cluster_writes_the_same_bytes(demo_dir, tmp_path):
     """The kept partitions stay on the Dask workers that read them (single-threaded worker

@@ -71,6 +71,12 @@ class Plan:
     def read_once(self) -> bool:
         return self.reads.value == "once"
 
+    def without_fit(self) -> Plan:
+        """This plan when the fitted state is reused: no fit pass, one read by the transform."""
+        return replace(self, fit_programs=(), fit_columns=(), read_prefix=(), fit_after_read=(),
+                       transform_after_read=self.transform,
+                       reads=Choice("once", "one pass over the data (the fitted state is reused)"))
+
     def programs(self) -> tuple[tuple, tuple[tuple, ...], tuple]:
         """What runs: (items applied as a partition is read, the fit programs, the transform)."""
         if self.read_once:
