@@ -13,6 +13,7 @@ commit (``<dir>``)::
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
