@@ -28,7 +28,7 @@ def test_one_read_and_two_reads_write_the_same_bytes(demo_dir, tmp_path):
     same manifest statistics and row accounting."""
     from shardsmith.kernels import cpujit
 
-    common = ("output.shard_rows=7000",)
+    common = ("output.shard_rows=7000", "fit.cache=off")  # every compile fits: no fit cache shared
     kernels = "numba" if cpujit.available() else "numpy"
     settings = {
         "per-pass-serial": ("engine.reads=per_pass", "engine.partition_bytes=1MB"),
@@ -60,7 +60,7 @@ def test_kept_partitions_carry_the_first_passs_elementwise_steps(demo_dir, tmp_p
              " {op: bucketize, cols: [I1], quantiles: 4, out: [I1q]},"
              " {op: normalize, cols: [I1q, I2]}, {op: filter, expr: 'I3 > 0.5'},"
              " {op: hashed_cross, cols: [C1, C2], num_buckets: 1000}, {op: categorify, cols: [C3, C4]}]")
-    common = ("output.shard_rows=5000", "engine.partition_bytes=500KB", graph)
+    common = ("output.shard_rows=5000", "engine.partition_bytes=500KB", graph, "fit.cache=off")
     prep = prepare(compose([f"source.paths=[{demo_dir}/*.parquet]", "output.dir=unused", "engine.reads=once",
                             *common]))
     plan = prep.plan
@@ -84,7 +84,7 @@ def test_input_checks_see_the_values_as_read_when_kept(demo_dir, tmp_path):
     graph = ("graph=[{op: clip, cols: [I2], lower: 1}, {op: fill_missing, cols: [I2], strategy: median},"
              " {op: normalize, cols: [I2]}]")
     expect = "expect=[{col: I2, check: between, min: 0, at: input, severity: quarantine}]"
-    common = ("output.shard_rows=7000", "engine.partition_bytes=500KB", graph, expect)
+    common = ("output.shard_rows=7000", "engine.partition_bytes=500KB", graph, expect, "fit.cache=off")
     plan = prepare(compose([f"source.paths=[{demo_dir}/*.parquet]", "output.dir=unused", "engine.reads=once",
                             *common])).plan
     assert plan.read_once and plan.read_prefix == () and len(plan.fit_programs) == 2
@@ -114,7 +114,7 @@ def test_a_reused_fit_reads_once_in_the_transform(demo_dir, tmp_path):
 def test_one_read_on_a_local_cluster_writes_the_same_bytes(demo_dir, tmp_path):
     """The kept partitions stay on the Dask workers that read them (single-threaded worker
     processes here, so the transform runs where its partition is)."""
-    common = ("output.shard_rows=7000", "engine.partition_bytes=300KB")
+    common = ("output.shard_rows=7000", "engine.partition_bytes=300KB", "fit.cache=off")
     ref = run_compile(f"{demo_dir}/*.parquet", tmp_path / "ref", *common, "engine.reads=per_pass")
     dask = run_compile(f"{demo_dir}/*.parquet", tmp_path / "dask", *common, "engine.reads=once",
                        "engine.cluster=local", "engine.n_workers=2", "engine.processes=true", engine="cpu")
@@ -125,8 +125,10 @@ def test_one_read_on_a_local_cluster_writes_the_same_bytes(demo_dir, tmp_path):
 def test_the_fitted_state_is_read_once(demo_dir, tmp_path):
     """With reads=once the profile counts one read per partition (in the first fit pass), with
     reads=per_pass one per partition per pass."""
-    once = run_compile(f"{demo_dir}/*.parquet", tmp_path / "once", "engine.reads=once", "profiling.enabled=true")
-    per = run_compile(f"{demo_dir}/*.parquet", tmp_path / "per", "engine.reads=per_pass")
+    once = run_compile(f"{demo_dir}/*.parquet", tmp_path / "once", "engine.reads=once", "profiling.enabled=true",
+                       "fit.cache=off")
+    per = run_compile(f"{demo_dir}/*.parquet", tmp_path / "per", "engine.reads=per_pass", "profiling.enabled=true",
+                      "fit.cache=off")
 
     def reads(res):
         profile = json.load(open(os.path.join(os.path.dirname(res.path), "profile.json")))
