@@ -70,9 +70,9 @@ def test_independent_statistics_take_one_pass(demo_dir, monkeypatch, tmp_path):
     reads = []
     original = CpuBackend.read
 
-    def counting(self, part, source, split):
+    def counting(self, part, source, split, ctx=None):
         reads.append(part.index)
-        return original(self, part, source, split)
+        return original(self, part, source, split, ctx)
 
     monkeypatch.setattr(CpuBackend, "read", counting)
     graph = ("graph=[{op: normalize, cols: [I1]}, {op: normalize_minmax, cols: [I2]},"
