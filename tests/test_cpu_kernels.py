@@ -318,3 +318,28 @@ def test_a_kernel_serves_every_parameter_value():
     layout = codegen.layout_of([{"lo": 0.0}])
     a = NF.render((Clip(cols=("a",), lower=0.0),), layout, ("float32",))
     assert a == NF.render((Clip(cols=("b",), lower=-7.5),), layout, ("float32",))
+
+
+# --- categorify's lookup ----------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", INT_DTYPES)
+@pytest.mark.parametrize("offset", [0, 5])
+def test_categorify_ids_are_the_numpy_paths(dtype, offset):
+    """The compiled lookup against the NumPy path: edge values, nulls, clustered and strided values
+    (a weak hash would pile them up), vocabularies of every size, an empty one."""
+    from shardsmith.backends.cpu.lowering import run_categorify
+    from shardsmith.ops import stats as S
+    from shardsmith.ops.categorical import Categorify
+
+    rng = np.random.default_rng(len(dtype) + offset)
+    strided = (np.arange(3000) * (1 << min(8 * np.dtype(dtype).itemsize - 2, 40))).astype(dtype)
+    values = np.concatenate([edge_values(rng, dtype, 2000), strided, rng.integers(0, 50, 20_000).astype(dtype),
+                             np.full(5, np.iinfo(dtype).max, dtype)])
+    column = arrow(values, dtype, rng.random(len(values)) > 0.1, offset)
+    step = Step(Categorify(cols=("c",)), "graph[0]", Schema((Column("c", dtype, "categorical"),)))
+    stat = S.ValueCounts("c")
+    counts = {stat: stat.finalize(CpuBackend("numpy").partial(stat, column))}
+    frame = pa.table({"c": column})
+    for threshold in (0, 2, 10**9):
+        state = Categorify(cols=("c",), freq_threshold=threshold).fit(counts)
+        got, want = (run_categorify(CpuBackend(k), step, frame, state, None)["c"] for k in ("numba", "numpy"))
+        assert got.equals(want), threshold

@@ -22,6 +22,24 @@ def test_exact_sum_is_the_rational_sum_in_any_order():
     assert sum(exact.exact_sum(p) for p in parts) == s
 
 
+def test_float32_and_integer_moments_are_those_of_their_float64_values():
+    """The float32 path (mantissas by exponent) and the integer path (int64 sums) give the very
+    integers the float64 path does: every float32 exponent, subnormals, signs, zeros; integers
+    small enough for exact int64 sums, and larger ones, which go the float64 way."""
+    rng = np.random.default_rng(6)
+    bits = rng.integers(0, 2**32, 200_000, dtype=np.uint64).astype(np.uint32)
+    f32 = bits.view(np.float32)
+    f32 = np.concatenate([f32[np.isfinite(f32)], np.array([0.0, -0.0, 1e-45, -1e-45, 3.4028235e38, -3.4028235e38,
+                                                           1.0, -1.0], np.float32)])
+    reference = lambda x: (len(x), exact.exact_sum(x.astype(np.float64)),  # noqa: E731
+                           exact.exact_sum(x.astype(np.float64) ** 2))
+    assert S.moments_partial(f32) == reference(f32)
+    assert S.moments_partial(f32[:0]) == reference(f32[:0])
+    for x in (rng.integers(-128, 128, 5000).astype(np.int8), rng.integers(0, 2**26, 5000).astype(np.uint32),
+              rng.integers(-2**40, 2**40, 5000), np.array([2**62, -2**62, 3]), np.array([True, False, True])):
+        assert S.moments_partial(x) == reference(x)
+
+
 def test_moments_do_not_depend_on_partitioning():
     rng = np.random.default_rng(4)
     x = rng.lognormal(2, 3, 100_001).astype(np.float32).astype(np.float64)

@@ -127,10 +127,10 @@ def test_bucketize_given_and_quantiles(source, table, tmp_path, cpu_kernels):
 
 
 @pytest.mark.parametrize("threshold,max_size", [(0, None), (5, None), (1, 7)])
-def test_categorify_ids_by_frequency(source, table, tmp_path, threshold, max_size):
+def test_categorify_ids_by_frequency(source, table, tmp_path, threshold, max_size, cpu_kernels):
     graph = [{"op": "categorify", "cols": ["s", "k"], "freq_threshold": threshold,
               **({"max_size": max_size} if max_size else {})}]
-    out, res = compile_graph(source, tmp_path, graph)
+    out, res = compile_graph(source, tmp_path, graph, cpu_kernels)
     for col in ("s", "k"):
         raw = table[col].to_pylist()
         counts = Counter(v for v in raw if v is not None)
@@ -140,6 +140,26 @@ def test_categorify_ids_by_frequency(source, table, tmp_path, threshold, max_siz
         assert out[col].to_pylist() == [2 if v is None else ids.get(v, 1) for v in raw]
         card = next(c for c in res.manifest["schema"] if c["name"] == col)["cardinality"]
         assert card == len(vocab) + 3
+
+
+def test_value_counts_merge_in_any_order_and_grouping():
+    """Merged value counts are the counts of the concatenated values, whatever the order and the
+    grouping of the partials (sorted ones, as the CPU gives them, or not)."""
+    from shardsmith.ops.stats import ValueCounts
+
+    rng = np.random.default_rng(8)
+    chunks = [rng.integers(-40, 40, n) for n in (0, 1, 500, 3000, 77)] + [np.array([2**62, -2**63])]
+    parts = [(*np.unique(c, return_counts=True), i) for i, c in enumerate(chunks)]
+    parts[3] = (parts[3][0][::-1].copy(), parts[3][1][::-1].copy(), 3)  # not sorted
+    want = np.unique(np.concatenate(chunks), return_counts=True)
+    stat = ValueCounts("k")
+    for grouping in (parts, parts[::-1], [stat.merge(parts[:3]), stat.merge(parts[3:])]):
+        values, counts, nulls = stat.merge(list(grouping))
+        np.testing.assert_array_equal(values, want[0])
+        np.testing.assert_array_equal(counts, want[1])
+        assert nulls == sum(range(len(chunks)))
+    bools = stat.merge([(np.array([False, True]), np.array([2, 3]), 1), (np.array([True]), np.array([4]), 0)])
+    assert bools[0].tolist() == [False, True] and bools[1].tolist() == [2, 7] and bools[2] == 1
 
 
 def test_categorify_fits_on_train_only(source, table, tmp_path):

@@ -70,26 +70,34 @@ def test_independent_statistics_take_one_pass(demo_dir, monkeypatch, tmp_path):
     reads = []
     original = CpuBackend.read
 
-    def counting(self, part, source, split):
+    def counting(self, part, source, split, ctx=None):
         reads.append(part.index)
-        return original(self, part, source, split)
+        return original(self, part, source, split, ctx)
 
     monkeypatch.setattr(CpuBackend, "read", counting)
-    res = run_compile(f"{demo_dir}/*.parquet", tmp_path / "a", "engine.partition_bytes=100KB",
-                      "graph=[{op: normalize, cols: [I1]}, {op: normalize_minmax, cols: [I2]},"
-                      " {op: categorify, cols: [C1, C2]}, {op: fill_missing, cols: [I3], strategy: median},"
-                      " {op: bucketize, cols: [I5], quantiles: 4}]")
+    graph = ("graph=[{op: normalize, cols: [I1]}, {op: normalize_minmax, cols: [I2]},"
+             " {op: categorify, cols: [C1, C2]}, {op: fill_missing, cols: [I3], strategy: median},"
+             " {op: bucketize, cols: [I5], quantiles: 4}]")
+    # fit.cache=off: each compile below fits (they share a parent directory, hence a fit cache).
+    res = run_compile(f"{demo_dir}/*.parquet", tmp_path / "a", "engine.partition_bytes=100KB", graph,
+                      "engine.reads=per_pass", "fit.cache=off")
     parts = res.manifest["plan"]["partitions"]
     assert parts > 3
     assert res.manifest["plan"]["fit_passes"] == 1
     assert len(reads) == 2 * parts  # one fit pass + one transform pass
     reads.clear()
-    # normalize after a fitted median fill depends on it: two fit passes, three reads in all.
-    res = run_compile(f"{demo_dir}/*.parquet", tmp_path / "b", "engine.partition_bytes=100KB",
-                      "graph=[{op: fill_missing, cols: [I1], strategy: median}, {op: normalize, cols: [I1]},"
-                      " {op: categorify, cols: [C1]}]")
-    assert res.manifest["plan"]["fit_passes"] == 2
-    assert len(reads) == 3 * parts
+    run_compile(f"{demo_dir}/*.parquet", tmp_path / "once", "engine.partition_bytes=100KB", graph, "engine.reads=once",
+                "fit.cache=off")
+    assert len(reads) == parts  # kept from the fit pass for the transform
+    # normalize after a fitted median fill depends on it: two fit passes, three reads in all (or one).
+    graph = ("graph=[{op: fill_missing, cols: [I1], strategy: median}, {op: normalize, cols: [I1]},"
+             " {op: categorify, cols: [C1]}]")
+    for reads_setting, want in (("per_pass", 3 * parts), ("once", parts)):
+        reads.clear()
+        res = run_compile(f"{demo_dir}/*.parquet", tmp_path / f"two-{reads_setting}", "engine.partition_bytes=100KB",
+                          graph, f"engine.reads={reads_setting}", "fit.cache=off")
+        assert res.manifest["plan"]["fit_passes"] == 2
+        assert len(reads) == want
 
 
 def test_plan_fit_stages(demo_dir):

@@ -16,6 +16,11 @@ Usage (from the repository root)::
     python bench/compile/run.py                 # 2,000,000 rows, 5 repetitions each
     python bench/compile/run.py --rows 200000 --reps 1
     python bench/compile/run.py --profile-only  # cProfile of shardsmith engine=inprocess
+    python bench/compile/run.py --rows 20000000 --cores 1   # the 20M demo on one core (scaling)
+
+``--cores N`` pins every run to the first N cores (CPU affinity) and caps the thread pools of
+Arrow (OMP_NUM_THREADS), polars (POLARS_MAX_THREADS) and Numba (NUMBA_NUM_THREADS) at N, so
+that rows/s per core can be compared between core counts on one machine.
 
 Results: ``bench/results/compile/results.json`` and ``summary.md`` (git-ignored).
 """
@@ -64,7 +69,8 @@ def ensure_data(data: str, rows: int) -> list[str]:
 
 
 def shardsmith_overrides(data: str, out: str) -> list[str]:
-    return [f"source.paths=[{os.path.join(data, '*.parquet')}]", f"output.dir={out}"]
+    # fit.cache=off: every run fits, as the peers do (the cache would skip the fit from the second run on).
+    return [f"source.paths=[{os.path.join(data, '*.parquet')}]", f"output.dir={out}", "fit.cache=off"]
 
 
 def plan_shard_rows(data: str) -> int:
@@ -119,11 +125,21 @@ class TreeSampler(threading.Thread):
         self.join()
 
 
-def measure(argv: list[str], cwd: str, log_path: str, interval: float) -> dict:
+def pinned(cores: int | None) -> dict:
+    """Popen arguments that run a process (and its children) on the first ``cores`` cores, with
+    every thread pool sized to them; {} for the whole machine."""
+    if cores is None:
+        return {}
+    env = {**os.environ, **{k: str(cores) for k in ("OMP_NUM_THREADS", "POLARS_MAX_THREADS", "NUMBA_NUM_THREADS")}}
+    allowed = sorted(os.sched_getaffinity(0))[:cores]
+    return {"env": env, "preexec_fn": lambda: os.sched_setaffinity(0, allowed)}
+
+
+def measure(argv: list[str], cwd: str, log_path: str, interval: float, cores: int | None = None) -> dict:
     load = os.getloadavg()[0]
     with open(log_path, "w") as log:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(argv, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(argv, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, **pinned(cores))
         sampler = TreeSampler(proc.pid, interval)
         sampler.start()
         _, status, usage = os.wait4(proc.pid, 0)
@@ -308,6 +324,7 @@ def main(argv=None) -> None:
     p.add_argument("--tol", type=float, default=1e-5, help="largest absolute difference of continuous outputs")
     p.add_argument("--profile", action="store_true", help="also profile shardsmith engine=inprocess")
     p.add_argument("--profile-only", action="store_true")
+    p.add_argument("--cores", type=int, default=None, help="run every implementation on this many cores only")
     args = p.parse_args(argv)
     data, work = os.path.abspath(args.data), os.path.abspath(args.work)
     os.makedirs(work, exist_ok=True)
@@ -324,15 +341,17 @@ def main(argv=None) -> None:
         for impl in order:
             shutil.rmtree(outs[impl], ignore_errors=True)
             r = measure(command(impl, data, outs[impl], shard_rows), work,
-                        os.path.join(work, f"{impl}.log"), args.sample)
+                        os.path.join(work, f"{impl}.log"), args.sample, args.cores)
             results[impl].append(r)
             print(f"rep {rep + 1}/{args.reps} {impl:22s} wall {r['wall_s']:6.2f} s  cpu {r['cpu_s']:6.1f} s  "
                   f"tree peak {r['peak_tree_rss'] / 2**30:5.2f} GiB ({r['peak_tree_procs']} procs)  "
                   f"largest {r['ru_maxrss'] / 2**30:5.2f} GiB  load {r['load_before']:.1f}", flush=True)
     agreement = check_agreement(outs, args.tol) if impls == list(IMPLS) else None
     summary = summarize(results, args.rows) if impls == list(IMPLS) else ""
+    cores = args.cores or len(os.sched_getaffinity(0))
+    summary = f"{args.rows:,} rows on {cores} core(s)\n\n{summary}"
     report = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "rows": args.rows,
-              "reps": args.reps, "shard_rows": shard_rows, "machine": machine(), "versions": versions(),
+              "reps": args.reps, "cores": cores, "shard_rows": shard_rows, "machine": machine(), "versions": versions(),
               "runs": results, "medians": {i: medians(r) for i, r in results.items()}, "agreement": agreement}
     with open(os.path.join(work, "results.json"), "w") as f:
         json.dump(report, f, indent=1)

@@ -40,7 +40,8 @@ class Backend(Protocol):
     def exclusive(self) -> AbstractContextManager: ...  # held by a task while it uses the device
     def read(self, part, source: Source, split: Split, ctx=None) -> tuple[Frame, int]: ...  # ctx: TaskContext
     def hash(self, column: Column, seed) -> Any: ...  # the shardsmith hash (kernels/xxhash64.py)
-    def finite_values(self, column: Column) -> Any: ...  # float64, non-missing, finite
+    def finite_values(self, column: Column) -> Any: ...  # non-missing, finite: float64 (or float32 as stored)
+    def reuse(self, frame: Frame) -> Frame: ...  # a kept frame as a task may change it, the kept one unchanged
     def num_rows(self, frame: Frame) -> int: ...
     def nbytes(self, frame: Frame) -> int: ...
     def filter_mask(self, frame: Frame, mask) -> Frame: ...

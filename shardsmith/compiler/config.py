@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import logging
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,8 @@ from shardsmith.ir.schema import ROLES
 SOURCE_FORMATS = ("parquet", "csv", "jsonl")
 OUTPUT_FORMATS = ("parquet", "webdataset")
 ENGINE_KINDS = ("cpu", "gpu", "auto")
-CLUSTERS = ("local", "inprocess")
+CLUSTERS = ("auto", "local", "inprocess")
+READS = ("auto", "once", "per_pass")
 CPU_KERNELS = ("auto", "numba", "numpy")
 COMPRESSIONS = ("zstd", "snappy", "lz4", "gzip", "none")
 WDS_COMPRESSIONS = ("none", "gzip", "zstd")
@@ -101,7 +103,9 @@ class OutputConfig:
 @dataclass
 class EngineConfig:
     kind: str = "cpu"
-    cluster: str = "local"
+    # auto: small inputs on threads in this process, larger ones on a local Dask cluster (the
+    # threshold: compiler/sizing.py); local; inprocess (threads_per_worker threads, default one).
+    cluster: str = "auto"
     scheduler: str | None = None
     n_workers: int | None = None
     # null: one worker of all cores' threads (processes: false), or single-threaded worker processes.
@@ -110,6 +114,10 @@ class EngineConfig:
     # Measured on the 2M-row demo, 2 cores: threads 6.6 s, processes 10.1 s, in-process 8.2 s.
     processes: bool = False
     memory_limit: str = "auto"
+    # once: the first fit pass keeps the decoded partitions for the transform (one read of the
+    # input); per_pass: every pass reads again, memory bounded by the partitions in flight; auto:
+    # once when the decoded input fits half the memory budget (memory_limit, or what is available).
+    reads: str = "auto"
     # A partition's decoded size: a size ("128MB"), "auto" (CPU: 128MB; GPU: 1/32 of the smallest
     # visible GPU's memory, dask-cudf's default), or a fraction of GPU memory ("0.05"; GPU only).
     partition_bytes: str = "128MB"
@@ -212,15 +220,28 @@ def config_dir() -> Path:
     raise ConfigError("the Hydra config tree (configs/config.yaml) is missing from the installation")
 
 
-def parse_size(value, key: str) -> int:
-    """``"64MB"`` -> 64_000_000, ``"1GiB"`` -> 2**30; a plain int is bytes (dask's parse_bytes).
-    Errors name ``key``."""
-    from dask.utils import parse_bytes  # lazy: dask costs a quarter second to import, plan needs none of it
+_SIZE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)(?:e([+-]?\d+))?\s*([kmgtp]i?)?b?\s*", re.IGNORECASE)
+_SIZE_UNITS = {None: 1, **{p: 1000 ** (i + 1) for i, p in enumerate("kmgtp")},
+               **{p + "i": 1024 ** (i + 1) for i, p in enumerate("kmgtp")}}
 
-    try:  # dask reads '' as 1 byte and 'MB' as 1MB: a size must start with its number
-        size = parse_bytes(value) if re.match(r"\s*[-+.\d]", str(value)) and not isinstance(value, bool) else None
-    except (ValueError, TypeError, OverflowError):
-        size = None
+
+def parse_size(value, key: str) -> int:
+    """``"64MB"`` -> 64_000_000, ``"1GiB"`` -> 2**30; a plain int is bytes (the sizes dask's
+    parse_bytes reads, without importing dask: a quarter second that planning does not need; a
+    size starts with its number). Errors name ``key``.
+
+    >>> parse_size("64MB", "k"), parse_size("1GiB", "k"), parse_size(" 1.5 kb", "k"), parse_size(512, "k")
+    (64000000, 1073741824, 1500, 512)
+    """
+    size = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        size = value
+    elif isinstance(value, str) and (m := _SIZE.fullmatch(value)):
+        number, exponent, unit = m.groups()
+        try:
+            size = float(number) * 10 ** int(exponent or 0) * _SIZE_UNITS[unit.lower() if unit else None]
+        except OverflowError:  # beyond a float: too large, said below
+            size = math.inf
     if size is None:
         raise ConfigError(f"expected a size like '128MB' or '1GiB', got {value!r}", key)
     if not 0 < size < 2**63:
@@ -446,6 +467,7 @@ def _validate_engine(eng: EngineConfig) -> None:
     _choice(eng.kind, ENGINE_KINDS, "engine.kind")
     _choice(eng.float_mode, FLOAT_MODES, "engine.float_mode")
     _choice(eng.cluster, CLUSTERS, "engine.cluster")
+    _choice(eng.reads, READS, "engine.reads")
     for key in ("n_workers", "threads_per_worker", "gpu_threads_per_worker"):
         if getattr(eng, key) is not None and not 0 < getattr(eng, key) <= MAX_COUNT:
             raise ConfigError(f"expected a count in 1 .. {MAX_COUNT}, got {getattr(eng, key)}", f"engine.{key}")

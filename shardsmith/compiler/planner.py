@@ -6,10 +6,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 
+from shardsmith.compiler import sizing
 from shardsmith.compiler.config import EngineConfig, parse_partition_bytes
 from shardsmith.compiler.liveness import AUTO, USE, backward
 from shardsmith.compiler.passes.fuse_elementwise import fuse, kernel_count
 from shardsmith.compiler.passes.plan_fit import availability, fit_passes
+from shardsmith.compiler.sizing import Choice
 from shardsmith.errors import ConfigError
 from shardsmith.ir import Fused, Graph, Schema, Step
 from shardsmith.ir.dtypes import width
@@ -53,6 +55,33 @@ class Plan:
     cpu_kernels: str = "auto"  # engine.cpu_kernels: how the CPU backend runs fused groups and hashes
     writer: str = "arrow"  # who writes the Parquet shards: arrow (pyarrow) or cudf (output.writer resolved)
     float_mode: str = "exact"  # the generated kernels' arithmetic (engine.float_mode; CPU: exact)
+    # compiler/sizing.py: one read of the input or one per pass; this process or a cluster.
+    reads: Choice = Choice("per_pass", "not planned")
+    executor: Choice = Choice("inprocess", "not planned")
+    threads: int = 1  # task threads of an in-process executor
+    decoded_bytes: int = 0  # the partitions' projected columns, decoded
+    # Reading once: the fused items at the head of the first fit program, applied once to each
+    # partition as it is read and kept (their steps need no fitted state), and the fit programs
+    # and transform that run on the kept partitions after them.
+    read_prefix: tuple = ()
+    fit_after_read: tuple[tuple, ...] = ()
+    transform_after_read: tuple = ()
+
+    @property
+    def read_once(self) -> bool:
+        return self.reads.value == "once"
+
+    def without_fit(self) -> Plan:
+        """This plan when the fitted state is reused: no fit pass, one read by the transform."""
+        return replace(self, fit_programs=(), fit_columns=(), read_prefix=(), fit_after_read=(),
+                       transform_after_read=self.transform,
+                       reads=Choice("once", "one pass over the data (the fitted state is reused)"))
+
+    def programs(self) -> tuple[tuple, tuple[tuple, ...], tuple]:
+        """What runs: (items applied as a partition is read, the fit programs, the transform)."""
+        if self.read_once:
+            return self.read_prefix, self.fit_after_read, self.transform_after_read
+        return (), self.fit_programs, self.transform
 
     @property
     def output_schema(self) -> Schema:
@@ -81,25 +110,48 @@ def partition_target(engine: EngineConfig, kind: str, device_memory: int | None 
     return max(1, int(device_memory * (GPU_PARTITION_FRACTION if value == "auto" else value)))
 
 
-def physical_plan(graph: Graph, engine: EngineConfig, kind: str = "cpu", device_memory: int | None = None) -> Plan:
-    """The plan of ``graph`` on the engine ``kind``; pure: what it needs of the machine is given."""
+def physical_plan(graph: Graph, engine: EngineConfig, kind: str = "cpu", device_memory: int | None = None,
+                  host_memory: int | None = None, cores: int | None = None) -> Plan:
+    """The plan of ``graph`` on the engine ``kind``; pure: what it needs of the machine is given
+    (the smallest GPU's memory, the host memory available, the cores; None: not known)."""
+    cores = cores or os.cpu_count() or 1
     target = partition_target(engine, kind, device_memory)
     parts, pruned = partition(graph, target)
     fits = [fit_program(graph, s) for s in range(fit_passes(graph))]
+    projected = sizing.decoded_bytes(graph, parts)
+    executor = sizing.choose_executor(engine, kind, projected)
+    budget = sizing.memory_budget(engine, kind, executor.value, host_memory)
+    reads = sizing.choose_reads(engine, len(fits) + 1, projected, budget)
+    processes = sizing.worker_processes(engine, cores) if executor.value == "local" else 1
+    threads = engine.threads_per_worker or (cores if engine.cluster == "auto" else 1)
+    prefix, k = read_prefix(graph, fits[0][0]) if fits else ((), 0)
+    after = tuple(fit_program(graph, s, k)[0] for s in range(len(fits))) if k else tuple(p for p, _ in fits)
     return Plan(graph, parts, tuple(p for p, _ in fits), tuple(c for _, c in fits), transform_program(graph),
                 shard_rows(graph), pruned, tuple(f.path for f in graph.source.files),
-                cpujit.choose(engine.cpu_kernels, graph.source.rows, worker_processes(engine)),
-                parquet_writer(graph.sink, kind), engine.float_mode if kind == "gpu" else "exact")
+                cpujit.choose(engine.cpu_kernels, graph.source.rows, processes),
+                parquet_writer(graph.sink, kind), engine.float_mode if kind == "gpu" else "exact",
+                reads=reads, executor=executor, threads=threads, decoded_bytes=projected, read_prefix=prefix,
+                fit_after_read=after, transform_after_read=transform_program(graph, k))
+
+
+def read_prefix(graph: Graph, program: tuple) -> tuple[tuple, int]:
+    """The fused items that open the first fit program and apply flat steps 0..k-1 in order, with
+    k: elementwise steps need no fitted state and touch no rows, so a partition read once can
+    carry their result to every later pass (the transform then starts at step k). None when the
+    graph checks its input: those checks must see the values as read."""
+    if graph.checks_at("input"):
+        return (), 0
+    flat, items, k = graph.flat_steps(), [], 0
+    for item in program:
+        if not isinstance(item, Fused) or item.steps != tuple(flat[k : k + len(item.steps)]):
+            break
+        items.append(item)
+        k += len(item.steps)
+    return tuple(items), k
 
 
 CPU_KERNELS_TEXT = {"numba": "compiled (Numba)", "numpy": "NumPy",
                     "auto": "compiled (Numba) once built, NumPy meanwhile"}
-
-
-def worker_processes(engine: EngineConfig) -> int:
-    """How many processes run tasks, each paying its own start-up (an existing cluster: unknown, 1)."""
-    local = engine.cluster == "local" and engine.scheduler is None
-    return (engine.n_workers or os.cpu_count() or 1) if local and engine.processes else 1
 
 
 def parquet_writer(sink, kind: str) -> str:
@@ -114,11 +166,17 @@ def parquet_writer(sink, kind: str) -> str:
     return "cudf" if kind == "gpu" and cudf_can else "arrow"
 
 
-def transform_program(graph: Graph) -> tuple:
-    """The graph's nodes, with any elementwise step the fusion pass did not fuse (it was not run)
-    as a one-step fused node: elementwise ops always run through the fused kernels."""
-    out, schema = [], graph.source_schema
-    for node in graph.steps:
+def transform_program(graph: Graph, start: int = 0) -> tuple:
+    """The graph's nodes (from flat step ``start`` on, fused again when the fusion pass ran), with
+    any elementwise step the fusion pass did not fuse (it was not run) as a one-step fused node:
+    elementwise ops always run through the fused kernels."""
+    nodes, schema = graph.steps, graph.source_schema
+    if start:
+        flat = graph.flat_steps()
+        schema = flat[start - 1].schema
+        nodes = fuse(flat[start:], schema) if any(isinstance(n, Fused) for n in graph.steps) else flat[start:]
+    out = []
+    for node in nodes:
         if isinstance(node, Step) and isinstance(node.op, ElementwiseOp):
             node = Fused((node,), group_columns((node,), schema))
         out.append(node)
@@ -127,17 +185,15 @@ def transform_program(graph: Graph) -> tuple:
 
 
 def partition(graph: Graph, target: int) -> tuple[tuple[Partition, ...], int]:
-    """Consecutive row groups of one file, up to ``target`` decoded bytes of projected columns."""
+    """Consecutive row groups of one file, up to ``target`` decoded bytes of projected columns
+    (compiler/sizing.py's estimate of a decoded row)."""
     src = graph.source
-    names = src.schema.names
-    proj = [names.index(c) for c in src.columns]
+    row = sizing.row_bytes(graph)
     parts, pruned = [], 0
     for fi, f in enumerate(src.files):
         if not f.row_groups:  # CSV / JSON lines: one partition per file
             parts.append(Partition(len(parts), fi, f.path, (), (), f.rows, f.bytes))
             continue
-        total = sum(f.column_bytes) or 1
-        frac = sum(f.column_bytes[j] for j in proj) / total if f.column_bytes else 1.0
         keep = set(src.row_groups[fi]) if src.row_groups is not None else set(range(len(f.row_groups)))
         starts, acc = [], 0
         for rows, _ in f.row_groups:
@@ -145,11 +201,11 @@ def partition(graph: Graph, target: int) -> tuple[tuple[Partition, ...], int]:
             acc += rows
         cur: list[int] = []
         cur_bytes = 0
-        for g, (rows, nbytes) in enumerate(f.row_groups):
+        for g, (rows, _) in enumerate(f.row_groups):
             if g not in keep:
                 pruned += rows
                 continue
-            size = int(nbytes * frac)
+            size = rows * row
             if cur and cur_bytes + size > target:
                 parts.append(_part(len(parts), fi, f, cur, starts, cur_bytes))
                 cur, cur_bytes = [], 0
@@ -165,15 +221,18 @@ def _part(index, fi, f, groups, starts, nbytes) -> Partition:
                      sum(f.row_groups[g][0] for g in groups), nbytes)
 
 
-def fit_program(graph: Graph, stage: int) -> tuple[tuple, tuple[str, ...]]:
+def fit_program(graph: Graph, stage: int, start: int = 0) -> tuple[tuple, tuple[str, ...]]:
     """What fit pass ``stage`` runs: a Collect where each step fitted in this pass sees its input,
     and before it only the steps those inputs need (fused), the others left out; and the source
-    columns that this needs (the pass's own projection)."""
+    columns that this needs (the pass's own projection). Flat steps before ``start`` are already
+    applied (a kept read's prefix)."""
     flat = graph.flat_steps()
     avail = availability(graph)
     last = max(i for i, s in enumerate(flat) if s.fit_stage == stage)
     chosen: list = []  # (position, step, is_collect)
     for i, step in enumerate(flat[: last + 1]):
+        if i < start:
+            continue
         if step.fit_stage == stage:
             chosen.append((i, step, True))
         elif avail[i] <= stage and (step.fit_stage is None or step.fit_stage < stage):
@@ -237,7 +296,22 @@ def describe(plan: Plan) -> list[str]:
         lines.append("  float_mode fast: float32 chains computed in float32 arithmetic, not bit-identical with "
                      "the CPU engine")
     lines.append(f"CPU engine kernels: {CPU_KERNELS_TEXT[plan.cpu_kernels]} (engine.cpu_kernels)")
+    lines.append(f"reads: {READS_TEXT[plan.reads.value]}: {plan.reads.reason}")
+    if plan.read_once and plan.read_prefix:
+        lines.append(f"  applied once, as each partition is read: {', '.join(i.key for i in plan.read_prefix)} "
+                     f"(the transform then runs {len(plan.transform_after_read)} node(s))")
+    lines.append(f"executor: {executor_text(plan)}: {plan.executor.reason}")
     return lines
+
+
+READS_TEXT = {"once": "once (the first pass keeps the decoded partitions for the next ones)",
+              "per_pass": "once per pass (memory bounded by the partitions in flight)"}
+
+
+def executor_text(plan: Plan) -> str:
+    if plan.executor.value == "inprocess":
+        return f"this process, {plan.threads} task thread(s)"
+    return {"local": "a local Dask cluster", "scheduler": "an existing Dask cluster"}[plan.executor.value]
 
 
 def program_nodes(program) -> list:

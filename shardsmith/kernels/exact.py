@@ -52,6 +52,73 @@ def exact_sum(x, xp=np) -> int:
     return total
 
 
+# float32 values: v = m * 2**(e - 150) with a signed integer mantissa |m| < 2**24 and e the biased
+# exponent (1 for subnormals). Their float64 squares are exact: m**2 * 2**(2e - 300), m**2 < 2**48.
+_F32_BINS = 256
+_F32_BLOCK = 1 << 28  # rows whose per-exponent float64 sums of 24-bit integers stay exact (< 2**53)
+
+
+def exact_sums_f32(x, xp=np) -> tuple[int, int]:
+    """The exact sums of finite float32 values ``x`` and of their float64 squares, as integer
+    multiples of 2**-1127: the same integers as :func:`exact_sum` of ``x.astype(float64)`` and of
+    its squares, at about half the cost (a float32 mantissa needs one bincount, not two).
+
+    >>> x = np.array([0.1, -2.5, 3e-40], dtype=np.float32)
+    >>> exact_sums_f32(x) == (exact_sum(x.astype(np.float64)), exact_sum(x.astype(np.float64) ** 2))
+    True
+    """
+    s1, s2 = 0, 0
+    for block in range(0, len(x), _F32_BLOCK):
+        sums, hi, lo = _f32_bins(x[block : block + _F32_BLOCK], xp)
+        s1 += _shifted(sums, lambda e: e - 150)
+        s2 += _shifted(hi, lambda e: 2 * e - 300 + 24) + _shifted(lo, lambda e: 2 * e - 300)
+    return s1, s2
+
+
+def exact_sums_int(x, xp=np) -> tuple[int, int] | None:
+    """The exact sums of integers ``x`` and of their squares, as integer multiples of 2**-1127
+    (the same integers as :func:`exact_sum` of their float64 values and squares), by int64 sums;
+    None where those could overflow or a square would round in float64 (|x| > 2**26).
+
+    >>> exact_sums_int(np.array([3, -4], dtype=np.int8)) == (exact_sum(np.array([-1.0])), exact_sum(np.array([25.0])))
+    True
+    """
+    if len(x) == 0:
+        return 0, 0
+    x = x.astype(xp.int64)
+    bound = int(xp.abs(x).max())
+    if bound > 1 << 26 or bound * bound * len(x) >= 1 << 63:
+        return None
+    return int(x.sum()) << SCALE_BITS, int((x * x).sum()) << SCALE_BITS
+
+
+def _f32_bins(x, xp):
+    """Per biased exponent: the sum of the signed mantissas, and of the squared mantissas' high and
+    low 24 bits (each sum an integer below 2**53, exact in float64 whatever the order)."""
+    chunk = _CHUNK if xp is np else _GPU_CHUNK
+    sums, hi, lo = (xp.zeros(_F32_BINS, dtype=xp.float64) for _ in range(3))
+    bits = xp.ascontiguousarray(x, dtype=xp.float32).view(xp.int32)
+    for start in range(0, len(bits), chunk):
+        b = bits[start : start + chunk]
+        e = (b >> 23) & 0xFF
+        m = (b & 0x7FFFFF) | ((e != 0).astype(xp.int32) << 23)
+        e = xp.maximum(e, 1)
+        sign = b >> 31  # 0 or -1: (m ^ sign) - sign negates where the value is negative
+        sums += xp.bincount(e, weights=(m ^ sign) - sign, minlength=_F32_BINS)
+        m2 = m.astype(xp.int64) * m
+        hi += xp.bincount(e, weights=m2 >> 24, minlength=_F32_BINS)
+        lo += xp.bincount(e, weights=m2 & 0xFFFFFF, minlength=_F32_BINS)
+    return _host(sums, xp), _host(hi, xp), _host(lo, xp)
+
+
+def _shifted(per_exponent: np.ndarray, scale) -> int:
+    """sum over exponents e of per_exponent[e] * 2**scale(e), as an integer multiple of 2**-1127."""
+    total = 0
+    for e in np.flatnonzero(per_exponent):
+        total += int(per_exponent[e]) << (scale(int(e)) + SCALE_BITS)
+    return total
+
+
 def _host(a, xp):
     return a.get() if hasattr(a, "get") else np.asarray(a)
 

@@ -78,9 +78,9 @@ class Categorify(ColumnwiseOp):
         state = {}
         for stat, (values, counts, nulls) in results.items():
             table = pa.table({"value": values, "count": pa.array(counts, type=pa.int64())})
-            order = pc.sort_indices(table, [("count", "descending"), ("value", "ascending")])
-            table = table.take(order)
+            # Filtering first sorts only what is kept (the same rows in the same order).
             table = table.filter(pc.greater_equal(table["count"], max(self.freq_threshold, 1)))
+            table = table.take(pc.sort_indices(table, [("count", "descending"), ("value", "ascending")]))
             if self.max_size is not None:
                 table = table.slice(0, self.max_size)
             state[stat.col] = {"vocab": table, "nulls": int(nulls),

@@ -101,6 +101,8 @@ class Profiler:
         as start-up, not as their first read."""
         with self.stage("cluster start", kind="startup", section=True):
             ex = executor_cm.__enter__()
+            if self.task_opts is not None:  # tasks side by side in this process: per-thread CPU time
+                self.task_opts["threads"] = getattr(ex, "threads", 1)
             client = getattr(ex, "client", None)
             if client is not None and warm_up is not None:
                 client.run(warm_up, self.backend)

@@ -33,14 +33,17 @@ def worker_id() -> str:
     return f"{_host()}:{os.getpid()}"
 
 
-def cpu_clock():
+def cpu_clock(shared: bool = False):
     """The CPU clock that charges a stage for its own work.
 
     Process CPU time counts the Arrow/NumPy helper threads a stage starts (Parquet decoding is
     multi-threaded), which thread time would miss; it is right while this process runs one task at
-    a time (one thread per Dask worker process, or in-process execution). Otherwise concurrent
-    tasks would be charged for each other, so per-thread time is used.
+    a time (one thread per Dask worker process, or in-process execution on one thread). Otherwise
+    (``shared``: tasks on several threads of this process) concurrent tasks would be charged for
+    each other, so per-thread time is used.
     """
+    if shared:
+        return time.thread_time
     dist = sys.modules.get("distributed")  # not imported: certainly not on a Dask worker
     try:
         w = dist.get_worker() if dist is not None else None
@@ -61,7 +64,7 @@ class Recorder:
         self.phase, self.partition = phase, partition
         self._rows = be.num_rows
         self._nbytes = getattr(be, "nbytes", None)  # a backend without it reports no bytes
-        self._clock = cpu_clock()
+        self._clock = cpu_clock(opts.get("threads", 1) > 1)
         self._wid = worker_id()
         self._gpu = None
         if opts.get("gpu"):

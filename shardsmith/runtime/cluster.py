@@ -10,12 +10,15 @@ import contextlib
 import importlib.util
 import logging
 import os
+import threading
 import urllib.parse
 
-from shardsmith.backends import get_backend
+from shardsmith.backends import get_backend, resolve_kind
 from shardsmith.compiler.config import EngineConfig, parse_device_size, parse_size
 from shardsmith.errors import ShardsmithError
 from shardsmith.runtime import tasks  # noqa: F401  (a worker that runs warm_up imports the tasks' code)
+from shardsmith.runtime.threads import Threads
+from shardsmith.shards.manifest import MANIFEST
 
 
 class Done:
@@ -47,10 +50,11 @@ def _unwrap(obj):
 
 
 class InProcess:
-    """Runs every task at once, in this process: for debugging and for small inputs."""
+    """Runs every task at once, in this process, one after another: for debugging."""
 
     name = "inprocess"
     n_workers = 1
+    threads = 1
     dashboard = None
 
     def submit(self, fn, *args):
@@ -77,10 +81,18 @@ class DaskExecutor:
 
 
 @contextlib.contextmanager
-def executor_for(engine: EngineConfig, backend: str, log=None):
-    """Start (or connect to) what ``engine`` describes; shut down what was started on exit."""
-    if engine.scheduler is None and engine.cluster == "inprocess":
-        yield InProcess()
+def executor_for(engine: EngineConfig, backend: str, log=None, choice: str | None = None, threads: int = 1):
+    """Start (or connect to) what ``engine`` describes; shut down what was started on exit.
+    ``choice``: the plan's executor (compiler/sizing.py; None: ``engine.cluster`` as given, auto
+    meaning local), and ``threads`` the task threads of an in-process one."""
+    choice = choice or ("scheduler" if engine.scheduler else "inprocess" if engine.cluster == "inprocess" else "local")
+    if choice == "inprocess":
+        ex = Threads(threads) if threads > 1 else InProcess()
+        try:
+            yield ex
+        finally:
+            if threads > 1:
+                ex.close()
         return
     from distributed import Client  # lazy: distributed costs half a second; in-process runs never need it
 
@@ -105,6 +117,66 @@ def executor_for(engine: EngineConfig, backend: str, log=None):
         if log:
             log(f"started a local {backend.upper()} cluster: {ex.n_workers} worker(s){_dashboard_note(engine, ex)}")
         yield ex
+
+
+class EarlyStart:
+    """A cluster that the config names (``engine.cluster=local`` or ``engine.scheduler``) started
+    on a thread while the driver plans; entering it waits for the start to finish. The thread that
+    starts it also stops it (Dask's client keeps its context per thread). ``cancel()`` stops it if
+    it was never entered (the dataset was up to date, or planning failed)."""
+
+    def __init__(self, cm):
+        self._cm, self._ex, self._error, self._entered = cm, None, None, False
+        self._started, self._stop = threading.Event(), threading.Event()
+        self._exc: tuple = (None, None, None)
+        self._thread = threading.Thread(target=self._hold, name="shardsmith-cluster", daemon=True)
+        self._thread.start()
+
+    def _hold(self) -> None:
+        try:
+            self._ex = self._cm.__enter__()
+        except BaseException as exc:  # noqa: BLE001  (raised where the driver enters it)
+            self._error = exc
+            self._started.set()
+            return
+        self._started.set()
+        self._stop.wait()
+        try:
+            self._cm.__exit__(*self._exc)
+        except BaseException as exc:  # noqa: BLE001  (raised where the driver exits it)
+            self._error = exc
+
+    def __enter__(self):
+        self._started.wait()
+        self._entered = True
+        if self._error is not None:
+            raise self._error
+        return self._ex
+
+    def __exit__(self, *exc):
+        self._exc = exc
+        self._stop.set()
+        self._thread.join()
+        if self._error is not None and exc[0] is None:
+            raise self._error
+        return False
+
+    def cancel(self) -> None:
+        if not self._entered:
+            self._entered = True
+            self._stop.set()
+            self._thread.join()
+
+
+def start_early(engine: EngineConfig, output_dir: str, log=None) -> EarlyStart | None:
+    """Start the cluster now when the config alone says there will be one (a local cluster or an
+    existing scheduler); ``auto`` decides after planning, from the input's size. Not when the
+    output already holds a dataset, which may be up to date and need no cluster at all."""
+    if engine.scheduler is None and engine.cluster != "local":
+        return None
+    if os.path.exists(os.path.join(output_dir, MANIFEST)):
+        return None
+    return EarlyStart(executor_for(engine, resolve_kind(engine.kind), log))
 
 
 def _has_bokeh() -> bool:

@@ -13,9 +13,12 @@ commit (``<dir>``)::
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
+
+import psutil
 
 from shardsmith.backends import device_memory_bytes, engine_choice, gpu_unavailable_reason, lowerings_for
 from shardsmith.compiler.build import build
@@ -28,7 +31,7 @@ from shardsmith.ir import Fused, Graph, Step
 from shardsmith.profiling.profile import Profiler
 from shardsmith.runtime import fitsource, quality, stages
 from shardsmith.runtime.assemble import build_manifest
-from shardsmith.runtime.cluster import executor_for, warm_up
+from shardsmith.runtime.cluster import executor_for, start_early, warm_up
 from shardsmith.runtime.context import RunContext
 from shardsmith.runtime.fitsource import FitSource
 from shardsmith.runtime.fitting import fit
@@ -69,7 +72,7 @@ def prepare(cfg: ShardsmithConfig, passes=None, require_engine: bool = True) -> 
     backend, _ = engine_choice(cfg.engine.kind)
     if backend == "gpu" and require_engine and (reason := gpu_unavailable_reason()):
         raise PlanError(f"the GPU engine cannot run here: {reason}", "engine.kind")
-    plan = physical_plan(graph, cfg.engine, backend, device_memory_bytes() if backend == "gpu" else None)
+    plan = plan_on_this_machine(graph, cfg.engine, backend)
     check_lowerings(plan, lowerings_for(backend))
     plan, fit = fitsource.resolve(cfg, plan)
     resolved = redact(to_dict(cfg))
@@ -77,6 +80,14 @@ def prepare(cfg: ShardsmithConfig, passes=None, require_engine: bool = True) -> 
     parent = fit.parent["dataset_key"] if fit.parent else None
     key = dataset_key(resolved, inputs, cfg.plugins, parent, plan.writer, plan.float_mode)
     return Prepared(graph, plan, backend, resolved, key, fit)
+
+
+def plan_on_this_machine(graph: Graph, engine, backend: str) -> Plan:
+    """The physical plan with this machine's facts: the smallest GPU's memory (GPU engine), the
+    host memory available now and the cores this process may run on (its CPU affinity)."""
+    device = device_memory_bytes() if backend == "gpu" else None
+    cores = len(os.sched_getaffinity(0))
+    return physical_plan(graph, engine, backend, device, psutil.virtual_memory().available, cores)
 
 
 def check_lowerings(plan: Plan, lowerings) -> None:
@@ -93,29 +104,22 @@ def compile_dataset(cfg: ShardsmithConfig, log=print, passes=None) -> Result:
     """Compile ``cfg``; the manifest of the dataset written (or found up to date)."""
     t_start = time.perf_counter()
     prof = Profiler(cfg, log)
-    with prof.stage("plan", section=True):
-        prep = prepare(cfg, passes)
-    log(f"engine: {prep.backend} ({engine_choice(cfg.engine.kind)[1]})")
-    prof.set_backend(prep.backend)
-    out = output_for(prep.graph, prep.key, log)
-    with out.locked():
-        existing = out.existing_manifest()
-        if existing is not None:
-            log(f"{out.final}: up to date (same config, inputs and code); set output.overwrite=true to rebuild")
-            return Result(existing, out.manifest_path(), up_to_date=True)
-        out.open()
-        try:
-            manifest, timings = _run(cfg, prep, out, prof, log, t_start)
-            out.commit(manifest)
-        except KeyboardInterrupt:
-            log(f"interrupted: rerun the same command to resume from {out.staging}")
-            raise
-        except OSError as exc:  # a full disk, a lost permission: one line naming the file
-            out.abandon()
-            raise ShardsmithError(str(exc.strerror or exc), exc.filename or out.final) from None
-        except BaseException:
-            out.abandon()
-            raise
+    early = start_early(cfg.engine, cfg.output.dir, log)  # a cluster the config names starts while planning
+    try:
+        with prof.stage("plan", section=True):
+            prep = prepare(cfg, passes)
+        log(f"engine: {prep.backend} ({engine_choice(cfg.engine.kind)[1]})")
+        prof.set_backend(prep.backend)
+        out = output_for(prep.graph, prep.key, log)
+        with out.locked():
+            existing = out.existing_manifest()
+            if existing is not None:
+                log(f"{out.final}: up to date (same config, inputs and code); set output.overwrite=true to rebuild")
+                return Result(existing, out.manifest_path(), up_to_date=True)
+            manifest, timings = _run_and_commit(cfg, prep, out, prof, log, t_start, early)
+    finally:
+        if early is not None:
+            early.cancel()
     log(f"wrote {out.manifest_path()}: {manifest['rows']['out']:,} rows in "
         f"{sum(len(s['shards']) for s in manifest['splits'].values())} shard file(s), {timings['wall']:.1f} s")
     if manifest.get("profile"):
@@ -156,11 +160,31 @@ def fit_section(prep: Prepared) -> dict:
     return out
 
 
-def _run(cfg, prep: Prepared, out: Output, prof: Profiler, log, t_start: float) -> tuple[dict, dict]:
-    """Fit, transform and write on the cluster; the manifest (with its profile) and the timings."""
+def _run_and_commit(cfg, prep: Prepared, out: Output, prof: Profiler, log, t_start: float, early):
+    out.open()
+    try:
+        manifest, timings = _run(cfg, prep, out, prof, log, t_start, early)
+        out.commit(manifest)
+    except KeyboardInterrupt:
+        log(f"interrupted: rerun the same command to resume from {out.staging}")
+        raise
+    except OSError as exc:  # a full disk, a lost permission: one line naming the file
+        out.abandon()
+        raise ShardsmithError(str(exc.strerror or exc), exc.filename or out.final) from None
+    except BaseException:
+        out.abandon()
+        raise
+    return manifest, timings
+
+
+def _run(cfg, prep: Prepared, out: Output, prof: Profiler, log, t_start: float, early=None) -> tuple[dict, dict]:
+    """Fit, transform and write on the cluster (``early``: one started while planning); the
+    manifest (with its profile) and the timings."""
+    plan = prep.plan
     # A local GPU compile: the plan's kernels compile (in parallel) while the cluster starts.
-    ahead = Ahead(prep.plan, log) if prep.backend == "gpu" and cfg.engine.scheduler is None else None
-    with prof.cluster(executor_for(cfg.engine, prep.backend, log), warm_up) as ex:
+    ahead = Ahead(plan, log) if prep.backend == "gpu" and cfg.engine.scheduler is None else None
+    executor = early or executor_for(cfg.engine, prep.backend, log, plan.executor.value, plan.threads)
+    with prof.cluster(executor, warm_up) as ex:
         if ahead is not None:
             with prof.stage("kernels ahead"):
                 ahead.wait()

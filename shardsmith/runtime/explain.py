@@ -3,14 +3,13 @@ data and without needing that engine on this machine (a GPU compile is explained
 
 from __future__ import annotations
 
-from shardsmith.backends import device_memory_bytes, engine_choice, lowerings_for
+from shardsmith.backends import engine_choice, lowerings_for
 from shardsmith.compiler.build import build
 from shardsmith.compiler.config import ShardsmithConfig
 from shardsmith.compiler.explain import explain_lines
 from shardsmith.compiler.passes import optimize
-from shardsmith.compiler.planner import physical_plan
 from shardsmith.runtime import fitsource
-from shardsmith.runtime.driver import check_lowerings
+from shardsmith.runtime.driver import check_lowerings, plan_on_this_machine
 
 
 def explain(cfg: ShardsmithConfig, passes: bool = False) -> str:
@@ -19,7 +18,7 @@ def explain(cfg: ShardsmithConfig, passes: bool = False) -> str:
     final = optimize(built, trace=trace)
     backend, why = engine_choice(cfg.engine.kind)
     lowerings = lowerings_for(backend)
-    plan = physical_plan(final, cfg.engine, backend, device_memory_bytes() if backend == "gpu" else None)
+    plan = plan_on_this_machine(final, cfg.engine, backend)
     check_lowerings(plan, lowerings)  # an op the engine cannot run fails here, as it would when compiling
     plan, fit = fitsource.resolve(cfg, plan)  # a reused fit (fit.from, the fit cache) runs no fit pass
     lines = explain_lines(built, trace, plan, lowerings, passes)

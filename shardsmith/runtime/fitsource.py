@@ -24,7 +24,7 @@ import json
 import os
 import shutil
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import pyarrow as pa
 
@@ -95,7 +95,7 @@ def resolve(cfg, plan: Plan) -> tuple[Plan, FitSource]:
             source = FitSource("cache", key, path=entry, entry=entry)
         else:
             return plan, FitSource("fit", key, entry=entry)
-    return replace(plan, fit_programs=(), fit_columns=()), source
+    return plan.without_fit(), source
 
 
 # --- fit.from ---------------------------------------------------------------------------------------

@@ -73,7 +73,7 @@ def _pass(run: RunContext, stage: int, program, states: dict) -> dict:
     stack: list = []
     for p in run.plan.partitions:
         node = progress.watch(run.ex.submit(tasks.fit_task, run.backend, run.plan_h, p, stage, states_h,
-                                            run.prof.task_opts), p)
+                                            run.prof.task_opts, run.kept_read(p)), p)
         level = 0
         while stack and stack[-1][1] == level:
             node, level = _merge(run, stats, stack.pop()[0], node, stage), level + 1

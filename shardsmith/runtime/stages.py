@@ -42,16 +42,19 @@ def catalog(plan: Plan) -> list[dict]:
     """Every stage the plan can produce, in pipeline order, with its flow and description."""
     out = [entry("driver:plan", "driver", "scan inputs, build, optimise and plan"),
            entry("driver:cluster start", "startup", "start or connect to the cluster")]
-    for k, program in enumerate(plan.fit_programs):
-        out.append(entry(f"fit{k}:read", "read", f"fit pass {k}: read partitions", f"fit{k}"))
-        out.extend(entry(f"fit{k}:{stage_key(i)}", stage_kind(i), describe(i), f"fit{k}") for i in program)
+    prefix, fits, transform = plan.programs()
+    for k, program in enumerate(fits):
+        read = "read partitions, kept for every pass" if plan.read_once else "read partitions"
+        out.append(entry(f"fit{k}:read", "read", f"fit pass {k}: {read}", f"fit{k}"))
+        out.extend(entry(f"fit{k}:{stage_key(i)}", stage_kind(i), describe(i), f"fit{k}")
+                   for i in (prefix + program if k == 0 else program))
         out.append(entry(f"fit{k}:merge", "merge", f"fit pass {k}: merge partial statistics (a tree, on the workers)"))
         out.append(entry(f"driver:fit{k} merge", "driver", f"fit pass {k}: finalize statistics, fit state"))
     out.append(entry("driver:reuse state", "driver", "read reused fitted state (fit.from, the fit cache)"))
     out.append(entry("driver:save state", "driver", "write fitted state"))
     out.append(entry("driver:cache state", "driver", "store fitted state in the fit cache"))
     out.append(entry("transform:read", "read", "transform: read partitions", "transform"))
-    out.extend(entry(f"transform:{stage_key(i)}", stage_kind(i), describe(i), "transform") for i in plan.transform)
+    out.extend(entry(f"transform:{stage_key(i)}", stage_kind(i), describe(i), "transform") for i in transform)
     out.append(entry("transform:split", "split", "cut by split, conform dtypes, summary statistics", "transform"))
     out.append(entry("write:shards", "write", "write shards (all formats)", "transform"))
     out.append(entry("write:quarantine", "write", "write quarantined rows"))
@@ -65,11 +68,19 @@ def catalog(plan: Plan) -> list[dict]:
 def read_bytes(plan: Plan) -> dict[int, int]:
     """Per partition: the on-disk bytes of its row groups and columns, estimated from the footer
     (the partition's share of its file's uncompressed bytes, times the file's size)."""
-    files, out = plan.graph.source.files, {}
+    src = plan.graph.source
+    names = src.schema.names
+    out = {}
     for part in plan.partitions:
-        f = files[part.file_index]
+        f = src.files[part.file_index]
         uncompressed = sum(b for _, b in f.row_groups)
-        out[part.index] = int(f.bytes * part.bytes / uncompressed) if uncompressed else f.bytes
+        if not uncompressed:
+            out[part.index] = f.bytes
+            continue
+        projected = sum(f.column_bytes[names.index(c)] for c in src.columns) / (sum(f.column_bytes) or 1) \
+            if f.column_bytes else 1.0
+        share = sum(f.row_groups[g][1] for g in part.row_groups) * projected / uncompressed
+        out[part.index] = int(f.bytes * share)
     return out
 
 

@@ -40,22 +40,55 @@ def run_program(be, program, frame, states: dict, ctx, on_collect=None, rec=None
     return frame
 
 
-def fit_task(backend: str, plan, part, stage: int, states: dict, prof: dict | None = None) -> dict:
+def read_task(backend: str, plan, part, prof: dict | None = None) -> dict:
+    """One partition decoded (every source column, filtered, its split assigned) and the plan's
+    read prefix applied (the elementwise steps that open the first fit pass), kept on the worker
+    for every pass when the plan reads the input once: {"frame", "rows_read", "spans"}. The first
+    fit pass's task hands the read's spans on to the driver."""
+    be = get_backend(backend, plan.cpu_kernels)
+    rec = recorder(be, "fit0", part.index, prof)
+    ctx = TaskContext(part.index, plan.files, float_mode=plan.float_mode)
+    with be.exclusive():
+        span = rec.start("read", "read")
+        frame, n_read = be.read(part, plan.graph.source, plan.graph.split, ctx)
+        rec.stop(span, frame, rows_in=n_read)
+        frame = run_program(be, plan.read_prefix, frame, {}, ctx, rec=rec)
+    return {"frame": frame, "rows_read": n_read, "quarantined": ctx.quarantined,
+            "spans": rec.finish() if rec.enabled else None}
+
+
+def _read(be, ctx, rec, plan, part, kept: dict | None, columns=None):
+    """The partition's frame and its rows before filters: the kept one (a copy that the task may
+    change without changing it, and the rows its read quarantined, into ``ctx``), or read now
+    (``columns``: a narrower projection)."""
+    if kept is not None:
+        ctx.quarantined.extend(kept["quarantined"])
+        return be.reuse(kept["frame"]), kept["rows_read"]
+    span = rec.start("read", "read")
+    source = plan.graph.source if columns is None else replace(plan.graph.source, columns=columns)
+    frame, n_read = be.read(part, source, plan.graph.split, ctx)
+    rec.stop(span, frame, rows_in=n_read)
+    return frame, n_read
+
+
+def fit_task(backend: str, plan, part, stage: int, states: dict, prof: dict | None = None,
+             kept: dict | None = None) -> dict:
     """Partial statistics of fit pass ``stage`` over one partition: {step key: [partial per stat]}
-    (and the task's spans, as a list, under PROFILE_KEY when ``prof`` options are given)."""
+    (and the task's spans, as a list, under PROFILE_KEY when ``prof`` options are given). ``kept``:
+    the partition as :func:`read_task` decoded it, instead of reading it."""
     be = get_backend(backend, plan.cpu_kernels)
     ctx = TaskContext(part.index, plan.files, float_mode=plan.float_mode)
     rec = recorder(be, f"fit{stage}", part.index, prof)
     with be.exclusive():
-        return _fit(be, ctx, rec, plan, part, stage, states)
+        out = _fit(be, ctx, rec, plan, part, stage, states, kept)
+    if stage == 0 and kept is not None and kept["spans"] is not None:
+        out[PROFILE_KEY] = [kept["spans"], *out.get(PROFILE_KEY, [])]
+    return out
 
 
-def _fit(be, ctx, rec, plan, part, stage: int, states: dict) -> dict:
-    span = rec.start("read", "read")
-    source = replace(plan.graph.source, columns=plan.fit_columns[stage])
-    frame, n_read = be.read(part, source, plan.graph.split, ctx)
+def _fit(be, ctx, rec, plan, part, stage: int, states: dict, kept: dict | None) -> dict:
+    frame, _ = _read(be, ctx, rec, plan, part, kept, plan.fit_columns[stage])
     frame = drop_quarantined(be, frame, plan.graph.checks_at("input"))
-    rec.stop(span, frame, rows_in=n_read)
     fit_on = plan.graph.split.fit_on
     split_index = plan.graph.split.names.index(fit_on) if fit_on is not None else None
     out: dict = {}
@@ -67,7 +100,8 @@ def _fit(be, ctx, rec, plan, part, stage: int, states: dict) -> dict:
             frame = be.filter_mask(be.select(frame, needed), ids == split_index)
         out[item.step.key] = [be.partial(st, frame[st.col]) for st in item.stats]
 
-    run_program(be, plan.fit_programs[stage], frame, states, ctx, collect, rec=rec)
+    program = plan.fit_programs[stage] if kept is None else plan.fit_after_read[stage]
+    run_program(be, program, frame, states, ctx, collect, rec=rec)
     if rec.enabled:
         out[PROFILE_KEY] = [rec.finish()]
     return out
@@ -87,31 +121,33 @@ def merge_partials(stats: dict, a: dict, b: dict, backend: str = "cpu", stage: i
 
 
 def transform_task(backend: str, plan, part, states: dict, prof: dict | None = None,
-                   spill: dict | None = None) -> dict:
+                   spill: dict | None = None, kept: dict | None = None) -> dict:
     """One partition through the whole graph, cut by split; with its row accounting and its
     expectations' partials (and its spans when ``prof`` is given). ``spill``: where checks that
-    need distinct values write them (runtime/quality.py)."""
+    need distinct values write them (runtime/quality.py); ``kept``: the partition as
+    :func:`read_task` decoded it."""
     be = get_backend(backend, plan.cpu_kernels)
     ctx = TaskContext(part.index, plan.files, float_mode=plan.float_mode)
     rec = recorder(be, "transform", part.index, prof)
     with be.exclusive():
-        return _transform(be, ctx, rec, plan, part, states, spill and {**spill, "partition": part.index})
+        return _transform(be, ctx, rec, plan, part, states, spill and {**spill, "partition": part.index}, kept)
 
 
-def _transform(be, ctx, rec, plan, part, states: dict, spill) -> dict:
-    span = rec.start("read", "read")
-    frame, n_read = be.read(part, plan.graph.source, plan.graph.split, ctx)
-    rec.stop(span, frame, rows_in=n_read)
+def _transform(be, ctx, rec, plan, part, states: dict, spill, kept: dict | None) -> dict:
+    frame, n_read = _read(be, ctx, rec, plan, part, kept)
     after_read = be.num_rows(frame)
+    # A kept read carries no elementwise prefix when the graph has input checks (planner.read_prefix).
     frame, checked = check_stage(be, frame, plan.graph.checks_at("input"), ctx, spill)
-    frame = run_program(be, plan.transform, frame, states, ctx, rec=rec)
+    program = plan.transform if kept is None else plan.transform_after_read
+    frame = run_program(be, program, frame, states, ctx, rec=rec)
     frame, checked_out = check_stage(be, frame, plan.graph.checks_at("output"), ctx, spill)
     span = rec.start("split", "split", frame)
     schema = plan.output_schema
     split_ids = be.split_ids(frame)
+    output = be.conform(frame, schema)  # once, then each split's rows: the hidden columns are not copied
     splits, split_rows = {}, {}
     for i, name in enumerate(plan.graph.split.names):
-        sub = be.conform(be.filter_mask(frame, split_ids == i), schema)
+        sub = be.filter_mask(output, split_ids == i)
         splits[name] = sub
         split_rows[name] = be.num_rows(sub)
     rec.stop(span, rows=sum(split_rows.values()), nbytes=_total_bytes(be, splits.values()))
@@ -205,4 +241,4 @@ def content_record(columns: dict[str, int]) -> dict:
             "columns": {name: digest.hex_digest(d) for name, d in columns.items()}}
 
 
-__all__ = ["fit_task", "transform_task", "write_shard_task", "result_meta", "SPLIT_COL"]
+__all__ = ["read_task", "fit_task", "transform_task", "write_shard_task", "result_meta", "SPLIT_COL"]

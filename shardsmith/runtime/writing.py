@@ -39,7 +39,8 @@ class ShardWriter:
     def __init__(self, run: RunContext):
         self.run = run
         self.plan = run.plan
-        self.window = max(2, 2 * getattr(run.ex, "n_workers", 1))  # partitions in flight
+        # Partitions in flight: two per worker, or one more than an in-process executor's threads.
+        self.window = max(2, 2 * getattr(run.ex, "n_workers", 1), getattr(run.ex, "threads", 1) + 1)
         self.shard_futures: list = []
         # Where checks that need exact distinct values write them (runtime/quality.py).
         self.spill = {"dir": run.out.local_path(QUALITY_DIR), "buckets": buckets_for(self.plan)}
@@ -76,11 +77,12 @@ class ShardWriter:
     def _start(self, part, states_h):
         """Submit a partition unless a resumed run knows its rows only feed written shards."""
         run = self.run
+        kept = run.kept.pop(part.index, None)  # the transform is a kept read's last use
         if part.index in self.skip:
             self.progress.advance(part)
             return part, None, run.out.metas[part.index]
         fut = run.ex.submit(tasks.transform_task, run.backend, run.plan_h, part, states_h, run.prof.task_opts,
-                            self.spill)
+                            self.spill, kept)
         return part, self.progress.watch(fut, part), None
 
     def _resumable(self, streams) -> set[int]:

@@ -43,7 +43,8 @@ def compile_fn():
 
 @pytest.fixture(scope="session")
 def inprocess_run(demo_data, tmp_path_factory):
-    """The demo pipeline in-process over 4 partitions, priced at 3.6 per hour."""
+    """The demo pipeline in-process over 4 partitions, priced at 3.6 per hour, reading the input
+    once per pass (each flow from its own read; test_profile has the one-read flow)."""
     out = str(tmp_path_factory.mktemp("inproc") / "ds")
-    return compile_with(demo_data, out, "engine=inprocess", "engine.partition_bytes=3MB",
+    return compile_with(demo_data, out, "engine=inprocess", "engine.partition_bytes=11MB", "engine.reads=per_pass",
                         "profiling.cost_per_hour=3.6", "profiling.project_to_bytes=10GB")

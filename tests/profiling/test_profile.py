@@ -93,7 +93,7 @@ def test_rows_change_where_a_filter_drops_them(demo_data, compile_fn, tmp_path):
              {"op": "log1p", "cols": ["I1"]}, {"op": "filter", "expr": "I1 > 0.5"},
              {"op": "normalize", "cols": ["I3"]}, {"op": "categorify", "cols": ["C1", "C5"]}]
     result, profile = compile_fn(demo_data, str(tmp_path / "ds"), "engine=inprocess",
-                                   "engine.partition_bytes=1MB", graph=graph)
+                                   "engine.partition_bytes=1MB", "engine.reads=per_pass", graph=graph)
     table = pq.read_table(f"{demo_data}").to_pandas()
     after_first = int((table["I2"] >= 0).sum())
     import numpy as np
@@ -108,6 +108,24 @@ def test_rows_change_where_a_filter_drops_them(demo_data, compile_fn, tmp_path):
     assert late[0]["rows_out"] == kept == result.manifest["rows"]["out"]
     for a, b in zip(chain, chain[1:]):
         assert a["rows_out"] == b["rows_in"]
+
+
+def test_a_partition_read_once_flows_from_the_first_fit_pass(demo_data, compile_fn, tmp_path):
+    """Reading once: each partition is read (every column) and its elementwise prefix applied in
+    the first fit pass, then kept; the transform's flow starts from the kept partition."""
+    result, profile = compile_fn(demo_data, str(tmp_path / "ds"), "engine=inprocess", "engine.partition_bytes=11MB",
+                                 "engine.reads=once")
+    by = {s["name"]: s for s in profile["stages"]}
+    assert by["fit0:read"]["calls"] == profile["engine"]["partitions"] == 4 and "transform:read" not in by
+    assert by["fit0:read"]["label"] == "fit pass 0: read partitions, kept for every pass"
+    assert abs(by["fit0:read"]["bytes_in"] - sum(i["bytes"] for i in result.manifest["inputs"])) <= 8
+    fit = [s["name"] for s in _flow(profile, "fit0")]
+    assert fit[:2] == ["fit0:read", "fit0:graph[0]..graph[2]"] and "transform:graph[0]..graph[2]" not in by
+    transform = _flow(profile, "transform")
+    assert transform[0]["name"] == "transform:graph[3]..graph[3]" and transform[0]["rows_in"] == ROWS
+    for chain in (_flow(profile, "fit0"), transform):
+        for a, b in zip(chain, chain[1:]):
+            assert a["rows_out"] == b["rows_in"], (a["name"], b["name"])
 
 
 def test_bytes_in_and_out(inprocess_run):

@@ -30,12 +30,12 @@ def _shas(dataset_dir: str) -> list[str]:
 
 def test_multirun_jobs_each_compile_into_their_own_directory(demo_data, tmp_path, capsys):
     sweep_dir = tmp_path / "mr"
-    rc = main(["compile", "-m", "engine=inprocess", "engine.partition_bytes=1MB,8MB",
+    rc = main(["compile", "-m", "engine=inprocess", "engine.partition_bytes=1MB,32MB",
                f"source.paths=[{demo_data}/*.parquet]", f"hydra.sweep.dir={sweep_dir}", "profiling.cost_per_hour=1.0"])
     assert rc == 0
     jobs = _jobs(sweep_dir)
     assert [j["hydra"]["job_num"] for j in jobs] == [0, 1]
-    assert [j["engine"]["partition_bytes"] for j in jobs] == ["1MB", "8MB"]
+    assert [j["engine"]["partition_bytes"] for j in jobs] == ["1MB", "32MB"]
     assert jobs[0]["engine"]["partitions"] > jobs[1]["engine"]["partitions"]
     for j in jobs:
         run_dir = j["hydra"]["run_dir"]
@@ -55,7 +55,7 @@ def test_multirun_jobs_each_compile_into_their_own_directory(demo_data, tmp_path
 def test_jobs_sharing_an_absolute_output_dir_say_they_measured_nothing(demo_data, tmp_path, capsys):
     """Same config apart from the engine: the second job finds the first one's dataset up to date."""
     sweep_dir, shared = tmp_path / "mr", tmp_path / "shared"
-    rc = main(["compile", "-m", "engine=inprocess", "engine.partition_bytes=1MB,8MB",
+    rc = main(["compile", "-m", "engine=inprocess", "engine.partition_bytes=1MB,32MB",
                f"source.paths=[{demo_data}/*.parquet]", f"hydra.sweep.dir={sweep_dir}", f"output.dir={shared}"])
     assert rc == 0
     assert [j["hydra"]["job_num"] for j in _jobs(sweep_dir)] == [0]

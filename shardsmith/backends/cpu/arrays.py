@@ -53,18 +53,26 @@ def float_values(column) -> np.ndarray:
 
 
 def finite_values(column) -> np.ndarray:
-    x = float_values(column)
-    return x[np.isfinite(x)]
+    """The finite values: float32 where the column is (statistics take them as they are), else
+    float64."""
+    arr = plain(column)
+    if arr.type == pa.float32():
+        x = arr.to_numpy(zero_copy_only=False) if arr.null_count == 0 else arr.drop_null().to_numpy()
+    else:
+        x = float_values(arr)
+    finite = np.isfinite(x)
+    return x if finite.all() else x[finite]
 
 
 def from_float(values: np.ndarray, dtype: str) -> pa.Array:
-    """An Arrow array of ``dtype`` from float64 values, NaN becoming null."""
+    """An Arrow array of ``dtype`` from float64 values (or float32 ones for a float32 result),
+    NaN becoming null."""
     missing = np.isnan(values)
     target = ARROW_TYPES[dtype]
     if dtype.startswith(("int", "uint")) or dtype == "bool":
         values = np.where(missing, 0, values).astype(target.to_pandas_dtype())
     else:
-        values = values.astype(target.to_pandas_dtype())
+        values = values.astype(target.to_pandas_dtype(), copy=False)
     return pa.array(values, mask=missing if missing.any() else None, type=target)
 
 

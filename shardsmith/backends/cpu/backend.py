@@ -33,7 +33,7 @@ def value_counts(be, stat, column):
     present = arr.drop_null() if arr.null_count else arr
     if arrays.is_numpy_friendly(arr.type):  # a sort-free hash unique in NumPy beats Arrow's here
         values, counts = np.unique(present.to_numpy(zero_copy_only=False), return_counts=True)
-        return (values, counts.astype(np.int64), arr.null_count)
+        return (values, counts.astype(np.int64, copy=False), arr.null_count)
     vc = pc.value_counts(present)
     return (vc.field("values"), vc.field("counts").to_numpy().astype(np.int64), arr.null_count)
 
@@ -110,6 +110,10 @@ class CpuBackend(TableBackend):
         return arrays.finite_values(column)
 
     # --- frames -----------------------------------------------------------------------------------
+    def reuse(self, frame):
+        """A kept partition for one more pass: Arrow tables are immutable, so the table itself."""
+        return frame
+
     def num_rows(self, frame) -> int:
         return frame.num_rows
 

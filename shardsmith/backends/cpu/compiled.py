@@ -163,6 +163,65 @@ def split_ids(how: str, h: np.ndarray, thresholds) -> np.ndarray | None:
     return out
 
 
+# --- categorify's lookup ----------------------------------------------------------------------------
+def categorify_ids(how: str, column, vocab: pa.Table) -> np.ndarray | None:
+    """categorify's int32 ids of an integer column against a vocabulary table (value, count), by
+    a compiled hash table built once per vocabulary; None when it cannot run (other types stay on
+    the NumPy / Arrow path)."""
+    arr = plain(column)
+    if not (pa.types.is_integer(arr.type) and pa.types.is_integer(vocab.schema.field("value").type)):
+        return None
+    values = _values(arr, np.dtype(arr.type.to_pandas_dtype()))
+    kern = _lookup_kernel(how, values.dtype)
+    table = _vocabulary_table(how, vocab) if kern is not None else None
+    if table is None:
+        return None
+    out = np.empty(len(values), np.int32)
+    kern(values, *_validity(arr), table, _shift(table), out)
+    return out
+
+
+_TABLES: dict = {}
+
+
+def _vocabulary_table(how: str, vocab: pa.Table) -> np.ndarray | None:
+    """The vocabulary's hash table, built once per vocabulary table and process (the fitted state
+    lives as long as the compile)."""
+    cached = _TABLES.get(id(vocab))
+    if cached is not None and cached[0] is vocab:
+        return cached[1]
+    build = _lookup_kernel(how, None)
+    if build is None:
+        return None
+    values = vocab["value"].combine_chunks()
+    keys = _values(values, np.dtype(values.type.to_pandas_dtype()))
+    keys = keys.view(np.int64) if keys.dtype == np.uint64 else keys.astype(np.int64)  # as the kernel reads values
+    if len(_TABLES) > 256:
+        _TABLES.clear()
+    _TABLES[id(vocab)] = (vocab, build(keys))
+    return _TABLES[id(vocab)][1]
+
+
+def _shift(table: np.ndarray) -> np.uint64:
+    return np.uint64(64 - ((len(table) // 2).bit_length() - 1))
+
+
+def _lookup_kernel(how: str, dtype: np.dtype | None):
+    """kernels/numba_categorify.py's lookup warmed for ``dtype`` values, or (None) its table builder."""
+
+    def build():
+        cpujit.import_numba()
+        from shardsmith.kernels import numba_categorify as K  # lazy: importing it imports Numba
+
+        table = K.build_index(np.zeros(0, np.int64))
+        if dtype is None:
+            return K.build_index
+        K.lookup(_readonly(np.zeros(0, dtype)), NO_BYTES, 0, table, _shift(table), np.zeros(0, np.int32))
+        return K.lookup
+
+    return cpujit.compiled(how, ("categorify", dtype.str if dtype is not None else "table"), build)
+
+
 def warm() -> None:
     """Start building, without waiting, the kernels that every partition's read needs: the hash of
     its row numbers and the split."""

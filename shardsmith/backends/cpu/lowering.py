@@ -48,7 +48,8 @@ def _fused_numpy(node: Fused, group, frame: pa.Table, states: dict) -> dict:
                 for op, p, d_in, dt in zip(ops, params, (group.src_dtype, *dtypes), dtypes)]
     srcs = [numeric_values(frame[c]) for c in group.srcs]
     float_src = is_float(group.src_dtype)  # integers hold no infinity
-    outs = np.empty((len(srcs), n), dtype=np.float64)
+    # A float32 result is exactly representable once rounded: stored as float32 straight away.
+    outs = np.empty((len(srcs), n), dtype=np.float32 if dtypes[-1] == "float32" else np.float64)
     block = np.empty((min(BLOCK_ROWS, n), len(srcs)), dtype=np.float64, order="F")  # columns contiguous
     for start in range(0, n, BLOCK_ROWS):
         rows = min(BLOCK_ROWS, n - start)
@@ -99,6 +100,10 @@ def run_categorify(be, step, frame, state, ctx):
     new = {}
     for c, o in step.op.pairs():
         vocab = state[c]["vocab"]
+        ids = compiled.categorify_ids(be.kernels, frame[c], vocab) if be.kernels != "numpy" else None
+        if ids is not None:
+            new[o] = pa.array(ids, type=pa.int32())
+            continue
         col = frame[c].combine_chunks()
         if pa.types.is_dictionary(col.type):
             col = col.dictionary_decode()

@@ -143,6 +143,11 @@ class GpuBackend(TableBackend):
         return x[keep]
 
     # --- frames -----------------------------------------------------------------------------------
+    def reuse(self, frame):
+        """A kept partition for one more pass: lowerings set columns in place (impl.set_columns),
+        so a shallow copy, whose new columns leave the kept frame's untouched."""
+        return frame.copy(deep=False)
+
     def num_rows(self, frame) -> int:
         return len(frame)
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import re
 
-from dask.utils import parse_timedelta
-
 from shardsmith.errors import ShardsmithError
 
 
@@ -52,6 +50,8 @@ _ALIASES = re.compile(r"(\d)\s*(secs?|mins?|hrs?)$", re.IGNORECASE)  # units das
 
 def parse_duration(text: str, key: str = "--deadline") -> float:
     """``"90"`` / ``"90s"`` -> 90.0, ``"10m"`` -> 600.0, ``"1.5h"`` -> 5400.0 (dask's parse_timedelta)."""
+    from dask.utils import parse_timedelta  # lazy: importing dask costs ~0.3 s of every start-up
+
     short = _ALIASES.sub(lambda m: m.group(1) + _UNITS[m.group(2).lower()], str(text).strip())
     try:
         seconds = parse_timedelta(short, default="s")
