@@ -75,10 +75,13 @@ def test_a_bad_json_line_fails_naming_the_line(tmp_path, bad_jsonl):
     nothing_left(tmp_path)
 
 
-@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
-def test_rows_that_do_not_parse_go_to_the_quarantine(tmp_path, bad_csv, bad_jsonl, fmt):
+@pytest.mark.parametrize(("fmt", "reads"), [("csv", "once"), ("jsonl", "once"), ("csv", "per_pass")])
+def test_rows_that_do_not_parse_go_to_the_quarantine(tmp_path, bad_csv, bad_jsonl, fmt, reads):
+    """The graph fits (categorify): rows quarantined as read must reach the quarantine whether the
+    decoded partitions are kept for the transform (reads=once) or read again (per_pass)."""
     path = bad_csv if fmt == "csv" else bad_jsonl
-    res = run_compile(str(path), tmp_path / "out", f"source.format={fmt}", "source.on_error=quarantine", *SMALL)
+    res = run_compile(str(path), tmp_path / "out", f"source.format={fmt}", "source.on_error=quarantine", *SMALL,
+                      f"engine.reads={reads}", "fit.cache=off")
     rows = res.manifest["rows"]
     assert rows == {"in": ROWS, "out": ROWS - 2, "filtered": 0, "quarantined": 2}
     q = pa.concat_tables([pq.read_table(tmp_path / "out" / s["path"]) for s in res.manifest["quarantine"]["shards"]])
