@@ -37,9 +37,9 @@ from shardsmith.ops import stats as S
 _M64 = (1 << 64) - 1
 _HASH_ENTRY = {C.T.INT8: "i8", C.T.INT16: "i16", C.T.INT32: "i32", C.T.INT64: "i64", C.T.UINT8: "u8",
                C.T.UINT16: "u16", C.T.UINT32: "u32", C.T.UINT64: "u64", C.T.BOOL8: "b8", C.T.FLOAT32: "f32",
-               C.T.FLOAT64: "f64", C.T.TIMESTAMP_DAYS: "i32", C.T.TIMESTAMP_SECONDS: "i64",
-               C.T.TIMESTAMP_MILLISECONDS: "i64", C.T.TIMESTAMP_MICROSECONDS: "i64",
-               C.T.TIMESTAMP_NANOSECONDS: "i64"}
+               C.T.FLOAT64: "f64", C.T.TIMESTAMP_DAYS: "i32", C.T.TIMESTAMP_SECONDS: "ts_s",
+               C.T.TIMESTAMP_MILLISECONDS: "ts_ms", C.T.TIMESTAMP_MICROSECONDS: "i64",
+               C.T.TIMESTAMP_NANOSECONDS: "ts_ns"}  # timestamps by value: kernels/xxhash64.py
 
 
 class GpuBackend(TableBackend):
