@@ -12,8 +12,8 @@ import pyarrow.compute as pc
 from shardsmith.backends.arrow import table_digests
 from shardsmith.backends.base import FINITE_PARTIALS, TableBackend, assign_split
 from shardsmith.backends.cpu import arrays, compiled
+from shardsmith.backends.cpu.expr import filter_mask
 from shardsmith.backends.cpu.lowering import LOWERINGS
-from shardsmith.inputs.predicate import to_arrow_expression
 from shardsmith.inputs.read import read_parquet, read_text
 from shardsmith.ir import FILE_COL, ROW_COL, SPLIT_COL
 from shardsmith.ir.dtypes import ARROW_TYPES
@@ -69,7 +69,7 @@ class CpuBackend(TableBackend):
         table = table.append_column(ROW_COL, pa.array(got.rows))
         table = table.append_column(SPLIT_COL, pa.array(assign_split(self, table, part.path, split)))
         if source.filter is not None:
-            table = table.filter(to_arrow_expression(source.filter))
+            table = table.filter(pa.array(filter_mask(table, source.filter)))
         return table, got.count
 
     # --- hashing ----------------------------------------------------------------------------------

@@ -10,8 +10,8 @@ from shardsmith.backends.arrow import cast_each
 from shardsmith.backends.base import lowerings_table
 from shardsmith.backends.cpu import compiled
 from shardsmith.backends.cpu.arrays import from_float, is_numpy_friendly, numeric_values
+from shardsmith.backends.cpu.expr import filter_mask
 from shardsmith.errors import ShardsmithError
-from shardsmith.inputs.predicate import to_arrow_expression
 from shardsmith.ir import FILE_COL, ROW_COL, Fused
 from shardsmith.ir.dtypes import ARROW_TYPES, is_float
 from shardsmith.kernels import xxhash64 as xx
@@ -81,7 +81,7 @@ def _group_params(node: Fused, group, j: int, op, states: dict) -> dict:
 
 @LOWERINGS.register(Filter)
 def run_filter(be, step, frame, state, ctx):
-    return frame.filter(to_arrow_expression(step.op.predicate))
+    return frame.filter(pa.array(filter_mask(frame, step.op.predicate)))
 
 
 @LOWERINGS.register(Rename)

@@ -85,7 +85,8 @@ class GpuBackend(TableBackend):
         frame[ROW_COL] = C.from_device(rows)
         frame[SPLIT_COL] = C.from_device(assign_split(self, frame, part.path, split))
         if source.filter is not None:
-            frame = self.filter_mask(frame, expr.keep_mask(source.filter, expr.CudfColumns(frame)))
+            dates = [c for c in columns if dtypes.get(c) == "date"]
+            frame = self.filter_mask(frame, expr.filter_mask(frame, source.filter, dates))
         return frame, count
 
     def _read_parquet(self, part, columns, storage_options=None):

@@ -139,7 +139,12 @@ def device_vocabulary(be, series, vocab: pa.Table):
 
 # --- row and column ops ----------------------------------------------------------------------------
 def filter_rows(be, step, frame):
-    return be.filter_mask(frame, expr.keep_mask(step.op.predicate, expr.CudfColumns(frame)))
+    return be.filter_mask(frame, expr.filter_mask(frame, step.op.predicate, date_columns(step.schema)))
+
+
+def date_columns(schema) -> tuple[str, ...]:
+    """The columns of ``schema`` that hold dates (int32 days on the device)."""
+    return tuple(c.name for c in schema.columns if c.dtype == "date")
 
 
 def rename(frame, mapping: dict):
