@@ -133,8 +133,9 @@ def _unify(vals, nodes=()):
     if float in kinds:
         return [float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in vals]
     tuples = [v for v in vals if isinstance(v, tuple)]
-    if tuples:
-        kind = "ts" if any(t[0] == "ts" for t in tuples) else "date"
+    static = {infer(n, SCHEMA, "ref") for n in nodes}
+    if tuples or static & {"date", "timestamp"}:
+        kind = "ts" if any(t[0] == "ts" for t in tuples) or "timestamp" in static else "date"
         out = []
         for v in vals:
             if isinstance(v, str):
@@ -212,8 +213,9 @@ def _time_part(node, vals):
 
 
 def _simple(s, case):
-    """Unicode's simple case mapping: one code point to one (Python's own is the full mapping: ß -> SS)."""
-    return "".join(m if len(m := case(c)) == 1 else c for c in s)
+    """One code point to one, as utf8proc maps them (Python's own is the full mapping: ß -> SS)."""
+    special = {"ß": "ẞ"} if case is str.upper else {}
+    return "".join(special.get(c) or (m if len(m := case(c)) == 1 else c) for c in s)
 
 
 def _str(fn):

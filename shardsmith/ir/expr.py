@@ -43,7 +43,8 @@ implements them once for both engines):
   ``least``, ``greatest`` need operands of one kind (int and float mix as float; a string literal
   beside a date or timestamp is read as one). ``length`` counts Unicode code points; ``substr``
   takes code points from the 0-based ``start`` (integer literals, ``start``, ``length`` >= 0);
-  ``lower``/``upper`` use Unicode's simple (one code point to one) case mapping; ``starts_with`` and
+  ``lower``/``upper`` map one code point to one, as Arrow's utf8_lower / utf8_upper (utf8proc) do (``ß``
+  upper-cases to ``ẞ``, not ``SS``); ``starts_with`` and
   ``contains`` match a literal string's bytes. Date parts are in UTC and are ints: ``day_of_week``
   is 0 for Monday to 6 for Sunday, ``day_of_year`` 1 to 366, ``epoch_seconds`` the whole seconds
   since 1970-01-01 (floored); ``hour`` and ``minute`` need a timestamp.
@@ -428,6 +429,9 @@ def _literal_kind(value) -> str:
 
 def _show(tok: _Tok) -> str:
     return "end of the text" if tok.kind == "end" else repr(tok.text)
+
+
+STRING_FUNCTIONS = ("lower", "upper", "length", "substr", "starts_with", "contains")
 
 
 def brief(node, limit: int = 60) -> str:

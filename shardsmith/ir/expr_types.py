@@ -15,7 +15,7 @@ import re
 
 from shardsmith.errors import ConfigError
 from shardsmith.ir.dtypes import DTYPES
-from shardsmith.ir.expr import ARITH, COMPARISONS, SYMBOLS, Col, Expr, Lit, brief
+from shardsmith.ir.expr import ARITH, COMPARISONS, STRING_FUNCTIONS, SYMBOLS, Col, Expr, Lit, brief
 from shardsmith.ir.schema import Schema
 
 KINDS = ("bool", "int", "float", "string", "date", "timestamp")
@@ -48,6 +48,20 @@ def check_predicate(node, schema: Schema, key: str) -> str:
 def infer(node, schema: Schema, key: str) -> str:
     """The kind of ``node`` over ``schema`` (bool, int, float, string, date, timestamp or null)."""
     return _Checker(schema, key).kind(node)
+
+
+def host_string_functions(node, schema: Schema) -> list[str]:
+    """The functions of ``node`` that make or transform strings (the string functions, and
+    if_else / coalesce of strings), sorted: the GPU engine runs these on the host."""
+    out: set[str] = set()
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, Expr):
+            if n.fn in STRING_FUNCTIONS or (n.fn in ("if_else", "coalesce") and infer(n, schema, "") == "string"):
+                out.add(n.fn)
+            stack.extend(a for a in n.args if isinstance(a, Expr))
+    return sorted(out)
 
 
 def literal_kind(value) -> str:

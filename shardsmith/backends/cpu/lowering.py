@@ -10,7 +10,7 @@ from shardsmith.backends.arrow import cast_each
 from shardsmith.backends.base import lowerings_table
 from shardsmith.backends.cpu import compiled
 from shardsmith.backends.cpu.arrays import from_float, is_numpy_friendly, numeric_values
-from shardsmith.backends.cpu.expr import filter_mask
+from shardsmith.backends.cpu.expr import derive_column, filter_mask
 from shardsmith.errors import ShardsmithError
 from shardsmith.ir import FILE_COL, ROW_COL, Fused
 from shardsmith.ir.dtypes import ARROW_TYPES, is_float
@@ -18,6 +18,7 @@ from shardsmith.kernels import xxhash64 as xx
 from shardsmith.kernels.lookup import FIRST_ID, NULL_ID, OOV_ID
 from shardsmith.kernels.rounding import missing_inf, round_to
 from shardsmith.ops.categorical import Categorify, HashBucket, HashedCross
+from shardsmith.ops.derive import Derive
 from shardsmith.ops.numeric import Cast
 from shardsmith.ops.rows import Drop, Filter, Rename
 
@@ -82,6 +83,12 @@ def _group_params(node: Fused, group, j: int, op, states: dict) -> dict:
 @LOWERINGS.register(Filter)
 def run_filter(be, step, frame, state, ctx):
     return frame.filter(pa.array(filter_mask(frame, step.op.predicate)))
+
+
+@LOWERINGS.register(Derive)
+def run_derive(be, step, frame, state, ctx):
+    op = step.op
+    return _set_columns(frame, {op.out: derive_column(frame, op.node, step.schema[op.out].dtype)})
 
 
 @LOWERINGS.register(Rename)

@@ -142,9 +142,15 @@ def filter_rows(be, step, frame):
     return be.filter_mask(frame, expr.filter_mask(frame, step.op.predicate, date_columns(step.schema)))
 
 
-def date_columns(schema) -> tuple[str, ...]:
+def date_columns(schema, exclude: str | None = None) -> tuple[str, ...]:
     """The columns of ``schema`` that hold dates (int32 days on the device)."""
-    return tuple(c.name for c in schema.columns if c.dtype == "date")
+    return tuple(c.name for c in schema.columns if c.dtype == "date" and c.name != exclude)
+
+
+def derive(be, step, frame):
+    op = step.op
+    dates = date_columns(step.schema, exclude=op.out) + tuple(op.date_inputs)
+    return set_columns(frame, {op.out: expr.derive_series(frame, op.node, step.schema[op.out].dtype, dates)})
 
 
 def rename(frame, mapping: dict):
