@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 
 from shardsmith.compiler.config import ShardsmithConfig, parse_size
-from shardsmith.errors import ConfigError
+from shardsmith.errors import ConfigError, did_you_mean
 from shardsmith.inputs import scan as sources
 from shardsmith.ir import Graph, Schema, Sink, Source, Split, Step
 from shardsmith.ops import get_op
@@ -21,10 +21,9 @@ def build(cfg: ShardsmithConfig) -> Graph:
     load_plugins(cfg.plugins)
     files, arrow_schema = sources.scan(cfg.source.paths, cfg.source.format, cfg.source.schema,
                                        cfg.source.storage_options, cfg.source.on_error)
-    schema = sources.to_schema(arrow_schema, {})
-    for col in cfg.roles:
-        schema.require(col, f"roles.{col}")
-    schema = sources.to_schema(arrow_schema, cfg.roles)
+    plain = sources.to_schema(arrow_schema, {})
+    # A role of an input column applies from the start (ops that keep roles carry it along).
+    schema = sources.to_schema(arrow_schema, {c: r for c, r in cfg.roles.items() if c in plain})
     for col in cfg.source.schema:
         schema.require(col, f"source.schema.{col}")
     return build_on(cfg, schema, files)
@@ -43,7 +42,18 @@ def build_on(cfg: ShardsmithConfig, schema: Schema, files: tuple = ()) -> Graph:
     out_schema = steps[-1].schema if steps else schema
     checks = parse_expectations(cfg.expect, schema, out_schema, split.names)
     return Graph(cfg.name, source, steps, split, build_sink(cfg), quantile_bits=cfg.stats.quantile_bits,
-                 expectations=checks)
+                 expectations=checks, roles=output_roles(cfg.roles, schema, steps))
+
+
+def output_roles(roles: dict[str, str], inputs: Schema, steps) -> tuple[tuple[str, str], ...]:
+    """The roles that name output columns (derived and joined ones included), applied last; a name
+    must be an output column or an input column (whose role ops carry along, e.g. through a rename)."""
+    out = steps[-1].schema if steps else inputs
+    for col in roles:
+        if col not in out and col not in inputs:
+            raise ConfigError(f"column '{col}' is not an output column{did_you_mean(col, out.names)}",
+                              f"roles.{col}")
+    return tuple((c, r) for c, r in roles.items() if c in out)
 
 
 def build_steps(entries: list[dict], schema: Schema) -> tuple[Step, ...]:

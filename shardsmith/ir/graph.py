@@ -158,6 +158,9 @@ class Graph:
     passes_applied: tuple[str, ...] = field(default=())
     quantile_bits: int = 10
     expectations: tuple = ()  # checks of the data (ops/expectations.py), evaluated while compiling
+    # Roles given in the config for output columns (``roles``), applied last: a derived or joined
+    # column can be the label whatever role the op that made it gives it.
+    roles: tuple[tuple[str, str], ...] = ()
 
     def checks_at(self, stage: str) -> tuple:
         """The column and row checks evaluated at ``stage`` (input or output)."""
@@ -166,7 +169,7 @@ class Graph:
     @property
     def schema(self) -> Schema:
         """The output schema (what the shards hold)."""
-        return self.steps[-1].schema if self.steps else self.source_schema
+        return (self.steps[-1].schema if self.steps else self.source_schema).with_roles(self.roles)
 
     @property
     def source_schema(self) -> Schema:

@@ -24,7 +24,7 @@ def fitted_schema(plan: Plan, states: dict) -> Schema:
         schema = step.op.infer(schema)
         if step.key in states:
             schema = step.op.fitted_schema(schema, states[step.key])
-    return schema
+    return schema.with_roles(plan.graph.roles)
 
 
 def build_manifest(cfg, resolved: dict, key: str, plan: Plan, states: dict, streams: dict[str, Stream],

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import importlib.util
+import io
 import math
 from pathlib import Path
 
@@ -112,3 +113,59 @@ def test_derive_replaces_a_column_and_keeps_its_place(tmp_path, backend):
     t = got["train"]
     assert t.column_names == ["a", "d", "z"]
     assert _col(t, "a") == [10, 20, 0] and _col(t, "d") == [4, None, 6] and _col(t, "z") == [0, 2, 2]
+
+
+# --- roles ---------------------------------------------------------------------------------------------
+def test_roles_name_derived_columns(tmp_path, backend):
+    """roles.label on a derived column: the manifest, the WebDataset layout and the loader follow it."""
+    import tarfile
+
+    import pyarrow.parquet as pq
+
+    from shardsmith.compiler.config import from_dict
+    from shardsmith.runtime import compile_dataset
+    from shardsmith.shards.readers import ShardSource
+    from shardsmith.shards.webdataset import sample_layout
+
+    rng = np.random.default_rng(2)
+    table = pa.table({"delay": pa.array(rng.normal(10, 20, 500)), "x": pa.array(rng.normal(0, 1, 500))})
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    pq.write_table(table, raw / "a.parquet")
+    cfg = from_dict({"name": "roles", "source": {"paths": [str(raw / "a.parquet")]},
+                     "graph": [{"op": "derive", "out": "late", "expr": "delay > 15"},
+                               {"op": "derive", "out": "w", "expr": "if_else(late, 2.0, 1.0)"},
+                               {"op": "rename", "mapping": {"x": "feature"}}],
+                     "roles": {"late": "label", "w": "weight", "x": "continuous"},
+                     "split": {"fractions": {"train": 1.0}, "fit_on": None},
+                     "output": {"dir": str(tmp_path / "out"), "format": ["parquet", "webdataset"], "shard_rows": 1000},
+                     "engine": {"kind": backend, "cluster": "inprocess"}})
+    manifest = compile_dataset(cfg, log=lambda *a: None).manifest
+    roles = {c["name"]: c["role"] for c in manifest["schema"]}
+    assert roles == {"delay": "other", "feature": "continuous", "late": "label", "w": "weight"}
+    tar = next(s for s in manifest["splits"]["train"]["shards"] if s["format"] == "webdataset")
+    with tarfile.open(tmp_path / "out" / tar["path"]) as tf:
+        members = tf.getmembers()
+        names = [m.name.split(".", 1)[1] for m in members[:6]]
+        labels = np.load(io.BytesIO(tf.extractfile(members[0]).read()))
+    assert names == ["label.npy", "continuous.npy", "weight.npy", "other.npy", "row.npy", "json"], names
+    assert labels.reshape(-1).tolist() == [v > 15 for v in _col(table, "delay")]
+    manifest["_dir"] = str(tmp_path / "out")
+    layout = sample_layout(ShardSource(manifest, [], []).schema, batched=True)  # how the loader reads the tar
+    assert [(m.ext, m.columns) for m in layout][:2] == [("label.npy", ("late",)), ("continuous.npy", ("feature",))]
+
+
+def test_a_role_for_a_column_that_is_not_there(tmp_path):
+    import pyarrow.parquet as pq
+
+    from shardsmith.compiler.config import from_dict
+    from shardsmith.errors import ConfigError
+    from shardsmith.runtime.driver import prepare
+
+    pq.write_table(pa.table({"a": [1, 2]}), tmp_path / "a.parquet")
+    cfg = from_dict({"source": {"paths": [str(tmp_path / "a.parquet")]}, "roles": {"lable": "label"},
+                     "graph": [{"op": "derive", "out": "label", "expr": "a > 1"}],
+                     "output": {"dir": str(tmp_path / "o")}})
+    with pytest.raises(ConfigError, match=r"roles.lable: column 'lable' is not an output column \(did you mean "
+                                          r"'label'\?\)"):
+        prepare(cfg)
