@@ -18,9 +18,11 @@ from typing import Any, Protocol
 import numpy as np
 import pyarrow as pa
 
-from shardsmith.errors import PlanError
+from shardsmith.backends.evaluate import evaluate, full, missing
+from shardsmith.errors import InputError, PlanError
 from shardsmith.inputs.rows import quarantine_table
 from shardsmith.ir import FILE_COL, ROW_COL, Schema, Source, Split
+from shardsmith.ir.expr import Col, Expr
 from shardsmith.kernels import exact
 from shardsmith.kernels import xxhash64 as xx
 from shardsmith.ops import stats as S
@@ -55,6 +57,7 @@ class Backend(Protocol):
     def split_index(self, h, thresholds) -> Any: ...  # see TableBackend
     def to_arrow(self, frame: Frame, schema: Schema | None = None) -> pa.Table: ...
     def content_digests(self, frame: Frame, schema: Schema) -> dict[str, int]: ...  # kernels/digest.py
+    def expr_columns(self, frame: Frame, dates=()) -> Any: ...  # the frame seen by backends/evaluate.py
 
 
 # --- lowerings ------------------------------------------------------------------------------------
@@ -156,14 +159,57 @@ FINITE_PARTIALS: dict[type, Callable] = {
 
 
 # --- splits ---------------------------------------------------------------------------------------
-def assign_split(be: Backend, frame: Frame, path: str, split: Split):
-    """Split index per row (int8): the hash of the key (or of the row number, seeded by the file's
-    name) as a fraction in [0, 1) scaled to 2**53, against the split's cumulative thresholds."""
-    if split.key is not None:
-        h = be.hash(frame[split.key], split.seed)
+UNASSIGNED = -1  # the split id of a row whose key is null (or unlisted) when split.default is unset
+
+
+def assign_split(be: Backend, frame: Frame, path: str, split: Split, dates=()):
+    """Split index per row (int8), by the split's mode (ir/graph.py ``Split``):
+
+    * hash: the hash of the key (or of the row number, seeded by the file's name) as a fraction in
+      [0, 1) scaled to 2**53, against the cumulative thresholds;
+    * time: the number of cuts at or below the key's value (its canonical form: ints, floats,
+      dates as days, timestamps as microseconds, so the stored unit does not matter);
+    * column: the split whose listed values hold the key's value.
+
+    A null (or NaN) key, or a value no split lists, gets ``split.default`` or UNASSIGNED.
+    ``dates``: the columns that hold dates (the GPU engine keeps them as int32 days)."""
+    xp = be.xp
+    if split.by == "hash":
+        if split.key is not None:
+            h = be.hash(frame[split.key], split.seed)
+        else:
+            h = be.hash(frame[ROW_COL], xx.xxh64_bytes(os.path.basename(path).encode(), split.seed))
+        return be.split_index(h, split.thresholds)
+    cols = be.expr_columns(frame, dates)
+    if split.by == "time":
+        v = cols.column(split.key)
+        cuts = xp.asarray(np.asarray(split.cuts, dtype=np.float64 if v.kind == "float" else np.int64))
+        ids = xp.searchsorted(cuts, full(cols, v.data, cuts.dtype), side="right").astype(np.int8)
+        unassigned = missing(v, cols)
     else:
-        h = be.hash(frame[ROW_COL], xx.xxh64_bytes(os.path.basename(path).encode(), split.seed))
-    return be.split_index(h, split.thresholds)
+        ids = xp.full(cols.num_rows, UNASSIGNED, dtype=np.int8)
+        for i, values in enumerate(split.values):
+            hit = evaluate(Expr("is_in", (Col(split.key), values)), cols)
+            ids = xp.where(hit.data & (True if hit.valid is None else hit.valid), np.int8(i), ids)
+        unassigned = ids == UNASSIGNED
+    fill = UNASSIGNED if split.default is None else split.default
+    return xp.where(unassigned, np.int8(fill), ids).astype(np.int8)
+
+
+def unassigned_error(be: Backend, frame: Frame, split: Split, ids, files) -> InputError:
+    """The error for the first output row that no split takes (time / column split, no default)."""
+    i = int(np.flatnonzero(np.asarray(_host_array(ids)) == UNASSIGNED)[0])
+    value = be.to_arrow(be.select(be.slice(frame, i, i + 1), [split.key]))[split.key][0].as_py()
+    row = int(np.asarray(_host(be.slice(frame, i, i + 1)[ROW_COL]))[0])
+    path = files[int(np.asarray(_host(be.slice(frame, i, i + 1)[FILE_COL]))[0])]
+    what = "is null" if value is None or value != value else \
+        f"is {value!r}, which split.values does not list" if split.by == "column" else "is NaN"
+    return InputError(f"split.key '{split.key}' {what} in row {row}; set split.default to name the split for "
+                      "such rows (or filter them out)", path)
+
+
+def _host_array(a):
+    return a.get() if hasattr(a, "get") else a
 
 
 # --- the task context -----------------------------------------------------------------------------

@@ -6,11 +6,13 @@ Every error here names a config key or a file, and happens before any data is re
 from __future__ import annotations
 
 import importlib
+import math
 
-from shardsmith.compiler.config import ShardsmithConfig, parse_size
+from shardsmith.compiler.config import ShardsmithConfig, parse_size, split_names
 from shardsmith.errors import ConfigError, did_you_mean
 from shardsmith.inputs import scan as sources
 from shardsmith.ir import Graph, Schema, Sink, Source, Split, Step
+from shardsmith.ir.expr_types import column_kind, time_literal
 from shardsmith.ops import get_op
 from shardsmith.ops.expectations import parse_expectations
 
@@ -72,13 +74,73 @@ def build_split(cfg: ShardsmithConfig, schema: Schema) -> Split:
     split = cfg.split
     if split.key is not None:
         schema.require(split.key, "split.key")
-    names, thresholds, acc = [], [], 0.0
-    for name, frac in split.fractions.items():
+    names = split_names(split)
+    default = names.index(split.default) if split.default is not None else None
+    if split.by == "time":
+        return Split(tuple(names), (), split.key, int(split.seed), split.fit_on, "time",
+                     time_cuts(split.cuts, schema[split.key].dtype), default=default)
+    if split.by == "column":
+        values = column_values(split.values, schema[split.key].dtype)
+        return Split(tuple(names), (), split.key, int(split.seed), split.fit_on, "column", values=values,
+                     default=default)
+    thresholds, acc = [], 0.0
+    for frac in split.fractions.values():
         acc += frac
-        names.append(name)
         thresholds.append(min(UNIT, int(round(acc * UNIT))))
     thresholds[-1] = UNIT
     return Split(tuple(names), tuple(thresholds), split.key, int(split.seed), split.fit_on)
+
+
+def time_cuts(cuts: list, dtype: str) -> tuple:
+    """The cuts in the key's computing form, checked: of the key's kind, strictly increasing."""
+    kind = column_kind(dtype)
+    if kind not in ("int", "float", "date", "timestamp"):
+        raise ConfigError(f"a time split needs a timestamp, date or number column; this one is {dtype}", "split.key")
+    out = []
+    for i, cut in enumerate(cuts):
+        key = f"split.cuts[{i}]"
+        if kind in ("date", "timestamp"):
+            try:
+                value = time_literal(str(cut), kind)
+            except ValueError:
+                form = "'2024-03-01'" if kind == "date" else "'2024-03-01T12:30:00'"
+                raise ConfigError(f"expected a {kind} in ISO form like {form}, got {cut!r}", key) from None
+        elif isinstance(cut, bool) or not isinstance(cut, (int, float)) or not math.isfinite(cut):
+            raise ConfigError(f"expected a number (the key is {dtype}), got {cut!r}", key)
+        else:  # an int key is past a cut c from ceil(c) on
+            value = math.ceil(cut) if kind == "int" else float(cut)
+        if out and value <= out[-1]:
+            raise ConfigError(f"cuts must increase: {cut!r} does not come after {cuts[i - 1]!r}", key)
+        out.append(value)
+    return tuple(out)
+
+
+def column_values(values: dict, dtype: str) -> tuple[tuple, ...]:
+    """Each split's listed values, checked against the key's kind; a value may name one split."""
+    kind = column_kind(dtype)
+    if kind is None or kind == "float":
+        raise ConfigError(f"a column split needs a string, integer, bool, date or timestamp key; this one is {dtype}",
+                          "split.key")
+    seen: dict = {}
+    out = []
+    for name, items in values.items():
+        for j, v in enumerate(items):
+            where = f"split.values.{name}[{j}]"
+            ok = {"string": isinstance(v, str), "int": isinstance(v, int) and not isinstance(v, bool),
+                  "bool": isinstance(v, bool)}.get(kind, isinstance(v, str))
+            if not ok:
+                raise ConfigError(f"expected a {kind} value (the key is {dtype}), got {v!r}", where)
+            if kind in ("date", "timestamp"):
+                try:
+                    time_literal(v, kind)
+                except ValueError:
+                    raise ConfigError(f"expected a {kind} in ISO form, got {v!r}", where) from None
+            canon = time_literal(v, kind) if kind in ("date", "timestamp") else v
+            if canon in seen:
+                raise ConfigError(f"{v!r} is listed for split '{seen[canon]}' too", where)
+            seen[canon] = name
+        out.append(tuple(items))
+    return tuple(out)
 
 
 def build_sink(cfg: ShardsmithConfig) -> Sink:

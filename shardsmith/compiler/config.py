@@ -60,10 +60,23 @@ class SourceConfig:
 
 @dataclass
 class SplitConfig:
-    # Column whose hash decides the split; null: the global row id (input order).
+    # hash: by the seeded hash of `key` (or of the row in its file), in `fractions`; time: by the
+    # value of `key` (a timestamp, date or number column) against `cuts`; column: by the value of
+    # `key`, listed per split in `values`.
+    by: str = "hash"
+    # Column whose hash (by: hash) or value (time, column) decides the split; null: the row (hash only).
     key: str | None = None
     seed: int = 0
     fractions: dict[str, float] = field(default_factory=lambda: {"train": 0.9, "valid": 0.05, "test": 0.05})
+    # by: time: boundaries between the splits, in order (a row with key >= cuts[i] goes past split i).
+    cuts: list[Any] = field(default_factory=list)
+    # by: time: the splits' names in order (empty: the keys of `fractions`, whose values are then unused).
+    names: list[str] = field(default_factory=list)
+    # by: column: {split: [values]}; every value names one split.
+    values: dict[str, Any] = field(default_factory=dict)
+    # by: time / column: the split of rows whose key is null (or NaN), or whose value no split lists;
+    # null: such a row reaching the output fails the compile, naming its file and row.
+    default: str | None = None
     # Fitted statistics are computed on this split only (no leakage); null: on every row.
     fit_on: str | None = "train"
 
@@ -374,12 +387,41 @@ def validate_drift(d: DriftConfig) -> None:
         raise ConfigError(f"expected 2 or more bins, got {d.bins!r}", "drift.bins")
 
 
+SPLIT_MODES = ("hash", "time", "column")
+
+
+def split_names(split: SplitConfig) -> list[str]:
+    """The splits in order: by the mode's own key (``values`` for column, ``names`` for time) or
+    the keys of ``fractions``."""
+    if split.by == "column" and split.values:
+        return [str(n) for n in split.values]
+    if split.by == "time" and split.names:
+        return [str(n) for n in split.names]
+    return [str(n) for n in split.fractions]
+
+
 def _validate_split(split: SplitConfig) -> None:
-    if not split.fractions:
-        raise ConfigError("at least one split is needed, e.g. {train: 1.0}", "split.fractions")
-    for name, frac in split.fractions.items():
+    _choice(split.by, SPLIT_MODES, "split.by")
+    where = {"hash": "split.fractions", "time": "split.names" if split.names else "split.fractions",
+             "column": "split.values"}[split.by]
+    names = split_names(split)
+    if not names:
+        raise ConfigError("at least one split is needed, e.g. {train: 1.0}", where)
+    for name in names:
         if not re.fullmatch(r"[a-z0-9_]+", str(name)):
-            raise ConfigError(f"split names are lowercase letters, digits and '_', got {name!r}", "split.fractions")
+            raise ConfigError(f"split names are lowercase letters, digits and '_', got {name!r}", where)
+    if len(set(names)) != len(names):
+        raise ConfigError(f"a split is named twice: {names}", where)
+    {"hash": _validate_hash_split, "time": _validate_time_split, "column": _validate_column_split}[split.by](split)
+    for key in ("fit_on", "default"):
+        if getattr(split, key) is not None and getattr(split, key) not in names:
+            _choice(getattr(split, key), names, f"split.{key}")
+    if not isinstance(split.seed, int) or not 0 <= split.seed < 2**64:
+        raise ConfigError(f"expected an integer in [0, 2**64), got {split.seed!r}", "split.seed")
+
+
+def _validate_hash_split(split: SplitConfig) -> None:
+    for name, frac in split.fractions.items():
         if not isinstance(frac, (int, float)) or frac < 0:
             raise ConfigError(f"expected a fraction >= 0, got {frac!r}", f"split.fractions.{name}")
     total = sum(split.fractions.values())
@@ -388,10 +430,32 @@ def _validate_split(split: SplitConfig) -> None:
         raise ConfigError(f"fractions must sum to 1, they sum to {total:g} ({shares}; a mapping given on the "
                           "command line is merged into the config's: drop a split with ~split.fractions.NAME)",
                           "split.fractions")
-    if split.fit_on is not None and split.fit_on not in split.fractions:
-        _choice(split.fit_on, list(split.fractions), "split.fit_on")
-    if not isinstance(split.seed, int) or not 0 <= split.seed < 2**64:
-        raise ConfigError(f"expected an integer in [0, 2**64), got {split.seed!r}", "split.seed")
+    for key in ("cuts", "values", "default"):
+        if getattr(split, key) not in (None, [], {}):
+            raise ConfigError(f"split.{key} is for split.by: {'column' if key == 'values' else 'time'}; "
+                              "this split is by: hash", f"split.{key}")
+
+
+def _validate_time_split(split: SplitConfig) -> None:
+    if split.key is None:
+        raise ConfigError("a time split needs the timestamp, date or number column it splits by", "split.key")
+    if not split.cuts:
+        raise ConfigError("expected the boundaries between the splits, e.g. ['2024-03-01', '2024-04-01']",
+                          "split.cuts")
+    names = split_names(split)
+    if len(names) != len(split.cuts) + 1:
+        raise ConfigError(f"{len(split.cuts)} cut(s) make {len(split.cuts) + 1} splits, but {len(names)} are named "
+                          f"({', '.join(names)}): set split.names", "split.cuts")
+
+
+def _validate_column_split(split: SplitConfig) -> None:
+    if split.key is None:
+        raise ConfigError("a column split needs the column whose values name the splits", "split.key")
+    if not split.values:
+        raise ConfigError("expected {split: [values]}, e.g. {train: [a, b], valid: [c]}", "split.values")
+    for name, values in split.values.items():
+        if not isinstance(values, (list, tuple)) or not values:
+            raise ConfigError(f"expected a list of values, got {values!r}", f"split.values.{name}")
 
 
 def _validate_output(out: OutputConfig) -> None:

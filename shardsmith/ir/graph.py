@@ -125,11 +125,23 @@ class Fused:
 
 @dataclass(frozen=True)
 class Split:
+    """How rows are assigned to splits (backends/base.py ``assign_split``): ``by`` hash (the seeded
+    hash of ``key`` or of the row against ``thresholds``), time (the value of ``key`` against
+    ``cuts``: split i holds cuts[i-1] <= value < cuts[i]) or column (the value of ``key`` in the
+    literal lists of ``values``). Under time and column, a null key (or an unlisted value) goes to
+    split ``default`` (an index), or with None is an error once such a row reaches the output."""
+
     names: tuple[str, ...]
     thresholds: tuple[int, ...]  # cumulative fractions scaled to 2**53, the last one 2**53
     key: str | None
     seed: int
     fit_on: str | None
+    by: str = "hash"
+    # time: boundaries in the key's computing form (ints: the smallest int value past the cut;
+    # floats; dates as days; timestamps as microseconds), increasing
+    cuts: tuple = ()
+    values: tuple[tuple, ...] = ()  # column: per split, the literal values that name it
+    default: int | None = None
 
 
 @dataclass(frozen=True)

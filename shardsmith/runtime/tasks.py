@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from shardsmith.backends import get_backend
 from shardsmith.backends.arrow import table_digests
-from shardsmith.backends.base import TaskContext
+from shardsmith.backends.base import TaskContext, unassigned_error
 from shardsmith.compiler.planner import Collect
 from shardsmith.ir import SPLIT_COL, Fused, Step
 from shardsmith.kernels import digest
@@ -144,6 +144,8 @@ def _transform(be, ctx, rec, plan, part, states: dict, spill, kept: dict | None)
     span = rec.start("split", "split", frame)
     schema = plan.output_schema
     split_ids = be.split_ids(frame)
+    if plan.graph.split.default is None and plan.graph.split.by != "hash" and bool((split_ids < 0).any()):
+        raise unassigned_error(be, frame, plan.graph.split, split_ids, plan.files)
     output = be.conform(frame, schema)  # once, then each split's rows: the hidden columns are not copied
     splits, split_rows = {}, {}
     for i, name in enumerate(plan.graph.split.names):

@@ -169,3 +169,87 @@ def test_a_role_for_a_column_that_is_not_there(tmp_path):
     with pytest.raises(ConfigError, match=r"roles.lable: column 'lable' is not an output column \(did you mean "
                                           r"'label'\?\)"):
         prepare(cfg)
+
+
+# --- splits ----------------------------------------------------------------------------------------------
+@pytest.fixture
+def events():
+    rng = np.random.default_rng(11)
+    n = 3000
+    seconds = rng.integers(1_700_000_000, 1_700_000_000 + 90 * 86_400, n)
+    return pa.table({"id": pa.array(np.arange(n)),
+                     "ts": pa.array(seconds * 1000, mask=rng.random(n) < 0.05).view(pa.timestamp("ms")),
+                     "day": pa.array((seconds // 86_400).astype(np.int32)).view(pa.date32()),
+                     "score": pa.array(rng.normal(0, 1, n), mask=rng.random(n) < 0.05),
+                     "region": pa.array(rng.choice(["eu", "us", "apac", "latam"], n), mask=rng.random(n) < 0.05)})
+
+
+CUTS = ["2023-12-01", "2024-01-01T12:00:00"]
+
+
+def _time_split(ts_micros, cuts_micros):
+    return None if ts_micros is None else sum(ts_micros >= c for c in cuts_micros)
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+def test_time_split_by_timestamp_in_any_unit(tmp_path, backend, events, unit):
+    """A time split and a hash split by a timestamp key give the same rows whatever its stored unit."""
+    from shardsmith.ir.expr_types import time_literal
+
+    ms = events["ts"].cast(pa.int64())
+    scale = {"s": (1, 1000), "ms": (1, 1), "us": (1000, 1), "ns": (10**6, 1)}[unit]
+    raw = pa.compute.divide(pa.compute.multiply(ms, scale[0]), scale[1])
+    table = events.set_column(1, "ts", raw.cast(pa.int64()).combine_chunks().view(pa.timestamp(unit)))
+    split = {"by": "time", "key": "ts", "cuts": CUTS, "default": "valid", "fit_on": "train"}
+    got, manifest, _ = compile_table(tmp_path, table, [], backend, split=split, files=3, name=f"t{unit}")
+    micros = [None if v is None else (v // 1000 * 1000 if unit == "s" else v) * 1000 for v in ms.to_pylist()]
+    cuts = [time_literal(c, "timestamp") for c in CUTS]
+    want = [_time_split(m, cuts) for m in micros]
+    for i, name in enumerate(["train", "valid", "test"]):
+        ids = [k for k, w in enumerate(want) if (w if w is not None else 1) == i]
+        assert _col(got[name], "id") == ids, name
+    hashed = {"key": "ts", "seed": 3, "fractions": {"a": 0.5, "b": 0.5}, "fit_on": None}
+    got, _, _ = compile_table(tmp_path, table, [], backend, split=hashed, name=f"h{unit}")
+    want_a = [k for k, v in enumerate(micros) if (parity._xxh(v, 3) >> 11) < 2**52]
+    assert _col(got["a"], "id") == want_a
+
+
+def test_time_split_by_date_and_by_number(tmp_path, backend, events):
+    split = {"by": "time", "key": "day", "cuts": ["2023-11-20"], "names": ["early", "late"], "fit_on": "early"}
+    got, _, _ = compile_table(tmp_path, events, [], backend, split=split, name="bydate")
+    cut = (datetime.date(2023, 11, 20) - datetime.date(1970, 1, 1)).days
+    days = [(d - datetime.date(1970, 1, 1)).days for d in _col(events, "day")]
+    assert _col(got["late"], "id") == [k for k, d in enumerate(days) if d >= cut]
+    split = {"by": "time", "key": "score", "cuts": [-0.5, 0.5], "default": "test", "fit_on": None}
+    got, _, _ = compile_table(tmp_path, events, [], backend, split=split, name="bynum")
+    scores = _col(events, "score")
+    assert _col(got["valid"], "id") == [k for k, s in enumerate(scores) if s is not None and -0.5 <= s < 0.5]
+    assert _col(got["test"], "id") == [k for k, s in enumerate(scores) if s is None or s >= 0.5]
+
+
+def test_column_split(tmp_path, backend, events):
+    split = {"by": "column", "key": "region", "values": {"train": ["eu", "us"], "valid": ["apac"]},
+             "default": "valid", "fit_on": "train"}
+    got, manifest, _ = compile_table(tmp_path, events, [{"op": "normalize", "cols": ["score"]}], backend,
+                                     split=split, name="bycol", files=2)
+    regions = _col(events, "region")
+    assert _col(got["train"], "id") == [k for k, r in enumerate(regions) if r in ("eu", "us")]
+    assert _col(got["valid"], "id") == [k for k, r in enumerate(regions) if r not in ("eu", "us")]
+    assert manifest["rows"]["out"] == events.num_rows
+
+
+def test_a_null_key_without_a_default_names_the_row(tmp_path, backend, events):
+    from shardsmith.errors import InputError
+
+    split = {"by": "time", "key": "ts", "cuts": CUTS, "fit_on": None}
+    first_null = _col(events, "ts").index(None)
+    with pytest.raises(InputError, match=rf"split.key 'ts' is null in row {first_null}; set split.default"):
+        compile_table(tmp_path, events, [], backend, split=split, name="nulls")
+    split = {"by": "column", "key": "region", "values": {"a": ["eu"], "b": ["us", "apac"]}, "fit_on": None}
+    first = next(k for k, r in enumerate(_col(events, "region")) if r == "latam")
+    first = min(first, _col(events, "region").index(None))
+    with pytest.raises(InputError, match=rf"split.key 'region' is .* in row {first}"):
+        compile_table(tmp_path, events, [], backend, split=split, name="unlisted")
+    filtered = [{"op": "filter", "expr": "not_null(region) and region != 'latam'"}]  # rows filtered out need no split
+    got, _, _ = compile_table(tmp_path, events, filtered, backend, split=split, name="filtered")
+    assert got["a"].num_rows + got["b"].num_rows == sum(r in ("eu", "us", "apac") for r in _col(events, "region"))

@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 from shardsmith.backends.arrow import table_digests
 from shardsmith.backends.base import FINITE_PARTIALS, TableBackend, assign_split
 from shardsmith.backends.cpu import arrays, compiled
-from shardsmith.backends.cpu.expr import filter_mask
+from shardsmith.backends.cpu.expr import ArrowColumns, filter_mask
 from shardsmith.backends.cpu.lowering import LOWERINGS
 from shardsmith.inputs.read import read_parquet, read_text
 from shardsmith.ir import FILE_COL, ROW_COL, SPLIT_COL
@@ -67,10 +67,9 @@ class CpuBackend(TableBackend):
         n = table.num_rows
         table = table.append_column(FILE_COL, pa.array(np.full(n, part.file_index, dtype=np.int32)))
         table = table.append_column(ROW_COL, pa.array(got.rows))
-        table = table.append_column(SPLIT_COL, pa.array(assign_split(self, table, part.path, split)))
         if source.filter is not None:
             table = table.filter(pa.array(filter_mask(table, source.filter)))
-        return table, got.count
+        return table.append_column(SPLIT_COL, pa.array(assign_split(self, table, part.path, split))), got.count
 
     # --- hashing ----------------------------------------------------------------------------------
     def hash(self, column, seed) -> np.ndarray:
@@ -153,6 +152,9 @@ class CpuBackend(TableBackend):
     def content_digests(self, frame, schema) -> dict[str, int]:
         """The content digest (kernels/digest.py) of every output column, from its Arrow buffers."""
         return table_digests(frame.select([c.name for c in schema.columns]), {c.name: c.dtype for c in schema.columns})
+    def expr_columns(self, frame, dates=()):
+        """The frame as the expression evaluator sees it (backends/evaluate.py)."""
+        return ArrowColumns(frame)
 
     def conform(self, frame, schema):
         """Cast the output columns to the planned dtypes (an empty partition infers nothing)."""

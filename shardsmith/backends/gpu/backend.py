@@ -83,10 +83,10 @@ class GpuBackend(TableBackend):
         n = len(frame)
         frame[FILE_COL] = C.from_device(cp.full(n, part.file_index, dtype=np.int32))
         frame[ROW_COL] = C.from_device(rows)
-        frame[SPLIT_COL] = C.from_device(assign_split(self, frame, part.path, split))
+        dates = [c for c in columns if dtypes.get(c) == "date"]
         if source.filter is not None:
-            dates = [c for c in columns if dtypes.get(c) == "date"]
             frame = self.filter_mask(frame, expr.filter_mask(frame, source.filter, dates))
+        frame[SPLIT_COL] = C.from_device(assign_split(self, frame, part.path, split, dates))
         return frame, count
 
     def _read_parquet(self, part, columns, storage_options=None):
@@ -191,6 +191,9 @@ class GpuBackend(TableBackend):
     def parquet_bytes(self, frame, sink, schema) -> memoryview:
         """The shard as a Parquet file encoded by cuDF from device memory (output.writer: cudf)."""
         return writer.parquet_bytes(frame, sink, schema)
+    def expr_columns(self, frame, dates=()):
+        """The frame as the expression evaluator sees it (backends/evaluate.py)."""
+        return expr.CudfColumns(frame, dates)
 
     def conform(self, frame, schema):
         """The output columns in the planned order and dtypes (dates stay int32 days until to_arrow)."""
