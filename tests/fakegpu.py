@@ -398,6 +398,18 @@ class Series:
     def fillna(self, value):
         return Series.from_arrow(pc.fill_null(self.to_arrow(), value), self.name)
 
+    def take(self, indices):
+        return Series.from_arrow(self.to_arrow().take(pa.array(np.asarray(indices))), self.name)
+
+    def reset_index(self, drop=False):
+        return self
+
+    def mask(self, cond):
+        """Null where ``cond`` is true (cuDF's Series.mask with no ``other``)."""
+        c = cond.to_arrow() if isinstance(cond, Series) else pa.array(np.asarray(cond, dtype=bool))
+        arr = self.to_arrow()
+        return Series.from_arrow(pc.if_else(c, pa.nulls(len(arr), arr.type), arr), self.name)
+
     def isin(self, values):
         return Series.from_arrow(pc.is_in(self.to_arrow(), value_set=pa.array(list(values))).fill_null(False))
 
@@ -500,6 +512,14 @@ class DataFrame:
 
     def to_arrow(self, preserve_index=None):
         return pa.table({k: s.to_arrow() for k, s in self._cols.items()})
+
+    def merge(self, right, on, how="inner"):
+        """A join on ``on``; its rows come out in an order of their own (reversed here), as cuDF's
+        do: callers must not rely on the input order."""
+        joined = self.to_arrow().join(right.to_arrow(), keys=list(on),
+                                      join_type={"inner": "inner", "left": "left outer"}[how], use_threads=False)
+        joined = joined.take(pa.array(np.arange(joined.num_rows)[::-1].copy()))
+        return DataFrame.from_arrow(joined)
 
     def groupby(self, key, dropna=True, sort=False):
         return _GroupBy(self._cols[key])

@@ -11,6 +11,7 @@ import math
 from shardsmith.compiler.config import ShardsmithConfig, parse_size, split_names
 from shardsmith.errors import ConfigError, did_you_mean
 from shardsmith.inputs import scan as sources
+from shardsmith.inputs.tables import scan_table
 from shardsmith.ir import Graph, Schema, Sink, Source, Split, Step
 from shardsmith.ir.expr_types import column_kind, time_literal
 from shardsmith.ops import get_op
@@ -39,12 +40,14 @@ def build_on(cfg: ShardsmithConfig, schema: Schema, files: tuple = ()) -> Graph:
     source = Source(cfg.source.format, files, schema, schema.names,
                     dtypes=tuple(sorted(cfg.source.schema.items())), on_error=cfg.source.on_error,
                     storage_options=dict(cfg.source.storage_options))
-    steps = build_steps(cfg.graph, schema)
+    tables = {name: scan_table(name, t.paths, t.format, t.schema, parse_size(t.max_bytes, f"tables.{name}.max_bytes"))
+              for name, t in cfg.tables.items()}
+    steps = build_steps(cfg.graph, schema, tables)
     split = build_split(cfg, schema)
     out_schema = steps[-1].schema if steps else schema
     checks = parse_expectations(cfg.expect, schema, out_schema, split.names)
     return Graph(cfg.name, source, steps, split, build_sink(cfg), quantile_bits=cfg.stats.quantile_bits,
-                 expectations=checks, roles=output_roles(cfg.roles, schema, steps))
+                 expectations=checks, roles=output_roles(cfg.roles, schema, steps), tables=tuple(tables.values()))
 
 
 def output_roles(roles: dict[str, str], inputs: Schema, steps) -> tuple[tuple[str, str], ...]:
@@ -58,13 +61,18 @@ def output_roles(roles: dict[str, str], inputs: Schema, steps) -> tuple[tuple[st
     return tuple((c, r) for c, r in roles.items() if c in out)
 
 
-def build_steps(entries: list[dict], schema: Schema) -> tuple[Step, ...]:
+def build_steps(entries: list[dict], schema: Schema, tables: dict | None = None) -> tuple[Step, ...]:
+    """Type every step in order; ``tables`` are the scanned side tables (for ops that join them)."""
     steps = []
     for i, entry in enumerate(entries):
         key = f"graph[{i}]"
         if not isinstance(entry, dict) or "op" not in entry:
             raise ConfigError("expected a mapping with an 'op' key", key)
-        op = get_op(str(entry["op"]), f"{key}.op").from_config(entry, schema, key)
+        cls = get_op(str(entry["op"]), f"{key}.op")
+        if getattr(cls, "uses_tables", False):
+            op = cls.from_config(entry, schema, key, tables=tables or {})
+        else:
+            op = cls.from_config(entry, schema, key)
         schema = op.infer(schema)
         steps.append(Step(op, key, schema))
     return tuple(steps)

@@ -59,6 +59,17 @@ class SourceConfig:
 
 
 @dataclass
+class TableConfig:
+    """A side table (``tables.NAME``): files that ops such as ``join`` read whole and send to every
+    worker, so their in-memory size is capped by ``max_bytes``."""
+
+    paths: list[str] = field(default_factory=list)
+    format: str = "parquet"
+    schema: dict[str, str] = field(default_factory=dict)
+    max_bytes: str = "1GB"
+
+
+@dataclass
 class SplitConfig:
     # hash: by the seeded hash of `key` (or of the row in its file), in `fractions`; time: by the
     # value of `key` (a timestamp, date or number column) against `cuts`; column: by the value of
@@ -195,6 +206,8 @@ class DriftConfig:
 class ShardsmithConfig:
     name: str = "dataset"
     source: SourceConfig = field(default_factory=SourceConfig)
+    # Side tables by name, for ops that join them (`join`): {NAME: {paths: [...], format: ...}}.
+    tables: dict[str, TableConfig] = field(default_factory=dict)
     graph: list[Any] = field(default_factory=list)
     roles: dict[str, str] = field(default_factory=dict)
     split: SplitConfig = field(default_factory=SplitConfig)
@@ -331,6 +344,10 @@ def _lists(raw: dict) -> dict:
         if isinstance(node, dict) and isinstance(node.get(key), str):
             node = {**node, key: [node[key]]}
             raw = {**raw, section: node} if section else node
+    tables = raw.get("tables")
+    if isinstance(tables, dict):
+        one = {n for n, t in tables.items() if isinstance(t, dict) and isinstance(t.get("paths"), str)}
+        raw["tables"] = {n: {**t, "paths": [t["paths"]]} if n in one else t for n, t in tables.items()}
     return raw
 
 
@@ -363,6 +380,7 @@ def validate(cfg: ShardsmithConfig) -> None:
         raise ConfigError("no input paths given (a list of files or globs)", "source.paths")
     _choice(src.format, SOURCE_FORMATS, "source.format")
     _choice(src.on_error, ON_ERROR, "source.on_error")
+    _validate_tables(cfg.tables)
     for i, g in enumerate(cfg.graph):
         if not isinstance(g, dict) or "op" not in g:
             raise ConfigError("expected a mapping with an 'op' key, e.g. {op: log1p, cols: [I1]}", f"graph[{i}]")
@@ -385,6 +403,19 @@ def validate_drift(d: DriftConfig) -> None:
             raise ConfigError(f"expected a limit >= 0 (or null: no limit), got {v!r}", f"drift.{name}")
     if not isinstance(d.bins, int) or d.bins < 2:
         raise ConfigError(f"expected 2 or more bins, got {d.bins!r}", "drift.bins")
+
+
+def _validate_tables(tables: dict) -> None:
+    for name, table in tables.items():
+        key = f"tables.{name}"
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(name)):
+            raise ConfigError(f"table names are letters, digits and '_', got {name!r}", key)
+        if isinstance(table.paths, str):
+            table.paths = [table.paths]
+        if not table.paths:
+            raise ConfigError("no input paths given (a list of files or globs)", f"{key}.paths")
+        _choice(table.format, SOURCE_FORMATS, f"{key}.format")
+        parse_size(table.max_bytes, f"{key}.max_bytes")
 
 
 SPLIT_MODES = ("hash", "time", "column")

@@ -56,6 +56,7 @@ class Source:
     schema: Schema  # the full schema of the files
     columns: tuple[str, ...]  # the projection: columns the graph needs (prune_columns narrows it)
     filter: Node | None = None  # a pushed-down row predicate, applied while reading
+    filter_keys: tuple[str, ...] = ()  # the steps whose predicates were pushed into it (row accounting)
     # Row groups kept per file after statistics pruning, as indices; None: all of them.
     row_groups: tuple[tuple[int, ...], ...] | None = None
     dtypes: tuple[tuple[str, str], ...] = ()  # dtype overrides for CSV / JSON lines
@@ -67,6 +68,23 @@ class Source:
     @property
     def rows(self) -> int:
         return sum(f.rows for f in self.files)
+
+
+@dataclass(frozen=True)
+class SideTable:
+    """A side table (``tables.NAME``) as the planner saw it: its files (fingerprinted into the
+    dataset key) and schema. Ops that use one (``join``) hold it; the runtime reads it whole."""
+
+    name: str
+    format: str
+    files: tuple[FileInfo, ...]
+    schema: Schema
+    dtypes: tuple[tuple[str, str], ...] = ()  # dtype overrides for CSV / JSON lines
+    max_bytes: int = 10**9  # the most its columns may take in memory (it is sent to every worker)
+
+    @property
+    def key(self) -> str:
+        return f"tables.{self.name}"
 
 
 @dataclass(frozen=True)
@@ -173,6 +191,7 @@ class Graph:
     # Roles given in the config for output columns (``roles``), applied last: a derived or joined
     # column can be the label whatever role the op that made it gives it.
     roles: tuple[tuple[str, str], ...] = ()
+    tables: tuple[SideTable, ...] = ()  # the side tables the config declares (tables:)
 
     def checks_at(self, stage: str) -> tuple:
         """The column and row checks evaluated at ``stage`` (input or output)."""

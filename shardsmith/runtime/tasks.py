@@ -23,11 +23,13 @@ from shardsmith.shards.summary import shard_summary
 from shardsmith.shards.writers import WRITERS, write_bytes, write_shard
 
 
-def run_program(be, program, frame, states: dict, ctx, on_collect=None, rec=None):
+def run_program(be, program, frame, states: dict, ctx, on_collect=None, rec=None, dropped=None):
     """Apply a program's items in order; ``on_collect(item, frame)`` at each Collect. ``rec``
-    (profiling/spans.py) records a span per item."""
+    (profiling/spans.py) records a span per item; ``dropped`` (a dict), when given, counts the rows
+    each step removed other than into quarantine (filters, inner joins), by step key."""
     for item in program:
         span = rec.start(stage_key(item), stage_kind(item), frame) if rec is not None else None
+        before, quarantined = be.num_rows(frame), ctx.quarantined_rows
         if isinstance(item, Collect):
             on_collect(item, frame)
         elif isinstance(item, Fused):
@@ -35,6 +37,10 @@ def run_program(be, program, frame, states: dict, ctx, on_collect=None, rec=None
         elif isinstance(item, Step):
             fn = be.lowerings.require(item.op, item.key)
             frame = fn(be, item, frame, states.get(item.key, {}), ctx)
+        if dropped is not None and not isinstance(item, Collect):
+            n = before - be.num_rows(frame) - (ctx.quarantined_rows - quarantined)
+            if n:
+                dropped[item.key] = dropped.get(item.key, 0) + n
         if rec is not None:
             rec.stop(span, frame)
     return frame
@@ -136,10 +142,11 @@ def transform_task(backend: str, plan, part, states: dict, prof: dict | None = N
 def _transform(be, ctx, rec, plan, part, states: dict, spill, kept: dict | None) -> dict:
     frame, n_read = _read(be, ctx, rec, plan, part, kept)
     after_read = be.num_rows(frame)
+    dropped = {pushed_key(plan.graph.source): n_read - after_read} if n_read > after_read else {}
     # A kept read carries no elementwise prefix when the graph has input checks (planner.read_prefix).
     frame, checked = check_stage(be, frame, plan.graph.checks_at("input"), ctx, spill)
     program = plan.transform if kept is None else plan.transform_after_read
-    frame = run_program(be, program, frame, states, ctx, rec=rec)
+    frame = run_program(be, program, frame, states, ctx, rec=rec, dropped=dropped)
     frame, checked_out = check_stage(be, frame, plan.graph.checks_at("output"), ctx, spill)
     span = rec.start("split", "split", frame)
     schema = plan.output_schema
@@ -160,6 +167,7 @@ def _transform(be, ctx, rec, plan, part, states: dict, spill, kept: dict | None)
         "filtered": n_read - after_read + (after_read - be.num_rows(frame) - quarantined),
         "quarantined": quarantined,
         "split_rows": split_rows,
+        "filtered_by": dropped,
     }
     if checked or checked_out:
         meta["quality"] = {**checked, **checked_out}
@@ -169,6 +177,11 @@ def _transform(be, ctx, rec, plan, part, states: dict, spill, kept: dict | None)
     if ctx.quarantined:
         quarantine = pa.concat_tables(ctx.quarantined)
     return {"splits": splits, "quarantine": quarantine, "meta": meta}
+
+
+def pushed_key(source) -> str:
+    """How the row accounting names the filters pushed into the reader: their steps' keys."""
+    return "+".join(source.filter_keys) or "source filter"
 
 
 def _total_bytes(be, frames) -> int | None:

@@ -253,3 +253,101 @@ def test_a_null_key_without_a_default_names_the_row(tmp_path, backend, events):
     filtered = [{"op": "filter", "expr": "not_null(region) and region != 'latam'"}]  # rows filtered out need no split
     got, _, _ = compile_table(tmp_path, events, filtered, backend, split=split, name="filtered")
     assert got["a"].num_rows + got["b"].num_rows == sum(r in ("eu", "us", "apac") for r in _col(events, "region"))
+
+
+# --- tables and join ------------------------------------------------------------------------------------
+def _write(path, table):
+    import pyarrow.parquet as pq
+
+    pq.write_table(table, path, row_group_size=200)
+    return str(path)
+
+
+@pytest.fixture
+def users(tmp_path):
+    rng = np.random.default_rng(3)
+    n = 400
+    ids = rng.permutation(np.arange(0, 2 * n, 2))  # even ids only: odd ones never match
+    return pa.table({"uid": pa.array(ids, pa.int32()), "site": pa.array(rng.choice(["a", "b", "c"], n)),
+                     "age": pa.array(rng.integers(18, 90, n).astype(np.int16), mask=rng.random(n) < 0.1),
+                     "since": pa.array(rng.integers(0, 2 * 10**9, n) * 1000).view(pa.timestamp("ms")),
+                     "score": pa.array(rng.normal(0, 1, n))})
+
+
+@pytest.fixture
+def clicks():
+    rng = np.random.default_rng(4)
+    n = 5000
+    return pa.table({"id": pa.array(np.arange(n)), "user": pa.array(rng.integers(0, 820, n), mask=rng.random(n) < 0.05),
+                     "site": pa.array(rng.choice(["a", "b", "c", "d"], n)), "x": pa.array(rng.normal(0, 1, n))})
+
+
+def _by_key(table, keys):
+    out = {}
+    for r in table.to_pylist():
+        out.setdefault(tuple(r[k] for k in keys), r)
+    return out
+
+
+@pytest.mark.parametrize("how", ["left", "inner"])
+def test_join(tmp_path, backend, users, clicks, how):
+    side = _write(tmp_path / "users.parquet", users)
+    graph = [{"op": "join", "table": "users", "on": {"user": "uid", "site": "site"}, "how": how,
+              "cols": ["age", "since", "score"], "prefix": "u_"},
+             {"op": "filter", "expr": "x > -1.5"}]
+    got, manifest, _ = compile_table(tmp_path, clicks, graph, backend, name=f"j{how}", files=3,
+                                     tables={"users": {"paths": [side]}})
+    lookup = _by_key(users, ["uid", "site"])
+    want = []
+    for r in clicks.to_pylist():
+        match = lookup.get((r["user"], r["site"])) if r["user"] is not None else None
+        if r["x"] > -1.5 and (match is not None or how == "left"):
+            want.append((r["id"], *(match[c] if match else None for c in ("age", "since", "score"))))
+    t = got["train"]
+    assert list(zip(*(_col(t, c) for c in ("id", "u_age", "u_since", "u_score")))) == want  # input order kept
+    assert t.schema.field("u_age").type == pa.int16() and t.schema.field("u_since").type == pa.timestamp("ms")
+    dropped = sum(1 for r in clicks.to_pylist() if r["x"] <= -1.5)
+    inner = clicks.num_rows - dropped - len(want)
+    expected = {"graph[1]": dropped, **({"graph[0]": inner} if how == "inner" else {})}
+    assert manifest["filtered_by"] == expected and manifest["rows"]["filtered"] == dropped + inner
+    assert manifest["tables"]["users"][0]["path"] == side and manifest["tables"]["users"][0]["rows"] == 400
+
+
+def test_join_keys_by_value_across_types_and_units(tmp_path, backend):
+    """int8 against int64 keys, timestamp[s] against [ns] keys, dates: matched by value."""
+    rng = np.random.default_rng(8)
+    n = 1000
+    side = pa.table({"k": pa.array(np.arange(100), pa.int64()),
+                     "t": pa.array(np.arange(100) * 10**9 * 3600).view(pa.timestamp("ns")),
+                     "d": pa.array(np.arange(100, dtype=np.int32)).view(pa.date32()),
+                     "v": pa.array([f"v{i}" for i in range(100)])})
+    main = pa.table({"k": pa.array(rng.integers(0, 120, n).astype(np.int8)),
+                     "t": pa.array(rng.integers(0, 100, n) * 3600).view(pa.timestamp("s")),
+                     "d": pa.array(rng.integers(0, 120, n).astype(np.int32)).view(pa.date32())})
+    path = _write(tmp_path / "side.parquet", side)
+    graph = [{"op": "join", "table": "s", "on": ["k"], "cols": ["v"], "prefix": "by_k_"},
+             {"op": "join", "table": "s", "on": ["t"], "cols": ["v"], "prefix": "by_t_"},
+             {"op": "join", "table": "s", "on": ["d"], "cols": ["v"], "prefix": "by_d_"}]
+    got, _, _ = compile_table(tmp_path, main, graph, backend, tables={"s": {"paths": [path]}})
+    t = got["train"]
+    assert _col(t, "by_k_v") == [f"v{k}" if k < 100 else None for k in _col(main, "k")]
+    hours = [int(v.timestamp()) // 3600 for v in _col(main, "t")]
+    assert _col(t, "by_t_v") == [f"v{h}" for h in hours]
+    days = [(v - datetime.date(1970, 1, 1)).days for v in _col(main, "d")]
+    assert _col(t, "by_d_v") == [f"v{d}" if d < 100 else None for d in days]
+
+
+def test_join_duplicates(tmp_path, backend, users, clicks):
+    from shardsmith.errors import InputError
+
+    dup = pa.concat_tables([users, users.slice(5, 1).set_column(2, "age", pa.array([None], pa.int16()))])
+    side = _write(tmp_path / "dup.parquet", dup)
+    graph = [{"op": "join", "table": "users", "on": {"user": "uid"}, "cols": ["age"]}]
+    uid = users["uid"][5].as_py()
+    with pytest.raises(InputError, match=rf"table 'users' has 2 rows with uid = {uid}: graph\[0\] needs one row per "
+                                         r"key \(set on_duplicate: first"):
+        compile_table(tmp_path, clicks, graph, backend, tables={"users": {"paths": [side]}}, name="dup")
+    graph[0]["on_duplicate"] = "first"
+    got, _, _ = compile_table(tmp_path, clicks, graph, backend, tables={"users": {"paths": [side]}}, name="first")
+    ages = dict(zip(_col(users, "uid"), _col(users, "age")))
+    assert _col(got["train"], "age") == [ages.get(u) for u in _col(clicks, "user")]

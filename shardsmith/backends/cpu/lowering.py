@@ -19,6 +19,7 @@ from shardsmith.kernels.lookup import FIRST_ID, NULL_ID, OOV_ID
 from shardsmith.kernels.rounding import missing_inf, round_to
 from shardsmith.ops.categorical import Categorify, HashBucket, HashedCross
 from shardsmith.ops.derive import Derive
+from shardsmith.ops.joins import KEY, Join, canonical_key
 from shardsmith.ops.numeric import Cast
 from shardsmith.ops.rows import Drop, Filter, Rename
 
@@ -89,6 +90,39 @@ def run_filter(be, step, frame, state, ctx):
 def run_derive(be, step, frame, state, ctx):
     op = step.op
     return _set_columns(frame, {op.out: derive_column(frame, op.node, step.schema[op.out].dtype)})
+
+
+@LOWERINGS.register(Join)
+def run_join(be, step, frame, state, ctx):
+    op = step.op
+    side = state["table"]
+    keys = [canonical_key(frame[c]) for c in op.left_keys()]
+    j = match_rows(keys, [side[f"{KEY}{i}"] for i in range(len(keys))])
+    matched = j >= 0
+    frame = _set_columns(frame, {op.prefix + c: take_rows(side[c], j, matched) for c in op.cols})
+    return frame.filter(pa.array(matched)) if op.how == "inner" and not matched.all() else frame
+
+
+def match_rows(left: list, right: list) -> np.ndarray:
+    """For each row of the ``left`` key columns, the row of the ``right`` ones with equal keys
+    (which are unique), or -1. Keys are in canonical form (ops/joins.canonical_key); a null
+    matches nothing."""
+    n = len(left[0])
+    names = [f"k{i}" for i in range(len(left))]
+    lt = pa.table({**dict(zip(names, left)), "__i": pa.array(np.arange(n, dtype=np.int64))})
+    rt = pa.table({**dict(zip(names, right)), "__j": pa.array(np.arange(len(right[0]), dtype=np.int64))})
+    joined = lt.join(rt, keys=names, join_type="inner", use_threads=False)
+    out = np.full(n, -1, dtype=np.int64)
+    out[joined["__i"].to_numpy()] = joined["__j"].to_numpy()  # scattered back: the input order
+    return out
+
+
+def take_rows(column, j: np.ndarray, matched: np.ndarray) -> pa.Array:
+    """``column[j]`` per row, null where ``matched`` is false."""
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if len(column) == 0:
+        return pa.nulls(len(j), column.type)
+    return column.take(pa.array(np.where(matched, j, 0), mask=~matched if not matched.all() else None))
 
 
 @LOWERINGS.register(Rename)

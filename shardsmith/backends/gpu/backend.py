@@ -50,6 +50,7 @@ class GpuBackend(TableBackend):
 
     def __init__(self):
         self._vocabularies: dict = {}  # id(vocabulary) -> (vocabulary, device form): see impl.categorify
+        self._tables: dict = {}  # id(side table or per-key state) -> (table, cuDF frame): see impl.device_table
         # One partition's device work at a time per GPU. A GPU worker runs several threads so that
         # host work (shard writes) overlaps; their device work shares one stream, and each
         # device-to-host read synchronises it, so concurrent partitions convoy (seen on an H200:

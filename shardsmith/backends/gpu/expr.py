@@ -22,8 +22,8 @@ from shardsmith.kernels.xxhash64 import timestamp_micros
 
 _CMP = {"eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "le": operator.le, "gt": operator.gt,
         "ge": operator.ge}
-_UNITS = {"TIMESTAMP_SECONDS": "s", "TIMESTAMP_MILLISECONDS": "ms", "TIMESTAMP_MICROSECONDS": "us",
-          "TIMESTAMP_NANOSECONDS": "ns"}
+TIMESTAMP_UNITS = {"TIMESTAMP_SECONDS": "s", "TIMESTAMP_MILLISECONDS": "ms", "TIMESTAMP_MICROSECONDS": "us",
+                   "TIMESTAMP_NANOSECONDS": "ns"}  # cuDF's type ids of timestamps by their unit
 
 
 class CudfColumns:
@@ -52,8 +52,9 @@ class CudfColumns:
         tid = C.plc_column(s).type().id()
         if kind == "bool":
             return Val("bool", values.astype(bool), valid)
-        if tid.name in _UNITS:
-            return Val("timestamp", timestamp_micros(values.astype(np.int64), _UNITS[tid.name], self.xp), valid)
+        if tid.name in TIMESTAMP_UNITS:
+            micros = timestamp_micros(values.astype(np.int64), TIMESTAMP_UNITS[tid.name], self.xp)
+            return Val("timestamp", micros, valid)
         if tid.name == "TIMESTAMP_DAYS" or is_date:
             return Val("date", values.astype(np.int64), valid)
         if kind == "float":

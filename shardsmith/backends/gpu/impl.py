@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 
+import cudf
 import cupy as cp
 import numpy as np
 import pyarrow as pa
@@ -20,6 +21,8 @@ from shardsmith.ir import FILE_COL, ROW_COL
 from shardsmith.ir.dtypes import ARROW_TYPES
 from shardsmith.kernels import casts, codegen, gpu
 from shardsmith.kernels import lookup as L
+from shardsmith.kernels.xxhash64 import timestamp_micros
+from shardsmith.ops.joins import KEY
 
 
 # --- fused elementwise chains: one generated kernel per column group -------------------------------
@@ -151,6 +154,82 @@ def derive(be, step, frame):
     op = step.op
     dates = date_columns(step.schema, exclude=op.out) + tuple(op.date_inputs)
     return set_columns(frame, {op.out: expr.derive_series(frame, op.node, step.schema[op.out].dtype, dates)})
+
+
+# --- join (and the lookups of fitted per-key state) ------------------------------------------------
+def join(be, step, frame, state):
+    op = step.op
+    side = device_table(be, state["table"])
+    keys = [device_key(frame[c]) for c in op.left_keys()]
+    j = match_rows(keys, [side[f"{KEY}{i}"] for i in range(len(keys))])
+    matched = j >= 0
+    frame = set_columns(frame, {op.prefix + c: take_rows(side[c], j, matched) for c in op.cols})
+    if op.how == "inner" and not bool(matched.all()):
+        frame = be.filter_mask(frame, matched)
+    return frame
+
+
+_tables_lock = threading.Lock()
+
+
+def device_table(be, table: pa.Table):
+    """A host Arrow table (a join's side table, a fitted per-key state) on the device, kept per
+    worker for the next partitions (the state object is the same for every partition of a run)."""
+    with _tables_lock:
+        hit = be._tables.get(id(table))
+        if hit is not None and hit[0] is table:
+            return hit[1]
+    frame = transfer.table_to_frame(table)
+    with _tables_lock:
+        if len(be._tables) > 64:
+            be._tables.clear()
+        be._tables[id(table)] = (table, frame)
+    return frame
+
+
+def device_key(series):
+    """A key column in its canonical form (ops/joins.canonical_key): integers and dates as int64,
+    timestamps as int64 microseconds, strings and bools as they are."""
+    kind = C.kind(series)
+    if kind in ("string", "bool"):
+        return series
+    values, valid = C.values_and_validity(series)
+    tid = C.plc_column(series).type().id()
+    unit = expr.TIMESTAMP_UNITS.get(tid.name)
+    if unit is not None:
+        values = timestamp_micros(values.astype(np.int64), unit, cp)
+    elif values.dtype == np.uint64:
+        values = values.view(np.int64)
+    return C.from_values(values.astype(np.int64), valid)
+
+
+def match_rows(left: list, right: list) -> cp.ndarray:
+    """For each row of the ``left`` key columns, the row of the ``right`` ones with equal keys
+    (unique), or -1: a cuDF merge, whose output order is its own, scattered back by row number."""
+    n, m = len(left[0]), len(right[0])
+    names = [f"k{i}" for i in range(len(left))]
+    lt = cudf.DataFrame({**dict(zip(names, left)), "__i": C.from_device(cp.arange(n, dtype=np.int64))})
+    rt = cudf.DataFrame({**dict(zip(names, right)), "__j": C.from_device(cp.arange(m, dtype=np.int64))})
+    merged = lt.merge(rt, on=names, how="inner")
+    out = cp.full(n, -1, dtype=np.int64)
+    out[C.values(merged["__i"])] = C.values(merged["__j"])
+    return out
+
+
+def take_rows(series, j, matched):
+    """``series[j]`` per row, null where ``matched`` is false."""
+    n = len(j)
+    if len(series) == 0:
+        return transfer.array_to_series(pa.nulls(n, C.arrow_type(series)))
+    idx = cp.where(matched, j, 0)
+    if C.kind(series) == "string":
+        out = series.take(idx).reset_index(drop=True)
+        return out if bool(matched.all()) else out.mask(C.from_device(~matched))
+    values, valid = C.values_and_validity(series)
+    keep = matched if valid is None else matched & valid[idx]
+    nulls = n - int(cp.count_nonzero(keep))
+    return C.from_device(values[idx], C.pack_bits(keep) if nulls else None, nulls,
+                         type_id=C.plc_column(series).type().id())
 
 
 def rename(frame, mapping: dict):

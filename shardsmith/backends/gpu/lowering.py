@@ -15,6 +15,7 @@ from shardsmith.ir.expr_types import host_string_functions
 from shardsmith.kernels.casts import NUMERIC
 from shardsmith.ops.categorical import Categorify, HashBucket, HashedCross
 from shardsmith.ops.derive import Derive
+from shardsmith.ops.joins import Join
 from shardsmith.ops.numeric import Cast
 from shardsmith.ops.rows import Drop, Filter, Rename
 
@@ -51,6 +52,12 @@ def run_filter(be, step, frame, state, ctx):
 @LOWERINGS.register(Derive, note=_host_strings_note)
 def run_derive(be, step, frame, state, ctx):
     return _impl().derive(be, step, frame)
+
+
+@LOWERINGS.register(Join)
+def run_join(be, step, frame, state, ctx):
+    """Keys matched by a cuDF merge, scattered back so that rows keep their input order."""
+    return _impl().join(be, step, frame, state)
 
 
 @LOWERINGS.register(Rename)
