@@ -456,6 +456,21 @@ class _GroupBy:
         return out
 
 
+class _FrameGroupBy:
+    """groupby(keys).agg({column: sum | min | max}).reset_index(): the key columns, then the
+    aggregates, in an order of the groups' own (Arrow's, reversed), as cuDF gives no order either."""
+
+    def __init__(self, frame, keys):
+        self.frame, self.keys = frame, keys
+
+    def agg(self, aggs: dict):
+        table = self.frame.to_arrow()
+        out = table.group_by(self.keys, use_threads=False).aggregate([(c, fn) for c, fn in aggs.items()])
+        out = out.rename_columns([{f"{c}_{fn}": c for c, fn in aggs.items()}.get(n, n) for n in out.column_names])
+        out = out.select([*self.keys, *aggs])
+        return DataFrame.from_arrow(out.take(pa.array(np.arange(out.num_rows)[::-1].copy())))
+
+
 class DataFrame:
     def __init__(self, data=None):
         self._cols: dict = {}
@@ -522,6 +537,8 @@ class DataFrame:
         return DataFrame.from_arrow(joined)
 
     def groupby(self, key, dropna=True, sort=False):
+        if isinstance(key, (list, tuple)):
+            return _FrameGroupBy(self, list(key))
         return _GroupBy(self._cols[key])
 
     def to_parquet(self, path, compression="snappy", index=None, statistics="ROWGROUP", row_group_size_rows=None,

@@ -35,9 +35,9 @@ from shardsmith.ir import Column, Schema, SideTable
 from shardsmith.ir.expr_types import column_kind
 from shardsmith.kernels.xxhash64 import timestamp_micros
 from shardsmith.ops.base import Op, register_op
+from shardsmith.ops.stats import KEY  # key columns of per-key state: __key0, __key1, ... (canonical)
 
 HOW = ("left", "inner")
-KEY = "__key"  # the side state's key columns: __key0, __key1, ... in canonical form
 ON_DUPLICATE = ("error", "first")
 
 

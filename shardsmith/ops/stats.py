@@ -9,12 +9,14 @@ sizes, the number of workers or the engine.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
+from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
 
+from shardsmith.ir import FILE_COL, ROW_COL
 from shardsmith.kernels import exact
 
 
@@ -23,6 +25,18 @@ class Stat:
     """A statistic of one column as it is seen at a step's input."""
 
     col: str
+    # A frame statistic's partial gets the frame of its ``inputs()`` (and the input files), not a column.
+    frame_stat: ClassVar[bool] = False
+    # Computed over every row, not only the ``split.fit_on`` ones (row-level state such as lags).
+    all_rows: ClassVar[bool] = False
+
+    def inputs(self) -> tuple[str, ...]:
+        """The columns the partial reads."""
+        return (self.col,)
+
+    def for_graph(self, graph) -> Stat:
+        """This statistic with what it needs of the graph (the planner calls it)."""
+        return self
 
     def merge(self, parts: list):
         raise NotImplementedError(type(self).__name__)
@@ -69,6 +83,9 @@ class Quantiles(Stat):
     """A mergeable histogram with ``bits`` mantissa bits, answering any quantile."""
 
     bits: int = 10
+
+    def for_graph(self, graph) -> Quantiles:
+        return replace(self, bits=graph.quantile_bits)
 
     def merge(self, parts):
         return exact.merge_histograms(parts)
@@ -151,3 +168,176 @@ def minmax_partial(x, xp=np) -> tuple[int, float, float]:
 def mean_from(merged) -> Fraction:
     n, s1, _ = merged
     return exact.to_fraction(s1) / n if n else Fraction(0)
+
+
+# --- per-key statistics (target_encode, groupby_features) ---------------------------------------------
+KEY = "__key"  # key columns of per-key tables: __key0, __key1, ... in canonical form (ops/joins.py)
+FOLD = "__fold"
+# Folds are a seeded hash of the row, independent of the split's: XXH64 of the row number under the
+# seed XXH64(basename(file), seed ^ FOLD_SALT), modulo the number of folds.
+FOLD_SALT = 0x7F4A7C159E3779B9
+
+
+@dataclass(frozen=True)
+class KeyedMoments(Stat):
+    """Per distinct key (the canonical values of ``keys``; a row with a null key is left out), and
+    with ``folds`` per key and fold: the rows, and per column of ``values`` the count, the exact sum
+    (and sum of squares) and the min and max of its finite values.
+
+    A partial is ``{"rows": table, "sums": table}`` of host Arrow tables: ``rows`` has the group
+    columns, ``__n`` and per value column ``v#n``, ``v#min``, ``v#max``; ``sums`` has the group
+    columns, ``__col`` (the value column's index; plus len(values) for squares), ``__bin``, ``__hi``
+    and ``__lo``: the exact per-exponent integer sums of kernels/exact.decompose. Merging sums
+    integers and takes min / max, so it is exact in any order."""
+
+    keys: tuple[str, ...] = ()
+    values: tuple[str, ...] = ()
+    folds: int = 0
+    seed: int = 0
+    squares: bool = False
+    fit_split: int = -1  # the split whose rows were fitted on (-1: every row), set by for_graph
+    frame_stat: ClassVar[bool] = True
+
+    def inputs(self) -> tuple[str, ...]:
+        hidden = (FILE_COL, ROW_COL) if self.folds else ()
+        return tuple(dict.fromkeys((*self.keys, *self.values, *hidden)))
+
+    def for_graph(self, graph) -> KeyedMoments:
+        fit_on = graph.split.fit_on
+        return replace(self, fit_split=graph.split.names.index(fit_on) if fit_on is not None else -1)
+
+    def group_columns(self) -> list[str]:
+        return [f"{KEY}{i}" for i in range(len(self.keys))] + ([FOLD] if self.folds else [])
+
+    def row_aggregates(self) -> dict[str, str]:
+        aggs = {"__n": "sum"}
+        for v in self.values:
+            aggs.update({f"{v}#n": "sum", f"{v}#min": "min", f"{v}#max": "max"})
+        return aggs
+
+    def merge(self, parts):
+        parts = [p for p in parts if p is not None]
+        if not parts:
+            return None
+        group = self.group_columns()
+        rows = regroup(pa.concat_tables([p["rows"] for p in parts]), group, self.row_aggregates())
+        sums = regroup(pa.concat_tables([p["sums"] for p in parts]), [*group, "__col", "__bin"],
+                       {"__hi": "sum", "__lo": "sum"})
+        return {"rows": rows, "sums": sums}
+
+    def finalize(self, merged) -> KeyedResult:
+        return keyed_result(self, merged)
+
+
+def regroup(table: pa.Table, by: list[str], aggs: dict[str, str]) -> pa.Table:
+    """``table`` grouped by ``by`` with ``aggs`` ({column: sum | min | max}), keeping the names."""
+    out = table.group_by(by, use_threads=False).aggregate([(c, fn) for c, fn in aggs.items()])
+    return out.select([*(f"{c}_{fn}" for c, fn in aggs.items()), *by]).rename_columns([*aggs, *by]).select(
+        [*by, *aggs])
+
+
+@dataclass
+class KeyedResult:
+    """The finalized per-key statistics: ``groups`` (the group columns, sorted) and per group
+    ``n`` (rows) and per value column ``count``, ``sum``, ``sumsq``, ``min``, ``max`` (NumPy)."""
+
+    groups: pa.Table
+    n: np.ndarray
+    columns: dict = field(default_factory=dict)
+
+
+def keyed_result(stat: KeyedMoments, merged) -> KeyedResult:
+    """Groups in sorted order; float sums added from their exact per-exponent parts in a fixed
+    order (group, column, exponent), so they are the same whatever the partitioning or engine."""
+    group = stat.group_columns()
+    if merged is None or merged["rows"].num_rows == 0:
+        empty = pa.table({c: pa.array([], pa.int64()) for c in group})
+        return KeyedResult(empty, np.zeros(0, np.int64), {v: _empty_column() for v in stat.values})
+    rows = merged["rows"].sort_by([(c, "ascending") for c in group])
+    g_count = rows.num_rows
+    width = 2 * len(stat.values)
+    acc = np.zeros(g_count * width, dtype=np.float64)
+    sums = merged["sums"]
+    if sums.num_rows:
+        gid = rows.select(group).append_column("__g", pa.array(np.arange(g_count, dtype=np.int64)))
+        sums = sums.join(gid, keys=group, join_type="inner", use_threads=False)
+        g, col = sums["__g"].to_numpy(), sums["__col"].to_numpy().astype(np.int64)
+        bins = sums["__bin"].to_numpy()
+        order = np.lexsort((bins, col, g))
+        pieces = exact.binned_value(bins[order], sums["__hi"].to_numpy()[order], sums["__lo"].to_numpy()[order])
+        np.add.at(acc, np.repeat(g[order] * width + col[order], 4), pieces.ravel())  # in that order, one by one
+    acc = acc.reshape(g_count, width)
+    columns = {}
+    for i, v in enumerate(stat.values):
+        columns[v] = {"count": rows[f"{v}#n"].to_numpy(), "sum": acc[:, i], "sumsq": acc[:, len(stat.values) + i],
+                      "min": rows[f"{v}#min"].to_numpy(zero_copy_only=False),
+                      "max": rows[f"{v}#max"].to_numpy(zero_copy_only=False)}
+    return KeyedResult(rows.select(group), rows["__n"].to_numpy(), columns)
+
+
+def _empty_column() -> dict:
+    z = np.zeros(0)
+    return {"count": z.astype(np.int64), "sum": z, "sumsq": z, "min": z, "max": z}
+
+
+def keyed_partial_tables(stat: KeyedMoments, groups: dict, n: int, values: dict) -> dict:
+    """A KeyedMoments partial from host arrays: ``groups`` the group columns (canonical keys as
+    Arrow arrays, the fold as NumPy), ``values`` per value column its float64 values (NaN for
+    missing); rows with a null key are left out."""
+    keep = np.ones(n, dtype=bool)
+    for arr in groups.values():
+        if isinstance(arr, pa.Array) and arr.null_count:
+            keep &= np.asarray(arr.is_valid())
+    cols = {name: arr for name, arr in groups.items()}
+    cols["__n"] = pa.array(np.ones(n, dtype=np.int64))
+    sums = []
+    for i, v in enumerate(stat.values):
+        x = values[v]
+        finite = np.isfinite(x)
+        cols[f"{v}#n"] = pa.array(finite.astype(np.int64))
+        cols[f"{v}#min"] = cols[f"{v}#max"] = pa.array(x, mask=~finite)
+        take = np.flatnonzero(finite & keep)
+        parts = [(i, x[take])] + ([(len(stat.values) + i, x[take] * x[take])] if stat.squares else [])
+        for ci, xs in parts:
+            bins, hi, lo = exact.decompose(xs)
+            sums.append(pa.table({**{name: _take(arr, take) for name, arr in groups.items()},
+                                  "__col": pa.array(np.full(len(take), ci, dtype=np.int16)),
+                                  "__bin": pa.array(bins.astype(np.int16)), "__hi": pa.array(hi.astype(np.int64)),
+                                  "__lo": pa.array(lo.astype(np.int64))}))
+    table = pa.table(cols).filter(pa.array(keep)) if not keep.all() else pa.table(cols)
+    group = list(groups)
+    rows = regroup(table, group, stat.row_aggregates())
+    if not sums:
+        sums = [pa.table({**{name: _take(arr, np.zeros(0, np.int64)) for name, arr in groups.items()},
+                          "__col": pa.array([], pa.int16()), "__bin": pa.array([], pa.int16()),
+                          "__hi": pa.array([], pa.int64()), "__lo": pa.array([], pa.int64())})]
+    return {"rows": rows, "sums": regroup(pa.concat_tables(sums), [*group, "__col", "__bin"],
+                                          {"__hi": "sum", "__lo": "sum"})}
+
+
+def _take(arr, idx: np.ndarray):
+    return arr.take(pa.array(idx)) if isinstance(arr, pa.Array) else pa.array(np.asarray(arr)[idx])
+
+
+# --- row-level state (lag) ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RowsSnapshot(Stat):
+    """Some columns of every row that reaches the step (all splits), with the row's file index and
+    number: the partial is that Arrow table (keys in canonical form), merging concatenates."""
+
+    cols: tuple[str, ...] = ()
+    dtypes: tuple[str, ...] = ()  # of ``cols`` at the step's input
+    frame_stat: ClassVar[bool] = True
+    all_rows: ClassVar[bool] = True
+
+    def inputs(self) -> tuple[str, ...]:
+        return (*self.cols, FILE_COL, ROW_COL)
+
+    def merge(self, parts):
+        parts = [p for p in parts if p is not None and p.num_rows]
+        if not parts:
+            return None
+        return pa.concat_tables(parts)
+
+    def finalize(self, merged):
+        return merged

@@ -100,11 +100,22 @@ def _fit(be, ctx, rec, plan, part, stage: int, states: dict, kept: dict | None) 
     out: dict = {}
 
     def collect(item, frame):
-        if split_index is not None:  # only the columns these statistics read, then the fit rows
-            needed = list(dict.fromkeys(st.col for st in item.stats))
-            ids = be.split_ids(frame)
-            frame = be.filter_mask(be.select(frame, needed), ids == split_index)
-        out[item.step.key] = [be.partial(st, frame[st.col]) for st in item.stats]
+        ids = be.split_ids(frame) if split_index is not None else None
+        parts = {}
+        columns = [st for st in item.stats if not st.frame_stat]
+        if columns:
+            sub = frame
+            if ids is not None:  # only the columns these statistics read, then the fit rows
+                needed = list(dict.fromkeys(st.col for st in columns))
+                sub = be.filter_mask(be.select(frame, needed), ids == split_index)
+            parts.update({i: be.partial(st, sub[st.col]) for i, st in enumerate(item.stats) if not st.frame_stat})
+        for i, st in enumerate(item.stats):
+            if st.frame_stat:  # a frame of the columns it reads (of every row, or of the fit rows)
+                sub = be.select(frame, list(st.inputs()))
+                if ids is not None and not st.all_rows:
+                    sub = be.filter_mask(sub, ids == split_index)
+                parts[i] = be.partial(st, sub, ctx.files)
+        out[item.step.key] = [parts[i] for i in range(len(item.stats))]
 
     program = plan.fit_programs[stage] if kept is None else plan.fit_after_read[stage]
     run_program(be, program, frame, states, ctx, collect, rec=rec)

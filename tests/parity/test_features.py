@@ -351,3 +351,165 @@ def test_join_duplicates(tmp_path, backend, users, clicks):
     got, _, _ = compile_table(tmp_path, clicks, graph, backend, tables={"users": {"paths": [side]}}, name="first")
     ages = dict(zip(_col(users, "uid"), _col(users, "age")))
     assert _col(got["train"], "age") == [ages.get(u) for u in _col(clicks, "user")]
+
+
+# --- fitted per-key features ------------------------------------------------------------------------------
+FOLD_SALT = 0x7F4A7C159E3779B9
+
+
+@pytest.fixture
+def labelled():
+    rng = np.random.default_rng(21)
+    n = 4000
+    key = rng.integers(0, 60, n) ** 2  # skewed
+    y = (rng.random(n) < 0.2 + 0.006 * (key % 100)).astype(np.int8)
+    amount = np.round(rng.exponential(20, n), 2)
+    amount[rng.random(n) < 0.05] = np.nan
+    return pa.table({"id": pa.array(np.arange(n)), "user": pa.array(key.astype(np.int32), mask=rng.random(n) < 0.03),
+                     "city": pa.array(rng.choice(["x", "y", "z", "w"], n)),
+                     "part": pa.array(rng.choice(["a", "a", "a", "b"], n)),
+                     "y": pa.array(y), "amount": pa.array(amount, mask=rng.random(n) < 0.03)})
+
+
+SPLIT_BY_PART = {"by": "column", "key": "part", "values": {"train": ["a"], "valid": ["b"]}, "fit_on": "train"}
+
+
+def _folds(files_rows, seed, folds):
+    """Each row's fold: XXH64 of its row number in its file under a seed from the file's name."""
+    import xxhash
+
+    out = []
+    for name, rows in files_rows:
+        fseed = xxhash.xxh64_intdigest(name.encode(), seed ^ FOLD_SALT)
+        out += [xxhash.xxh64_intdigest(r.to_bytes(8, "little"), fseed) % folds for r in range(rows)]
+    return out
+
+
+def _file_rows(n, files):
+    bounds = np.linspace(0, n, files + 1).astype(int)
+    return [(f"part-{i}.parquet", int(bounds[i + 1] - bounds[i])) for i in range(files)]
+
+
+def test_target_encode(tmp_path, backend, labelled):
+    folds, smoothing, seed = 4, 10.0, 7
+    graph = [{"op": "target_encode", "cols": ["user", "city"], "target": "y", "smoothing": smoothing, "folds": folds,
+              "seed": seed}]
+    got, manifest, _ = compile_table(tmp_path, labelled, graph, backend, split=SPLIT_BY_PART, files=3)
+    rows = labelled.to_pylist()
+    fold = _folds(_file_rows(len(rows), 3), seed, folds)
+    for col in ("user", "city"):
+        fit = [(r[col], r["y"], f) for r, f in zip(rows, fold) if r["part"] == "a" and r[col] is not None]
+        n_all, s_all = len(fit), sum(y for _, y, _ in fit)
+        prior = s_all / n_all
+        stats = {}
+        for k, y, f in fit:
+            st = stats.setdefault(k, [0, 0, [0] * folds, [0] * folds])
+            st[0] += 1
+            st[1] += y
+            st[2][f] += 1
+            st[3][f] += y
+        fold_n = [sum(1 for _, _, f in fit if f == g) for g in range(folds)]
+        fold_s = [sum(y for _, y, f in fit if f == g) for g in range(folds)]
+        want = []
+        for r, f in zip(rows, fold):
+            st = stats.get(r[col]) if r[col] is not None else None
+            if r["part"] == "a":
+                p = (s_all - fold_s[f]) / (n_all - fold_n[f])
+                want.append(p if st is None else (st[1] - st[3][f] + smoothing * p) / (st[0] - st[2][f] + smoothing))
+            else:
+                want.append(prior if st is None else (st[1] + smoothing * prior) / (st[0] + smoothing))
+        have = _col(got["train"], f"{col}_te") + _col(got["valid"], f"{col}_te")
+        order = [i for i, r in enumerate(rows) if r["part"] == "a"]
+        order += [i for i, r in enumerate(rows) if r["part"] != "a"]
+        for i, h in zip(order, have):
+            assert math.isclose(h, want[i], rel_tol=1e-6), (col, i, h, want[i])
+    assert {c["name"]: c["dtype"] for c in manifest["schema"]}["user_te"] == "float32"
+
+
+def test_groupby_features(tmp_path, backend, labelled):
+    graph = [{"op": "groupby_features", "keys": ["user", "city"], "cols": ["amount", "y"],
+              "stats": ["count", "sum", "mean", "std", "min", "max"], "prefix": "uc_"}]
+    got, _, _ = compile_table(tmp_path, labelled, graph, backend, split=SPLIT_BY_PART, files=2)
+    rows = labelled.to_pylist()
+    groups = {}
+    for r in rows:
+        if r["part"] == "a" and r["user"] is not None:
+            groups.setdefault((r["user"], r["city"]), []).append(r)
+    out = pa.concat_tables([got["train"], got["valid"]])
+    order = [r for r in rows if r["part"] == "a"] + [r for r in rows if r["part"] != "a"]
+    for r, have in zip(order, out.to_pylist()):
+        g = groups.get((r["user"], r["city"])) if r["user"] is not None else None
+        assert have["uc_count"] == (len(g) if g else None)
+        for c in ("amount", "y"):
+            xs = [v[c] for v in g or [] if v[c] is not None and not math.isnan(v[c])]
+            if not xs:
+                assert all(have[f"uc_{c}_{s}"] is None for s in ("sum", "mean", "std", "min", "max"))
+                continue
+            mean = sum(xs) / len(xs)
+            want = {"sum": sum(xs), "mean": mean, "std": math.sqrt(max(sum(x * x for x in xs) / len(xs) - mean**2, 0)),
+                    "min": min(xs), "max": max(xs)}
+            for s, w in want.items():
+                assert math.isclose(have[f"uc_{c}_{s}"], w, rel_tol=1e-6, abs_tol=1e-4), (c, s, have, w)
+
+
+def test_lag_whatever_the_input_order(tmp_path, backend):
+    """Rows in shuffled time order across files and partitions: each row's previous rows of its key."""
+    rng = np.random.default_rng(31)
+    n = 3000
+    ts = rng.permutation(n) * 60 + rng.integers(0, 3, n) * 60  # some ties, broken by input order
+    table = pa.table({"id": pa.array(np.arange(n)), "user": pa.array(rng.integers(0, 40, n), mask=rng.random(n) < 0.02),
+                      "ts": pa.array(ts * 1000, mask=rng.random(n) < 0.02).view(pa.timestamp("ms")),
+                      "price": pa.array(rng.normal(10, 3, n).round(2), mask=rng.random(n) < 0.05),
+                      "qty": pa.array(rng.integers(1, 9, n).astype(np.int16)),
+                      "tag": pa.array(rng.choice(["p", "q"], n))})
+    graph = [{"op": "lag", "keys": ["user"], "order_by": "ts", "cols": ["price", "qty", "ts"], "shifts": [1, 3],
+              "output": "both"}, {"op": "lag", "keys": ["user"], "order_by": "ts", "cols": ["tag"], "output": "value"}]
+    got, manifest, _ = compile_table(tmp_path, table, graph, backend, files=3, split={
+        "by": "column", "key": "tag", "values": {"train": ["p"], "test": ["q"]}, "fit_on": "train"})
+    rows = table.to_pylist()
+    seqs = {}
+    for i, r in enumerate(rows):
+        if r["user"] is not None and r["ts"] is not None:
+            seqs.setdefault(r["user"], []).append(i)
+    prev = {}
+    for ids in seqs.values():
+        ids.sort(key=lambda i: (rows[i]["ts"], i))  # one file per third of the rows: input order is i
+        for pos, i in enumerate(ids):
+            prev[i] = ids[:pos]
+    out = {r["id"]: r for t in got.values() for r in t.to_pylist()}
+    for i, r in enumerate(rows):
+        have = out[i]
+        for k in (1, 3):
+            p = prev.get(i, [])
+            e = rows[p[-k]] if len(p) >= k else None
+            assert have[f"tag_lag{k}" if k == 1 else "price_lag3"] == (
+                (e["tag"] if k == 1 else e["price"]) if e else None)
+            for c in ("price", "qty", "ts"):
+                want = None
+                if e is not None and r[c] is not None and e[c] is not None:
+                    want = (r[c] - e[c]).total_seconds() if c == "ts" else r[c] - e[c]
+                h = have[f"{c}_diff{k}"]
+                assert (h is None and want is None) or math.isclose(h, want, abs_tol=1e-9), (i, c, k, h, want)
+    schema = {c["name"]: c["dtype"] for c in manifest["schema"]}
+    assert (schema["qty_diff1"], schema["ts_diff1"], schema["ts_lag1"], schema["tag_lag1"]) == \
+        ("int64", "float64", "timestamp", "string")
+
+
+def test_fitted_features_do_not_depend_on_partitioning(tmp_path, backend, labelled, users):
+    """One row group per partition against one partition per file: the same shards, byte for byte."""
+    side = _write(tmp_path / "users.parquet", users.rename_columns(["user", "site", "age", "since", "score"]))
+    graph = [{"op": "join", "table": "u", "on": ["user"], "cols": ["age", "score"]},
+             {"op": "target_encode", "cols": ["user", "city"], "target": "y", "folds": 3},
+             {"op": "groupby_features", "keys": ["city"], "cols": ["amount", "score"], "stats": ["count", "mean", "std"]},
+             {"op": "derive", "out": "t", "expr": "id * 60"},
+             {"op": "lag", "keys": ["user"], "order_by": "t", "cols": ["amount"], "shifts": [1, 2]},
+             {"op": "categorify", "cols": ["city"]}]
+    shas, partitions = [], []
+    runs = [(backend, "64MB"), (backend, "2KB")] + ([("cpu", "64MB")] if backend != "cpu" else [])
+    for engine, size in runs:  # and on another engine, the CPU engine's bytes
+        _, manifest, _ = compile_table(tmp_path, labelled, graph, engine, split=SPLIT_BY_PART, files=2,
+                                       tables={"u": {"paths": [side]}}, name=f"p{size}", partition_bytes=size)
+        shas.append([(s["path"], s["sha256"]) for split in manifest["splits"].values() for s in split["shards"]])
+        partitions.append(manifest["plan"]["partitions"])
+    assert all(s == shas[0] for s in shas)
+    assert partitions[:2] == [2, 8]  # 4,000 rows in 2 files of 4 row groups

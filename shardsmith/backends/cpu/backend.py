@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from shardsmith.backends.arrow import table_digests
-from shardsmith.backends.base import FINITE_PARTIALS, TableBackend, assign_split
+from shardsmith.backends.base import FINITE_PARTIALS, TableBackend, assign_split, fold_ids
 from shardsmith.backends.cpu import arrays, compiled
 from shardsmith.backends.cpu.expr import ArrowColumns, filter_mask
 from shardsmith.backends.cpu.lowering import LOWERINGS
@@ -20,6 +20,7 @@ from shardsmith.ir.dtypes import ARROW_TYPES
 from shardsmith.kernels import cpujit
 from shardsmith.kernels import xxhash64 as xx
 from shardsmith.ops import stats as S
+from shardsmith.ops.joins import canonical_key
 
 
 def set_threads(n: int) -> None:
@@ -38,11 +39,20 @@ def value_counts(be, stat, column):
     return (vc.field("values"), vc.field("counts").to_numpy().astype(np.int64), arr.null_count)
 
 
+def keyed_moments(be, stat, frame, files):
+    """The KeyedMoments partial (ops/stats.py): canonical keys (and folds) and float64 values."""
+    groups = {f"{S.KEY}{i}": canonical_key(frame[k]) for i, k in enumerate(stat.keys)}
+    if stat.folds:
+        groups[S.FOLD] = fold_ids(be, frame, files, stat.seed, stat.folds)
+    values = {v: arrays.float_values(frame[v]) for v in stat.values}
+    return S.keyed_partial_tables(stat, groups, frame.num_rows, values)
+
+
 class CpuBackend(TableBackend):
     name = "cpu"
     xp = np
     lowerings = LOWERINGS
-    partials = {**FINITE_PARTIALS, S.ValueCounts: value_counts}
+    partials = {**FINITE_PARTIALS, S.ValueCounts: value_counts, S.KeyedMoments: keyed_moments}
 
     def __init__(self, cpu_kernels: str = "numpy"):
         # numpy, numba or auto (kernels/cpujit.py): where the hash and fused groups may run compiled.

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from shardsmith.backends.arrow import cast_each
-from shardsmith.backends.base import lowerings_table
+from shardsmith.backends.base import lowerings_table, row_positions, target_encode_columns
 from shardsmith.backends.cpu import compiled
 from shardsmith.backends.cpu.arrays import from_float, is_numpy_friendly, numeric_values
 from shardsmith.backends.cpu.expr import derive_column, filter_mask
@@ -20,6 +20,8 @@ from shardsmith.kernels.rounding import missing_inf, round_to
 from shardsmith.ops.categorical import Categorify, HashBucket, HashedCross
 from shardsmith.ops.derive import Derive
 from shardsmith.ops.joins import KEY, Join, canonical_key
+from shardsmith.ops.keyed import GroupbyFeatures, TargetEncode
+from shardsmith.ops.lag import Lag
 from shardsmith.ops.numeric import Cast
 from shardsmith.ops.rows import Drop, Filter, Rename
 
@@ -123,6 +125,35 @@ def take_rows(column, j: np.ndarray, matched: np.ndarray) -> pa.Array:
     if len(column) == 0:
         return pa.nulls(len(j), column.type)
     return column.take(pa.array(np.where(matched, j, 0), mask=~matched if not matched.all() else None))
+
+
+@LOWERINGS.register(TargetEncode)
+def run_target_encode(be, step, frame, state, ctx):
+    def lookup(col, table):
+        j = match_rows([canonical_key(frame[col])], [table[f"{KEY}0"]])
+        return j, lambda name: table[name].to_numpy()
+
+    values = target_encode_columns(be, step.op, frame, state, ctx.files, lookup)
+    return _set_columns(frame, {o: pa.array(v.astype(ARROW_TYPES[step.schema[o].dtype].to_pandas_dtype()))
+                                for o, v in values.items()})
+
+
+@LOWERINGS.register(GroupbyFeatures)
+def run_groupby_features(be, step, frame, state, ctx):
+    op = step.op
+    table = state["table"]
+    j = match_rows([canonical_key(frame[k]) for k in op.keys], [table[f"{KEY}{i}"] for i in range(len(op.keys))])
+    matched = j >= 0
+    return _set_columns(frame, {o: take_rows(table[o], j, matched).cast(ARROW_TYPES[step.schema[o].dtype])
+                                for o in op.outputs()})
+
+
+@LOWERINGS.register(Lag)
+def run_lag(be, step, frame, state, ctx):
+    table = state["table"]
+    j = row_positions(np, table["__at"].to_numpy(), frame[FILE_COL].to_numpy(), frame[ROW_COL].to_numpy())
+    matched = j >= 0
+    return _set_columns(frame, {o: take_rows(table[o], j, matched) for o in step.op.outputs()})
 
 
 @LOWERINGS.register(Rename)

@@ -23,7 +23,7 @@ import pyarrow as pa
 from shardsmith import storage
 from shardsmith.backends.base import FINITE_PARTIALS, TableBackend, assign_split
 from shardsmith.backends.gpu import columns as C
-from shardsmith.backends.gpu import digest, expr, transfer, writer
+from shardsmith.backends.gpu import digest, expr, impl, transfer, writer
 from shardsmith.backends.gpu.lowering import LOWERINGS
 from shardsmith.errors import InputError
 from shardsmith.inputs.read import parquet_file, read_text
@@ -46,7 +46,8 @@ class GpuBackend(TableBackend):
     name = "gpu"
     xp = cp
     lowerings = LOWERINGS
-    partials = {**FINITE_PARTIALS, S.ValueCounts: lambda be, stat, column: value_counts(column)}
+    partials = {**FINITE_PARTIALS, S.ValueCounts: lambda be, stat, column: value_counts(column),
+                S.KeyedMoments: lambda be, stat, frame, files: impl.keyed_moments(be, stat, frame, files)}
 
     def __init__(self):
         self._vocabularies: dict = {}  # id(vocabulary) -> (vocabulary, device form): see impl.categorify

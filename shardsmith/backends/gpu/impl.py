@@ -14,15 +14,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from shardsmith.backends.arrow import cast_each
+from shardsmith.backends.base import fold_ids, row_positions, target_encode_columns
 from shardsmith.backends.gpu import columns as C
 from shardsmith.backends.gpu import expr, transfer
 from shardsmith.errors import ShardsmithError
 from shardsmith.ir import FILE_COL, ROW_COL
 from shardsmith.ir.dtypes import ARROW_TYPES
-from shardsmith.kernels import casts, codegen, gpu
+from shardsmith.kernels import casts, codegen, exact, gpu
 from shardsmith.kernels import lookup as L
 from shardsmith.kernels.xxhash64 import timestamp_micros
-from shardsmith.ops.joins import KEY
+from shardsmith.ops import stats as S
+from shardsmith.ops.stats import FOLD, KEY
 
 
 # --- fused elementwise chains: one generated kernel per column group -------------------------------
@@ -230,6 +232,95 @@ def take_rows(series, j, matched):
     nulls = n - int(cp.count_nonzero(keep))
     return C.from_device(values[idx], C.pack_bits(keep) if nulls else None, nulls,
                          type_id=C.plc_column(series).type().id())
+
+
+# --- fitted per-key and per-row features --------------------------------------------------------------
+def target_encode(be, step, frame, state, ctx):
+    def lookup(col, table):
+        dev = device_table(be, table)
+        j = match_rows([device_key(frame[col])], [dev[f"{KEY}0"]])
+        return j, lambda name: C.values(dev[name]) if len(dev) else cp.zeros(0)
+
+    values = target_encode_columns(be, step.op, frame, state, ctx.files, lookup)
+    return set_columns(frame, {o: C.from_device(v.astype(ARROW_TYPES[step.schema[o].dtype].to_pandas_dtype()))
+                               for o, v in values.items()})
+
+
+def groupby_features(be, step, frame, state):
+    op = step.op
+    dev = device_table(be, state["table"])
+    j = match_rows([device_key(frame[k]) for k in op.keys], [dev[f"{KEY}{i}"] for i in range(len(op.keys))])
+    matched = j >= 0
+    dtypes = {o: ARROW_TYPES[step.schema[o].dtype].to_pandas_dtype() for o in op.outputs()}
+    return set_columns(frame, {o: take_rows(dev[o], j, matched).astype(d) for o, d in dtypes.items()})
+
+
+def lag(be, step, frame, state):
+    dev = device_table(be, state["table"])
+    at = C.values(dev["__at"]) if len(dev) else cp.zeros(0, dtype=np.int64)
+    j = row_positions(cp, at, C.values(frame[FILE_COL]), C.values(frame[ROW_COL]))
+    matched = j >= 0
+    return set_columns(frame, {o: take_rows(dev[o], j, matched) for o in step.op.outputs()})
+
+
+def float_values(series):
+    """float64 values with NaN where null (booleans as 0 / 1)."""
+    values, valid = C.values_and_validity(series)
+    x = values.astype(np.float64)
+    return x if valid is None else cp.where(valid, x, np.nan)
+
+
+def keyed_moments(be, stat, frame, files) -> dict:
+    """The KeyedMoments partial (ops/stats.py) on the device: the per-row exact decomposition
+    (kernels/exact.decompose) in CuPy, the grouping in cuDF; host Arrow tables of the CPU engine's
+    types come back (the merges are exact, so any grouping gives the same integers)."""
+    group = stat.group_columns()
+    n = len(frame)
+    cols = {f"{KEY}{i}": device_key(frame[k]) for i, k in enumerate(stat.keys)}
+    keep = cp.ones(n, dtype=bool)
+    for series in cols.values():
+        if series.null_count:
+            keep &= C.validity(series)
+    if stat.folds:
+        cols[FOLD] = C.from_device(fold_ids(be, frame, files, stat.seed, stat.folds))
+    rows = cudf.DataFrame({**cols, "__n": C.from_device(cp.ones(n, dtype=np.int64))})
+    sums = []
+    for i, v in enumerate(stat.values):
+        x = float_values(frame[v])
+        finite = cp.isfinite(x)
+        rows[f"{v}#n"] = C.from_device(finite.astype(np.int64))
+        rows[f"{v}#min"] = C.from_values(x, finite)
+        rows[f"{v}#max"] = C.from_values(x, finite)
+        take = cp.flatnonzero(finite & keep)
+        parts = [(i, x[take])] + ([(len(stat.values) + i, x[take] * x[take])] if stat.squares else [])
+        for ci, xs in parts:
+            bins, hi, lo = exact.decompose(xs, cp)
+            everywhere = cp.ones(len(take), dtype=bool)
+            piece = cudf.DataFrame({name: take_rows(s, take, everywhere) for name, s in cols.items()})
+            piece["__col"] = C.from_device(cp.full(len(take), ci, dtype=np.int16))
+            piece["__bin"] = C.from_device(bins.astype(np.int16))
+            piece["__hi"] = C.from_device(hi.astype(np.int64))
+            piece["__lo"] = C.from_device(lo.astype(np.int64))
+            sums.append(piece)
+    rows = rows[C.from_device(keep)] if not bool(keep.all()) else rows
+    out_rows = _grouped(rows, group, stat.row_aggregates())
+    if sums:
+        out_sums = _grouped(cudf.concat(sums, ignore_index=True), [*group, "__col", "__bin"],
+                            {"__hi": "sum", "__lo": "sum"})
+    else:
+        out_sums = S.keyed_partial_tables(stat, {g: out_rows[g].slice(0, 0) for g in group}, 0, {})["sums"]
+    return {"rows": out_rows, "sums": out_sums}
+
+
+def _grouped(frame, by: list[str], aggs: dict) -> pa.Table:
+    """``frame`` grouped by ``by`` with ``aggs``, as a host Arrow table in the CPU engine's types
+    (strings as binary: the canonical form of a string key)."""
+    table = frame.groupby(by, sort=False, dropna=True).agg(aggs).reset_index().to_arrow(preserve_index=False)
+    table = table.select([*by, *aggs])
+    for i, f in enumerate(table.schema):
+        if pa.types.is_string(f.type) or pa.types.is_large_string(f.type):
+            table = table.set_column(i, f.name, table[f.name].cast(pa.binary()))
+    return table.combine_chunks()
 
 
 def rename(frame, mapping: dict):

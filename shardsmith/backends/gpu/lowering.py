@@ -16,6 +16,8 @@ from shardsmith.kernels.casts import NUMERIC
 from shardsmith.ops.categorical import Categorify, HashBucket, HashedCross
 from shardsmith.ops.derive import Derive
 from shardsmith.ops.joins import Join
+from shardsmith.ops.keyed import GroupbyFeatures, TargetEncode
+from shardsmith.ops.lag import Lag
 from shardsmith.ops.numeric import Cast
 from shardsmith.ops.rows import Drop, Filter, Rename
 
@@ -58,6 +60,21 @@ def run_derive(be, step, frame, state, ctx):
 def run_join(be, step, frame, state, ctx):
     """Keys matched by a cuDF merge, scattered back so that rows keep their input order."""
     return _impl().join(be, step, frame, state)
+
+
+@LOWERINGS.register(TargetEncode)
+def run_target_encode(be, step, frame, state, ctx):
+    return _impl().target_encode(be, step, frame, state, ctx)
+
+
+@LOWERINGS.register(GroupbyFeatures)
+def run_groupby_features(be, step, frame, state, ctx):
+    return _impl().groupby_features(be, step, frame, state)
+
+
+@LOWERINGS.register(Lag)
+def run_lag(be, step, frame, state, ctx):
+    return _impl().lag(be, step, frame, state)
 
 
 @LOWERINGS.register(Rename)
