@@ -223,11 +223,16 @@ def assign_split(be: Backend, frame: Frame, path: str, split: Split, dates=()):
 def unassigned_error(be: Backend, frame: Frame, split: Split, ids, files) -> InputError:
     """The error for the first output row that no split takes (time / column split, no default)."""
     i = int(np.flatnonzero(np.asarray(_host_array(ids)) == UNASSIGNED)[0])
-    value = be.to_arrow(be.select(be.slice(frame, i, i + 1), [split.key]))[split.key][0].as_py()
-    row = int(np.asarray(_host(be.slice(frame, i, i + 1)[ROW_COL]))[0])
-    path = files[int(np.asarray(_host(be.slice(frame, i, i + 1)[FILE_COL]))[0])]
-    what = "is null" if value is None or value != value else \
-        f"is {value!r}, which split.values does not list" if split.by == "column" else "is NaN"
+    one = be.slice(frame, i, i + 1)
+    row = int(np.asarray(_host(one[ROW_COL]))[0])
+    path = files[int(np.asarray(_host(one[FILE_COL]))[0])]
+    try:
+        value = be.to_arrow(be.select(one, [split.key]))[split.key][0].as_py()
+    except KeyError:  # a later step dropped the key column: say what it can have been
+        what = "is null" + (" or not listed in split.values" if split.by == "column" else "")
+    else:
+        what = "is null" if value is None or value != value else \
+            f"is {value!r}, which split.values does not list" if split.by == "column" else "is NaN"
     return InputError(f"split.key '{split.key}' {what} in row {row}; set split.default to name the split for "
                       "such rows (or filter them out)", path)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import math
 
-from shardsmith.compiler.config import ShardsmithConfig, parse_size, split_names
+from shardsmith.compiler.config import ShardsmithConfig, graph_entries, parse_size, split_names
 from shardsmith.errors import ConfigError, did_you_mean
 from shardsmith.inputs import scan as sources
 from shardsmith.inputs.tables import scan_table
@@ -61,11 +61,12 @@ def output_roles(roles: dict[str, str], inputs: Schema, steps) -> tuple[tuple[st
     return tuple((c, r) for c, r in roles.items() if c in out)
 
 
-def build_steps(entries: list[dict], schema: Schema, tables: dict | None = None) -> tuple[Step, ...]:
-    """Type every step in order; ``tables`` are the scanned side tables (for ops that join them)."""
+def build_steps(graph, schema: Schema, tables: dict | None = None) -> tuple[Step, ...]:
+    """Type every step in order (``graph``: a list, or a mapping of named steps); ``tables`` are the
+    scanned side tables (for ops that join them). Errors name a step by its key (``graph[3]``,
+    ``graph.cats``)."""
     steps = []
-    for i, entry in enumerate(entries):
-        key = f"graph[{i}]"
+    for key, entry in graph_entries(graph):
         if not isinstance(entry, dict) or "op" not in entry:
             raise ConfigError("expected a mapping with an 'op' key", key)
         cls = get_op(str(entry["op"]), f"{key}.op")

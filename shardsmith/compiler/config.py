@@ -208,7 +208,10 @@ class ShardsmithConfig:
     source: SourceConfig = field(default_factory=SourceConfig)
     # Side tables by name, for ops that join them (`join`): {NAME: {paths: [...], format: ...}}.
     tables: dict[str, TableConfig] = field(default_factory=dict)
-    graph: list[Any] = field(default_factory=list)
+    # The steps in order: a list ([{op: ...}, ...]: keys graph[0], graph[1], ...) or a mapping of named
+    # steps ({cats: {op: ...}, ...}: keys graph.cats, ...), which command lines can override and sweep
+    # (graph.cats.freq_threshold=10). null: no steps.
+    graph: Any = None
     roles: dict[str, str] = field(default_factory=dict)
     split: SplitConfig = field(default_factory=SplitConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
@@ -344,11 +347,21 @@ def _lists(raw: dict) -> dict:
         if isinstance(node, dict) and isinstance(node.get(key), str):
             node = {**node, key: [node[key]]}
             raw = {**raw, section: node} if section else node
+    graph = raw.get("graph")
+    # YAML 1.1 (which Hydra reads) takes a bare `on:` key for the boolean true: in a step it is `on`.
+    if isinstance(graph, dict):
+        raw["graph"] = {name: _on_key(step) for name, step in graph.items()}
+    elif isinstance(graph, list):
+        raw["graph"] = [_on_key(step) for step in graph]
     tables = raw.get("tables")
     if isinstance(tables, dict):
         one = {n for n, t in tables.items() if isinstance(t, dict) and isinstance(t.get("paths"), str)}
         raw["tables"] = {n: {**t, "paths": [t["paths"]]} if n in one else t for n, t in tables.items()}
     return raw
+
+
+def _on_key(step):
+    return {("on" if k is True else k): v for k, v in step.items()} if isinstance(step, dict) else step
 
 
 def _replacing(base, raw: dict):
@@ -381,9 +394,9 @@ def validate(cfg: ShardsmithConfig) -> None:
     _choice(src.format, SOURCE_FORMATS, "source.format")
     _choice(src.on_error, ON_ERROR, "source.on_error")
     _validate_tables(cfg.tables)
-    for i, g in enumerate(cfg.graph):
+    for key, g in graph_entries(cfg.graph):
         if not isinstance(g, dict) or "op" not in g:
-            raise ConfigError("expected a mapping with an 'op' key, e.g. {op: log1p, cols: [I1]}", f"graph[{i}]")
+            raise ConfigError("expected a mapping with an 'op' key, e.g. {op: log1p, cols: [I1]}", key)
     for col, role in cfg.roles.items():
         _choice(role, ROLES, f"roles.{col}")
     _validate_split(cfg.split)
@@ -403,6 +416,22 @@ def validate_drift(d: DriftConfig) -> None:
             raise ConfigError(f"expected a limit >= 0 (or null: no limit), got {v!r}", f"drift.{name}")
     if not isinstance(d.bins, int) or d.bins < 2:
         raise ConfigError(f"expected 2 or more bins, got {d.bins!r}", "drift.bins")
+
+
+def graph_entries(graph) -> list[tuple[str, Any]]:
+    """The steps of ``graph`` with the config keys that name them: ``graph[i]`` for a list,
+    ``graph.NAME`` for a mapping of named steps (in its order)."""
+    if graph is None:
+        return []
+    if isinstance(graph, dict):
+        for name in graph:
+            if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ConfigError(f"step names are letters, digits and '_' (not starting with a digit), got {name!r}",
+                                  "graph")
+        return [(f"graph.{name}", entry) for name, entry in graph.items()]
+    if isinstance(graph, (list, tuple)):
+        return [(f"graph[{i}]", entry) for i, entry in enumerate(graph)]
+    raise ConfigError(f"expected a list of steps or a mapping of named steps, got {graph!r}", "graph")
 
 
 def _validate_tables(tables: dict) -> None:

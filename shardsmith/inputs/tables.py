@@ -66,9 +66,9 @@ def check_size(side: SideTable, table: pa.Table, where: str) -> None:
     nbytes = table.get_total_buffer_size()
     if nbytes > side.max_bytes:
         raise InputError(f"the {table.num_columns} column(s) that {where} uses of table '{side.name}' take "
-                         f"{nbytes / 1e6:,.1f} MB in memory, more than {side.key}.max_bytes "
-                         f"({side.max_bytes / 1e6:,.1f} MB): a joined table is sent to every worker; raise the limit "
-                         "or bring fewer columns (cols)", side.key)
+                         f"{_size(nbytes)} in memory, more than {side.key}.max_bytes ({_size(side.max_bytes)}): a "
+                         "joined table is sent to every worker; raise the limit or bring fewer columns (cols)",
+                         side.key)
 
 
 def unique_by(table: pa.Table, keys: list[str], first: bool, side: SideTable, where: str,
@@ -93,6 +93,10 @@ def unique_by(table: pa.Table, keys: list[str], first: bool, side: SideTable, wh
         raise InputError(f"table '{side.name}' has {dup[f'{INDEX}_count']} rows with {shown}: {where} needs one "
                          "row per key (set on_duplicate: first to keep the first)", side.key)
     return table.take(np.sort(groups[f"{INDEX}_min"].to_numpy()))
+
+
+def _size(n: int) -> str:
+    return f"{n:,} bytes" if n < 10**6 else f"{n / 1e6:,.1f} MB"
 
 
 def _readable(value):

@@ -97,10 +97,11 @@ class Join(Op):
                 raise ConfigError(f"column '{right}' is not in table '{self.table}'{did_you_mean(right, side.names)}",
                                   f"{key}.on")
             rk = column_kind(side[right].dtype)
-            if "float" in (lk, rk) or lk is None or rk is None:
-                bad = left if lk in ("float", None) else right
-                raise ConfigError(f"key '{bad}' is {schema[left].dtype if bad == left else side[right].dtype}: join "
-                                  "keys are integers, strings, bools, dates or timestamps (cast it first)", f"{key}.on")
+            for name, kind, dtype, where in ((left, lk, schema[left].dtype, ""),
+                                             (right, rk, side[right].dtype, f" in table '{self.table}'")):
+                if kind in ("float", None):
+                    raise ConfigError(f"key '{name}' is {dtype}{where}: join keys are integers, strings, bools, dates "
+                                      "or timestamps (cast it first)", f"{key}.on")
             if lk != rk:
                 raise ConfigError(f"key '{left}' is {schema[left].dtype} here but '{right}' is {side[right].dtype} in "
                                   f"table '{self.table}': the kinds must match (cast one side first)", f"{key}.on")

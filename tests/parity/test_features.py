@@ -500,7 +500,8 @@ def test_fitted_features_do_not_depend_on_partitioning(tmp_path, backend, labell
     side = _write(tmp_path / "users.parquet", users.rename_columns(["user", "site", "age", "since", "score"]))
     graph = [{"op": "join", "table": "u", "on": ["user"], "cols": ["age", "score"]},
              {"op": "target_encode", "cols": ["user", "city"], "target": "y", "folds": 3},
-             {"op": "groupby_features", "keys": ["city"], "cols": ["amount", "score"], "stats": ["count", "mean", "std"]},
+             {"op": "groupby_features", "keys": ["city"], "cols": ["amount", "score"],
+              "stats": ["count", "mean", "std"]},
              {"op": "derive", "out": "t", "expr": "id * 60"},
              {"op": "lag", "keys": ["user"], "order_by": "t", "cols": ["amount"], "shifts": [1, 2]},
              {"op": "categorify", "cols": ["city"]}]
@@ -513,3 +514,24 @@ def test_fitted_features_do_not_depend_on_partitioning(tmp_path, backend, labell
         partitions.append(manifest["plan"]["partitions"])
     assert all(s == shas[0] for s in shas)
     assert partitions[:2] == [2, 8]  # 4,000 rows in 2 files of 4 row groups
+
+
+# --- the events demo pipeline ---------------------------------------------------------------------------
+def test_events_pipeline_matches_the_cpu_engine(tmp_path, backend):
+    """configs/pipeline/events.yaml (every op of issue 11, named steps, a time split) on the engine
+    under test: the same shard bytes as the CPU engine."""
+    from shardsmith.compiler.config import compose
+    from shardsmith.demo import generate_events
+    from shardsmith.runtime import compile_dataset
+
+    generate_events(5000, str(tmp_path / "ev"), files=2)
+    shas = []
+    for engine in dict.fromkeys(("cpu", backend)):
+        cfg = compose(["pipeline=events", f"source.paths=[{tmp_path}/ev/events/*.parquet]",
+                       f"tables.users.paths=[{tmp_path}/ev/users/*.parquet]",
+                       f"tables.items.paths=[{tmp_path}/ev/items/*.parquet]", f"output.dir={tmp_path}/out-{engine}",
+                       f"engine.kind={engine}", "engine.cluster=inprocess", "engine.partition_bytes=64KB",
+                       "profiling.enabled=false"])
+        manifest = compile_dataset(cfg, log=lambda *a: None).manifest
+        shas.append([(s["path"], s["sha256"]) for split in manifest["splits"].values() for s in split["shards"]])
+    assert shas[-1] == shas[0] and manifest["plan"]["partitions"] == 2
