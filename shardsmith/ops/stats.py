@@ -15,6 +15,7 @@ from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from shardsmith.ir import FILE_COL, ROW_COL
 from shardsmith.kernels import exact
@@ -283,39 +284,89 @@ def _empty_column() -> dict:
 def keyed_partial_tables(stat: KeyedMoments, groups: dict, n: int, values: dict) -> dict:
     """A KeyedMoments partial from host arrays: ``groups`` the group columns (canonical keys as
     Arrow arrays, the fold as NumPy), ``values`` per value column its float64 values (NaN for
-    missing); rows with a null key are left out."""
+    missing); rows with a null key are left out. Grouped with NumPy (dense ids, bincount): every
+    aggregate is an integer sum, a count, a min or a max, so the grouping order cannot matter."""
     keep = np.ones(n, dtype=bool)
     for arr in groups.values():
         if isinstance(arr, pa.Array) and arr.null_count:
             keep &= np.asarray(arr.is_valid())
-    cols = {name: arr for name, arr in groups.items()}
-    cols["__n"] = pa.array(np.ones(n, dtype=np.int64))
+    rows_kept = np.flatnonzero(keep) if not keep.all() else None
+    cols = {name: (_take(arr, rows_kept) if rows_kept is not None else arr) for name, arr in groups.items()}
+    gid, first = dense_groups([c if isinstance(c, pa.Array) else pa.array(c) for c in cols.values()])
+    g_count = len(first)
+    table = {name: _take(arr, first) for name, arr in cols.items()}
+    table["__n"] = pa.array(np.bincount(gid, minlength=g_count).astype(np.int64))
     sums = []
     for i, v in enumerate(stat.values):
-        x = values[v]
+        x = values[v] if rows_kept is None else values[v][rows_kept]
         finite = np.isfinite(x)
-        cols[f"{v}#n"] = pa.array(finite.astype(np.int64))
-        cols[f"{v}#min"] = cols[f"{v}#max"] = pa.array(x, mask=~finite)
-        take = np.flatnonzero(finite & keep)
-        parts = [(i, x[take])] + ([(len(stat.values) + i, x[take] * x[take])] if stat.squares else [])
-        for ci, xs in parts:
-            bins, hi, lo = exact.decompose(xs)
-            sums.append(pa.table({**{name: _take(arr, take) for name, arr in groups.items()},
-                                  "__col": pa.array(np.full(len(take), ci, dtype=np.int16)),
-                                  "__bin": pa.array(bins.astype(np.int16)), "__hi": pa.array(hi.astype(np.int64)),
-                                  "__lo": pa.array(lo.astype(np.int64))}))
-    table = pa.table(cols).filter(pa.array(keep)) if not keep.all() else pa.table(cols)
-    group = list(groups)
-    rows = regroup(table, group, stat.row_aggregates())
-    if not sums:
-        sums = [pa.table({**{name: _take(arr, np.zeros(0, np.int64)) for name, arr in groups.items()},
-                          "__col": pa.array([], pa.int16()), "__bin": pa.array([], pa.int16()),
-                          "__hi": pa.array([], pa.int64()), "__lo": pa.array([], pa.int64())})]
-    return {"rows": rows, "sums": regroup(pa.concat_tables(sums), [*group, "__col", "__bin"],
-                                          {"__hi": "sum", "__lo": "sum"})}
+        g, xf = gid[finite], x[finite]
+        table[f"{v}#n"] = pa.array(np.bincount(g, minlength=g_count).astype(np.int64))
+        lo, hi = np.full(g_count, np.inf), np.full(g_count, -np.inf)
+        np.minimum.at(lo, g, xf)
+        np.maximum.at(hi, g, xf)
+        none = ~np.isfinite(lo)
+        table[f"{v}#min"] = pa.array(lo, mask=none if none.any() else None)
+        table[f"{v}#max"] = pa.array(hi, mask=none if none.any() else None)
+        sums.append(_binned_sums(i, g, xf, first, cols))
+        if stat.squares:
+            sums.append(_binned_sums(len(stat.values) + i, g, xf * xf, first, cols))
+    if not stat.values:
+        sums.append(_binned_sums(0, gid[:0], np.zeros(0), first, cols))
+    return {"rows": pa.table(table), "sums": pa.concat_tables(sums)}
 
 
-def _take(arr, idx: np.ndarray):
+def dense_groups(keys: list) -> tuple[np.ndarray, np.ndarray]:
+    """Dense group ids (0 .., in order of first appearance) of the rows of ``keys`` (Arrow arrays
+    without nulls) taken together, and each group's first row: hash-based (Arrow's dictionary
+    encoding), so linear in the rows."""
+    n = len(keys[0]) if keys else 0
+    code, count = np.zeros(n, dtype=np.int64), 1
+    for arr in keys:
+        ids, k = _dense(arr)
+        if count * k >= 2**62:  # keep the combined code in int64
+            code, count = _dense(pa.array(code))
+        code, count = code * k + ids, count * k
+    if len(keys) != 1:
+        code, count = _dense(pa.array(code))
+    first = np.full(count, n, dtype=np.int64)
+    np.minimum.at(first, code, np.arange(n, dtype=np.int64))
+    return code, first
+
+
+def _dense(arr) -> tuple[np.ndarray, int]:
+    """Dense ids of one key column's values (in order of first appearance), and how many there are."""
+    enc = pc.dictionary_encode(arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr)
+    return enc.indices.to_numpy(zero_copy_only=False).astype(np.int64), len(enc.dictionary)
+
+
+_EXACT_ROWS = 1 << 26  # 2**26 halves of under 2**27 sum below 2**53
+
+
+def _binned_sums(col: int, g: np.ndarray, x: np.ndarray, first: np.ndarray, cols: dict) -> pa.Table:
+    """The exact per-(group, exponent) integer sums of ``x`` as a ``sums`` table for column ``col``
+    (``g`` the rows' groups, ``first`` a row of each group, to name its keys)."""
+    bins, hi, lo = exact.decompose(x)
+    used = np.unique(bins)
+    width = max(len(used), 1)
+    idx = g * width + np.searchsorted(used, bins)
+    s_hi = np.zeros(len(first) * width, dtype=np.int64)
+    s_lo = np.zeros(len(first) * width, dtype=np.int64)
+    for start in range(0, len(idx), _EXACT_ROWS):  # each bincount's bins stay below 2**53: exact
+        part = slice(start, start + _EXACT_ROWS)
+        s_hi += np.bincount(idx[part], weights=hi[part], minlength=len(s_hi)).astype(np.int64)
+        s_lo += np.bincount(idx[part], weights=lo[part], minlength=len(s_lo)).astype(np.int64)
+    nz = np.flatnonzero((s_hi != 0) | (s_lo != 0))
+    group, b = nz // width, (used[nz % width] if len(used) else nz)
+    keys = {name: _take(arr, first[group]) for name, arr in cols.items()}
+    return pa.table({**keys, "__col": pa.array(np.full(len(nz), col, dtype=np.int16)),
+                     "__bin": pa.array(np.asarray(b, dtype=np.int16)), "__hi": pa.array(s_hi[nz]),
+                     "__lo": pa.array(s_lo[nz])})
+
+
+def _take(arr, idx: np.ndarray | None):
+    if idx is None:
+        return arr
     return arr.take(pa.array(idx)) if isinstance(arr, pa.Array) else pa.array(np.asarray(arr)[idx])
 
 
