@@ -34,7 +34,7 @@ from shardsmith.kernels.xxhash64 import timestamp_micros
 from shardsmith.ops.base import register_op
 from shardsmith.ops.joins import canonical_key
 from shardsmith.ops.keyed import KeyedOp
-from shardsmith.ops.stats import RowsSnapshot
+from shardsmith.ops.stats import RowsSnapshot, dense_groups
 
 OUTPUTS = ("diff", "value", "both")
 ROW_BITS = 40  # a state row's lookup key: file index << ROW_BITS | row number
@@ -118,40 +118,43 @@ def _arrow(dtype: str) -> pa.DataType:
 
 
 def lag_table(op: Lag, rows: pa.Table) -> pa.Table:
-    """Every row's lag outputs, by (file, row), from the collected rows."""
-    keys = {f"k{i}": canonical_key(rows[k]) for i, k in enumerate(op.keys)}
+    """Every row's lag outputs with its ``__at`` (file index << 40 | row number), from the collected
+    rows: sorted by key, order, file and row (NumPy), lagged within each key, scattered back."""
+    n = rows.num_rows
     order = _order_values(rows[op.order_by])
-    table = pa.table({**keys, "__order": order, FILE_COL: rows[FILE_COL], ROW_COL: rows[ROW_COL],
-                      "__i": pa.array(np.arange(rows.num_rows, dtype=np.int64))})
-    valid = pc.and_(pc.is_valid(order), pc.invert(pc.is_nan(order)) if pa.types.is_floating(order.type) else
-                    pc.is_valid(order))
+    valid = np.asarray(order.is_valid()) & ~np.isnan(order.fill_null(0).to_numpy(zero_copy_only=False).astype(
+        np.float64))
+    keys = [canonical_key(rows[k]) for k in op.keys]
     for k in keys:
-        valid = pc.and_(valid, pc.is_valid(table[k]))
-    table = table.filter(valid).sort_by([*((k, "ascending") for k in keys), ("__order", "ascending"),
-                                         (FILE_COL, "ascending"), (ROW_COL, "ascending")])
-    n = table.num_rows
-    start = np.zeros(n, dtype=bool)
-    if n:
-        start[0] = True
-        for k in keys:
-            col = table[k].combine_chunks()
-            start[1:] |= np.asarray(pc.not_equal(col.slice(1), col.slice(0, n - 1)).fill_null(True))
-    position = np.arange(n) - np.maximum.accumulate(np.where(start, np.arange(n), 0))
-    source = table["__i"].to_numpy()
-    at = (table[FILE_COL].to_numpy().astype(np.int64) << ROW_BITS) | table[ROW_COL].to_numpy().astype(np.int64)
+        if k.null_count:
+            valid &= np.asarray(k.is_valid())
+    at = (rows[FILE_COL].to_numpy().astype(np.int64) << ROW_BITS) | rows[ROW_COL].to_numpy().astype(np.int64)
+    if n > 1 and not bool(np.all(at[1:] > at[:-1])):  # rows come in input order; if not, put them so
+        rows = rows.take(np.argsort(at, kind="stable"))
+        return lag_table(op, rows)
+    idx = np.flatnonzero(valid)
+    group, _ = dense_groups([k.take(pa.array(idx)) for k in keys])
+    ordered = order.take(pa.array(idx)).to_numpy(zero_copy_only=False)
+    sort = np.lexsort((ordered, group))  # stable: ties keep the input order (file, then row)
+    src = idx[sort]  # the valid rows in sequence order
+    starts = np.ones(len(src), dtype=bool)
+    starts[1:] = group[sort][1:] != group[sort][:-1]
+    position = np.arange(len(src)) - np.maximum.accumulate(np.where(starts, np.arange(len(src)), 0))
     out = {"__at": pa.array(at, pa.int64())}
     for c in op.cols:
         values = rows[c].combine_chunks()
-        here = values.take(pa.array(source))
         for k in op.shifts:
             ok = position >= k
-            earlier = values.take(pa.array(np.where(ok, source[np.maximum(np.arange(n) - k, 0)], 0), mask=~ok))
+            earlier = np.full(n, -1, dtype=np.int64)
+            earlier[src[ok]] = src[np.flatnonzero(ok) - k]  # each row's k-th predecessor, or -1
+            has = earlier >= 0
+            prev = values.take(pa.array(np.where(has, earlier, 0), mask=~has if not has.all() else None)) \
+                if n else values
             if op.output in ("value", "both"):
-                out[f"{c}_lag{k}"] = earlier
+                out[f"{c}_lag{k}"] = prev
             if op.output in ("diff", "both"):
-                out[f"{c}_diff{k}"] = difference(here, earlier)
-    result = pa.table(out)
-    return result.take(pc.sort_indices(result["__at"]))
+                out[f"{c}_diff{k}"] = difference(values, prev)
+    return pa.table(out)
 
 
 def _order_values(column) -> pa.Array:
