@@ -108,7 +108,10 @@ def run_join(be, step, frame, state, ctx):
 def match_rows(left: list, right: list) -> np.ndarray:
     """For each row of the ``left`` key columns, the row of the ``right`` ones with equal keys
     (which are unique), or -1. Keys are in canonical form (ops/joins.canonical_key); a null
-    matches nothing."""
+    matches nothing. One key: Arrow's hash lookup (index_in); several: an Arrow hash join."""
+    if len(left) == 1:
+        right_keys = right[0].combine_chunks() if isinstance(right[0], pa.ChunkedArray) else right[0]
+        return pc.index_in(left[0], value_set=right_keys).fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
     n = len(left[0])
     names = [f"k{i}" for i in range(len(left))]
     lt = pa.table({**dict(zip(names, left)), "__i": pa.array(np.arange(n, dtype=np.int64))})
