@@ -75,19 +75,29 @@ def shardsmith_overrides(data: str, out: str) -> list[str]:
 
 def plan_shard_rows(data: str) -> int:
     """Rows per shard in shardsmith's plan of the default pipeline (the peers cut shards alike)."""
+    return planned_shard_rows(shardsmith_overrides(data, "unused"))
+
+
+def planned_shard_rows(overrides: list[str]) -> int:
+    """Rows per shard in shardsmith's plan of the config these overrides compose."""
     from shardsmith.compiler.build import build
     from shardsmith.compiler.config import compose
     from shardsmith.compiler.passes import optimize
     from shardsmith.compiler.planner import physical_plan
 
-    cfg = compose(shardsmith_overrides(data, "unused"))
+    cfg = compose(overrides)
     return physical_plan(optimize(build(cfg)), cfg.engine).shard_rows
+
+
+def shardsmith_command(impl: str, overrides: list[str]) -> list[str]:
+    """``shardsmith compile`` on its default engine, or in process for ``shardsmith-inprocess``."""
+    extra = ["engine=inprocess"] if impl == "shardsmith-inprocess" else []
+    return [sys.executable, "-m", "shardsmith", "compile", *overrides, *extra]
 
 
 def command(impl: str, data: str, out: str, shard_rows: int) -> list[str]:
     if impl.startswith("shardsmith"):
-        extra = ["engine=inprocess"] if impl == "shardsmith-inprocess" else []
-        return [sys.executable, "-m", "shardsmith", "compile", *shardsmith_overrides(data, out), *extra]
+        return shardsmith_command(impl, shardsmith_overrides(data, out))
     return [sys.executable, os.path.join(HERE, "peers.py"), impl, "--data", data, "--out", out,
             "--shard-rows", str(shard_rows)]
 
@@ -154,6 +164,22 @@ def measure(argv: list[str], cwd: str, log_path: str, interval: float, cores: in
             "sys_s": usage.ru_stime, "minor_faults": usage.ru_minflt, "peak_tree_rss": sampler.peak,
             "peak_tree_procs": sampler.peak_procs, "ru_maxrss": usage.ru_maxrss * 1024,
             "samples": sampler.samples, "load_before": load}
+
+
+def alternate(impls: list[str], reps: int, argv, outs: dict, work: str, sample: float,
+              cores: int | None = None) -> dict[str, list]:
+    """Run each implementation ``reps`` times (``argv(impl)``: its command), alternating who goes
+    first, each into a fresh ``outs[impl]``; the measurements by implementation."""
+    results: dict[str, list] = {i: [] for i in impls}
+    for rep in range(reps):
+        for impl in impls[rep % len(impls):] + impls[: rep % len(impls)]:
+            shutil.rmtree(outs[impl], ignore_errors=True)
+            r = measure(argv(impl), work, os.path.join(work, f"{impl}.log"), sample, cores)
+            results[impl].append(r)
+            print(f"rep {rep + 1}/{reps} {impl:22s} wall {r['wall_s']:6.2f} s  cpu {r['cpu_s']:6.1f} s  "
+                  f"tree peak {r['peak_tree_rss'] / 2**30:5.2f} GiB ({r['peak_tree_procs']} procs)  "
+                  f"largest {r['ru_maxrss'] / 2**30:5.2f} GiB  load {r['load_before']:.1f}", flush=True)
+    return results
 
 
 # --- agreement ------------------------------------------------------------------------------------
@@ -334,18 +360,9 @@ def main(argv=None) -> None:
         return
     shard_rows = plan_shard_rows(data)
     impls = [i for i in IMPLS if i in args.only]
-    results: dict[str, list] = {i: [] for i in impls}
     outs = {i: os.path.join(work, f"out-{i}") for i in impls}
-    for rep in range(args.reps):
-        order = impls[rep % len(impls):] + impls[: rep % len(impls)]  # alternate who goes first
-        for impl in order:
-            shutil.rmtree(outs[impl], ignore_errors=True)
-            r = measure(command(impl, data, outs[impl], shard_rows), work,
-                        os.path.join(work, f"{impl}.log"), args.sample, args.cores)
-            results[impl].append(r)
-            print(f"rep {rep + 1}/{args.reps} {impl:22s} wall {r['wall_s']:6.2f} s  cpu {r['cpu_s']:6.1f} s  "
-                  f"tree peak {r['peak_tree_rss'] / 2**30:5.2f} GiB ({r['peak_tree_procs']} procs)  "
-                  f"largest {r['ru_maxrss'] / 2**30:5.2f} GiB  load {r['load_before']:.1f}", flush=True)
+    results = alternate(impls, args.reps, lambda impl: command(impl, data, outs[impl], shard_rows), outs, work,
+                        args.sample, args.cores)
     agreement = check_agreement(outs, args.tol) if impls == list(IMPLS) else None
     summary = summarize(results, args.rows) if impls == list(IMPLS) else ""
     cores = args.cores or len(os.sched_getaffinity(0))
