@@ -138,7 +138,7 @@ SCHEMA = to_schema(pa.schema([("I1", pa.float32()), ("C1", pa.string()), ("t", p
     ("t > '2024-13-01'", "cannot read '2024-13-01' as a timestamp"),
     ("i + true > 0", "arithmetic ('+') needs numbers, got a bool: true at column 5"),
     ("C1 == null", "a comparison with null is always null: use is_null() or not_null()"),
-    ("I1 in (1, 'a')", "cannot test a number against 'a'"),
+    ("I1 in (1, 'a')", "cannot test a number column against 'a'"),
     ("substr(C1, -1) == 'x'", "substr() takes its start as an integer literal >= 0, got -1 at column 12"),
     ("lower(raw) == 'x'", "lower() needs a string column, 'raw' is binary"),
     ("'" + "x" * 100, "unterminated string at column 1 (near 'xxxxxxxxxxxxxxxxxxxxxxx"),

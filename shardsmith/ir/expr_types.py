@@ -105,7 +105,8 @@ class _Checker:
         self.schema, self.key = schema, key
 
     def fail(self, node, message: str):
-        raise ConfigError(f"{message} at column {getattr(node, 'pos', 0)}", self.key)
+        pos = getattr(node, "pos", 0)  # 0: a node the code built (an expectation's), not parsed text
+        raise ConfigError(f"{message} at column {pos}" if pos else message, self.key)
 
     def kind(self, node) -> str:
         if isinstance(node, Col):
@@ -195,7 +196,8 @@ class _Checker:
             if kx in TIME and kv == "string":
                 self._time_literal(Lit(v, node.pos), kx)
             elif not (kx == kv or kx in NUMBERS and kv in NUMBERS):
-                self.fail(node, f"cannot test a {kind_name(kx)} against {v!r} in {brief(node)}")
+                self.fail(node, f"cannot test a {kind_name(kx)}{' column' if isinstance(x, Col) else ''} against {v!r} "
+                          f"in {brief(node)}")
         return "bool"
 
     # --- functions ---------------------------------------------------------------------------------

@@ -136,11 +136,7 @@ class CpuBackend(TableBackend):
     def predicate_mask(self, frame, node) -> np.ndarray:
         """True where the predicate ``node`` (ir/expr.py) is true; false where false or missing
         (the rows ``filter`` would keep)."""
-        n = frame.num_rows
-        marked = frame.select(sorted(node.columns())).append_column("__position", pa.array(np.arange(n)))
-        mask = np.zeros(n, dtype=bool)
-        mask[marked.filter(to_arrow_expression(node))["__position"].to_numpy()] = True
-        return mask
+        return filter_mask(frame, node)
 
     def split_ids(self, frame) -> np.ndarray:
         return frame[SPLIT_COL].to_numpy()
