@@ -146,6 +146,16 @@ class Join(Op):
     def writes(self) -> tuple[str, ...]:
         return self.outputs()
 
+    def depends_on(self) -> dict[str, tuple]:
+        """Each column brought from the row its keys match: the left keys, the side table's keys
+        and that column of the side table.
+
+        >>> Join(table="users", on=(("uid", "id"),), cols=("age",), prefix="u_").depends_on()
+        {'u_age': ('uid', ('users', 'id'), ('users', 'age'))}
+        """
+        keys = (*self.left_keys(), *((self.table, r) for r in self.right_keys()))
+        return {self.prefix + c: (*keys, (self.table, c)) for c in self.cols}
+
     def infer(self, schema: Schema) -> Schema:
         side = self.side.schema
         return schema.replace_columns({self.prefix + c: Column(self.prefix + c, side[c].dtype) for c in self.cols})

@@ -92,6 +92,14 @@ class TargetEncode(ColumnwiseOp):
     def reads(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys((*self.cols, self.target)))
 
+    def depends_on(self) -> dict[str, tuple]:
+        """Each encoding from its key column and the target.
+
+        >>> TargetEncode(cols=("user",), target="click").depends_on()
+        {'user_te': ('user', 'click')}
+        """
+        return {o: tuple(dict.fromkeys((c, self.target))) for c, o in self.pairs()}
+
     @property
     def fitted(self) -> bool:
         return True
@@ -226,6 +234,18 @@ class GroupbyFeatures(KeyedOp):
 
     def reads(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys((*self.keys, *self.cols)))
+
+    def depends_on(self) -> dict[str, tuple]:
+        """The count from the keys; each statistic of a column from the keys and that column.
+
+        >>> GroupbyFeatures(keys=("u",), cols=("p",), stats=("count", "mean")).depends_on()
+        {'u_count': ('u',), 'u_p_mean': ('u', 'p')}
+        """
+        p = self.name_prefix()
+        out = {f"{p}count": self.keys} if "count" in self.stats else {}
+        for c in self.cols:
+            out.update({f"{p}{c}_{s}": tuple(dict.fromkeys((*self.keys, c))) for s in self.stats if s != "count"})
+        return out
 
     def infer(self, schema: Schema) -> Schema:
         p, new = self.name_prefix(), {}

@@ -83,6 +83,19 @@ class Lag(KeyedOp):
     def reads(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys((*self.keys, self.order_by, *self.cols)))
 
+    def depends_on(self) -> dict[str, tuple]:
+        """Each output from the keys and order that choose the earlier row, and its own column.
+
+        >>> Lag(keys=("u",), order_by="ts", cols=("p",), shifts=(1,)).depends_on()
+        {'p_diff1': ('u', 'ts', 'p')}
+        """
+        kinds = [kind for kind, output in (("lag", "value"), ("diff", "diff")) if self.output in (output, "both")]
+        out = {}
+        for c in self.cols:
+            deps = tuple(dict.fromkeys((*self.keys, self.order_by, c)))
+            out.update({f"{c}_{kind}{k}": deps for k in self.shifts for kind in kinds})
+        return out
+
     def infer(self, schema: Schema) -> Schema:
         new = {}
         for c in self.cols:
