@@ -288,7 +288,8 @@ def target_encode_columns(be: Backend, op, frame: Frame, state: dict, files, loo
     for c, o in op.pairs():
         st = state[c]
         j, array = lookup(c, st["table"])
-        fit_rows = ids == st["fit_split"] if st["fit_split"] >= 0 else xp.ones(len(j), dtype=bool)
+        # Fitted on every split: every row of the dataset was fitted on; a served row (split -1) was not.
+        fit_rows = ids == st["fit_split"] if st["fit_split"] >= 0 else ids >= 0
         enc_folds = xp.stack([array(f"enc_{f}") for f in range(op.folds)], axis=1)
         priors = xp.asarray(np.asarray(st["priors"], dtype=np.float64))
         out[o] = target_encoded(xp, j, folds, fit_rows, array("enc"), enc_folds, st["prior"], priors)
