@@ -20,7 +20,6 @@ Results: ``bench/results/events/results.json`` and ``summary.md`` (git-ignored).
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import glob
 import hashlib
@@ -154,15 +153,8 @@ def summarize(results: dict, rows: int) -> str:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rows", type=int, default=2_000_000)
-    p.add_argument("--reps", type=int, default=3, help="runs of each implementation (medians reported)")
-    p.add_argument("--data", default=os.path.join(ROOT, "bench", "results", "events-data"))
-    p.add_argument("--work", default=os.path.join(ROOT, "bench", "results", "events"))
-    p.add_argument("--only", nargs="+", choices=IMPLS, default=list(IMPLS), help="a subset (the check needs all)")
-    p.add_argument("--sample", type=float, default=0.05, help="seconds between RSS samples of a process tree")
-    p.add_argument("--tol", type=float, default=1e-6, help="largest relative difference of float outputs")
-    args = p.parse_args(argv)
+    args = base.bench_parser(__doc__.splitlines()[0], IMPLS, 3, "events-data", "events", 1e-6,
+                             "largest relative difference of float outputs").parse_args(argv)
     data, work = os.path.abspath(args.data), os.path.abspath(args.work)
     os.makedirs(work, exist_ok=True)
     ensure_data(data, args.rows)

@@ -339,15 +339,23 @@ def own_functions(st, top: int) -> list[str]:
 
 
 # --- main -------------------------------------------------------------------------------------------
-def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def bench_parser(description: str, impls, reps: int, data: str, work: str, tol: float,
+                 tol_help: str) -> argparse.ArgumentParser:
+    """The options the compile benchmarks share; ``data`` and ``work``: folders under bench/results/."""
+    p = argparse.ArgumentParser(description=description)
     p.add_argument("--rows", type=int, default=2_000_000)
-    p.add_argument("--reps", type=int, default=5, help="runs of each implementation (medians reported)")
-    p.add_argument("--data", default=os.path.join(ROOT, "bench", "results", "data"))
-    p.add_argument("--work", default=os.path.join(ROOT, "bench", "results", "compile"))
-    p.add_argument("--only", nargs="+", choices=IMPLS, default=list(IMPLS), help="a subset (the check needs all)")
+    p.add_argument("--reps", type=int, default=reps, help="runs of each implementation (medians reported)")
+    p.add_argument("--data", default=os.path.join(ROOT, "bench", "results", data))
+    p.add_argument("--work", default=os.path.join(ROOT, "bench", "results", work))
+    p.add_argument("--only", nargs="+", choices=impls, default=list(impls), help="a subset (the check needs all)")
     p.add_argument("--sample", type=float, default=0.05, help="seconds between RSS samples of a process tree")
-    p.add_argument("--tol", type=float, default=1e-5, help="largest absolute difference of continuous outputs")
+    p.add_argument("--tol", type=float, default=tol, help=tol_help)
+    return p
+
+
+def main(argv=None) -> None:
+    p = bench_parser(__doc__.splitlines()[0], IMPLS, 5, "data", "compile", 1e-5,
+                     "largest absolute difference of continuous outputs")
     p.add_argument("--profile", action="store_true", help="also profile shardsmith engine=inprocess")
     p.add_argument("--profile-only", action="store_true")
     p.add_argument("--cores", type=int, default=None, help="run every implementation on this many cores only")
