@@ -158,6 +158,7 @@ class CpuBackend(TableBackend):
     def content_digests(self, frame, schema) -> dict[str, int]:
         """The content digest (kernels/digest.py) of every output column, from its Arrow buffers."""
         return table_digests(frame.select([c.name for c in schema.columns]), {c.name: c.dtype for c in schema.columns})
+
     def expr_columns(self, frame, dates=()):
         """The frame as the expression evaluator sees it (backends/evaluate.py)."""
         return ArrowColumns(frame)

@@ -193,6 +193,7 @@ class GpuBackend(TableBackend):
     def parquet_bytes(self, frame, sink, schema) -> memoryview:
         """The shard as a Parquet file encoded by cuDF from device memory (output.writer: cudf)."""
         return writer.parquet_bytes(frame, sink, schema)
+
     def expr_columns(self, frame, dates=()):
         """The frame as the expression evaluator sees it (backends/evaluate.py)."""
         return expr.CudfColumns(frame, dates)
