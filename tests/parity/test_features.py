@@ -496,7 +496,8 @@ def test_lag_whatever_the_input_order(tmp_path, backend):
 
 
 def test_fitted_features_do_not_depend_on_partitioning(tmp_path, backend, labelled, users):
-    """One row group per partition against one partition per file: the same shards, byte for byte."""
+    """One row group per partition against one partition per file: the same shards, byte for byte
+    (one writer, Arrow's, whatever the engine)."""
     side = _write(tmp_path / "users.parquet", users.rename_columns(["user", "site", "age", "since", "score"]))
     graph = [{"op": "join", "table": "u", "on": ["user"], "cols": ["age", "score"]},
              {"op": "target_encode", "cols": ["user", "city"], "target": "y", "folds": 3},
@@ -509,7 +510,8 @@ def test_fitted_features_do_not_depend_on_partitioning(tmp_path, backend, labell
     runs = [(backend, "64MB"), (backend, "2KB")] + ([("cpu", "64MB")] if backend != "cpu" else [])
     for engine, size in runs:  # and on another engine, the CPU engine's bytes
         _, manifest, _ = compile_table(tmp_path, labelled, graph, engine, split=SPLIT_BY_PART, files=2,
-                                       tables={"u": {"paths": [side]}}, name=f"p{size}", partition_bytes=size)
+                                       tables={"u": {"paths": [side]}}, name=f"p{size}", partition_bytes=size,
+                                       writer="arrow")
         shas.append([(s["path"], s["sha256"]) for split in manifest["splits"].values() for s in split["shards"]])
         partitions.append(manifest["plan"]["partitions"])
     assert all(s == shas[0] for s in shas)
@@ -519,7 +521,7 @@ def test_fitted_features_do_not_depend_on_partitioning(tmp_path, backend, labell
 # --- the events demo pipeline ---------------------------------------------------------------------------
 def test_events_pipeline_matches_the_cpu_engine(tmp_path, backend):
     """configs/pipeline/events.yaml (every op of issue 11, named steps, a time split) on the engine
-    under test: the same shard bytes as the CPU engine."""
+    under test: the same shard bytes as the CPU engine (with the same writer, Arrow's)."""
     from shardsmith.compiler.config import compose
     from shardsmith.demo import generate_events
     from shardsmith.runtime import compile_dataset
@@ -531,7 +533,7 @@ def test_events_pipeline_matches_the_cpu_engine(tmp_path, backend):
                        f"tables.users.paths=[{tmp_path}/ev/users/*.parquet]",
                        f"tables.items.paths=[{tmp_path}/ev/items/*.parquet]", f"output.dir={tmp_path}/out-{engine}",
                        f"engine.kind={engine}", "engine.cluster=inprocess", "engine.partition_bytes=64KB",
-                       "profiling.enabled=false"])
+                       "profiling.enabled=false", "output.writer=arrow"])
         manifest = compile_dataset(cfg, log=lambda *a: None).manifest
         shas.append([(s["path"], s["sha256"]) for split in manifest["splits"].values() for s in split["shards"]])
     assert shas[-1] == shas[0] and manifest["plan"]["partitions"] == 2
