@@ -67,23 +67,12 @@ def command(impl: str, data: str, out: str, shard_rows: int) -> list[str]:
 
 
 def read(out: str) -> tuple[dict, dict]:
-    tables, sizes = {}, {}
-    for split in peer.SPLITS:
-        files = sorted(glob.glob(os.path.join(out, split, "part-*.parquet")))
-        if not files:
-            raise SystemExit(f"DISAGREE: no shard under {out}/{split}")
-        parts = [pq.read_table(f) for f in files]
-        tables[split], sizes[split] = pa.concat_tables(parts), [t.num_rows for t in parts]
-    return tables, sizes
+    parts = {split: base.read_split(out, split) for split in peer.SPLITS}
+    return {s: t for s, (t, _) in parts.items()}, {s: sizes for s, (_, sizes) in parts.items()}
 
 
 def vocab_sizes(impl: str, out: str) -> dict:
-    if impl.startswith("shardsmith"):
-        with open(os.path.join(out, "manifest.json")) as f:
-            schema = json.load(f)["schema"]
-        return {c["name"]: c["cardinality"] - peer.FIRST_ID for c in schema if c["name"] in peer.CATS}
-    with open(os.path.join(out, "vocab_sizes.json")) as f:
-        return json.load(f)
+    return base.vocab_sizes(impl, out, peer.CATS, peer.FIRST_ID)
 
 
 def check_agreement(outs: dict[str, str], tol: float) -> dict:

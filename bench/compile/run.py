@@ -191,11 +191,13 @@ def read_split(out: str, split: str):
     return pa.concat_tables(tables), [t.num_rows for t in tables]
 
 
-def vocab_sizes(impl: str, out: str) -> dict[str, int]:
+def vocab_sizes(impl: str, out: str, cats=peers.CATS, first_id: int = peers.FIRST_ID) -> dict[str, int]:
+    """Vocabulary sizes of the categorical columns ``cats``: from shardsmith's manifest (ids from
+    ``first_id``), or the ``vocab_sizes.json`` a peer writes."""
     if impl.startswith("shardsmith"):
         with open(os.path.join(out, "manifest.json")) as f:
             schema = json.load(f)["schema"]
-        return {c["name"]: c["cardinality"] - peers.FIRST_ID for c in schema if c["name"] in peers.CATS}
+        return {c["name"]: c["cardinality"] - first_id for c in schema if c["name"] in cats}
     with open(os.path.join(out, "vocab_sizes.json")) as f:
         return json.load(f)
 
