@@ -32,13 +32,14 @@ import numpy as np
 import pyarrow as pa
 
 from shardsmith.backends import get_backend
-from shardsmith.backends.base import QUARANTINE_COLUMNS, TaskContext
+from shardsmith.backends.base import TaskContext
 from shardsmith.backends.cpu.expr import filter_mask
 from shardsmith.compiler.build import build_on
 from shardsmith.compiler.config import from_dict
 from shardsmith.compiler.passes import optimize
 from shardsmith.compiler.planner import transform_program
 from shardsmith.errors import InputError, PlanError
+from shardsmith.inputs.rows import QUARANTINE_COLUMNS
 from shardsmith.ir import FILE_COL, ROW_COL, SPLIT_COL, Column, Schema
 from shardsmith.ir.dtypes import ARROW_TYPES
 from shardsmith.runtime.quality import check_stage

@@ -17,7 +17,7 @@ def run(rest: list[str]) -> int:
                             "or events with users and items tables (--kind events).")
     p.add_argument("--kind", choices=sorted(DEFAULT_OUT), default="criteo",
                    help="criteo: label, I1..I13, C1..C26; events: events/, users/ and items/ tables")
-    p.add_argument("--rows", type=int, default=2_000_000, help="rows in all (events for --kind events)")
+    p.add_argument("--rows", type=int, default=2_000_000, help="rows in all; events for --kind events")
     p.add_argument("--out", default=None, help="the directory to write (default data/raw; data/events for events)")
     p.add_argument("--files", type=int, default=None,
                    help="files to split the rows over (default: one per 500,000 rows)")

@@ -480,6 +480,9 @@ def _validate_split(split: SplitConfig) -> None:
         raise ConfigError(f"expected an integer in [0, 2**64), got {split.seed!r}", "split.seed")
 
 
+_MODES_OF = {"values": "column", "default": "time or column"}  # split keys not of time splits alone
+
+
 def _validate_hash_split(split: SplitConfig) -> None:
     for name, frac in split.fractions.items():
         if not isinstance(frac, (int, float)) or frac < 0:
@@ -490,9 +493,9 @@ def _validate_hash_split(split: SplitConfig) -> None:
         raise ConfigError(f"fractions must sum to 1, they sum to {total:g} ({shares}; a mapping given on the "
                           "command line is merged into the config's: drop a split with ~split.fractions.NAME)",
                           "split.fractions")
-    for key in ("cuts", "values", "default"):
+    for key in ("cuts", "names", "values", "default"):
         if getattr(split, key) not in (None, [], {}):
-            raise ConfigError(f"split.{key} is for split.by: {'column' if key == 'values' else 'time'}; "
+            raise ConfigError(f"split.{key} is for split.by: {_MODES_OF.get(key, 'time')}; "
                               "this split is by: hash", f"split.{key}")
 
 
