@@ -153,7 +153,8 @@ def transform_task(backend: str, plan, part, states: dict, prof: dict | None = N
 def _transform(be, ctx, rec, plan, part, states: dict, spill, kept: dict | None) -> dict:
     frame, n_read = _read(be, ctx, rec, plan, part, kept)
     after_read = be.num_rows(frame)
-    dropped = {pushed_key(plan.graph.source): n_read - after_read} if n_read > after_read else {}
+    pushed = n_read - after_read - ctx.quarantined_rows  # rows that did not parse went to quarantine, not here
+    dropped = {pushed_key(plan.graph.source): pushed} if pushed > 0 else {}
     # A kept read carries no elementwise prefix when the graph has input checks (planner.read_prefix).
     frame, checked = check_stage(be, frame, plan.graph.checks_at("input"), ctx, spill)
     program = plan.transform if kept is None else plan.transform_after_read
