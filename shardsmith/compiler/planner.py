@@ -4,7 +4,7 @@ are cut into shards. Pure planning: it reads no data (only the metadata the scan
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from shardsmith.compiler import sizing
 from shardsmith.compiler.config import EngineConfig, parse_partition_bytes
