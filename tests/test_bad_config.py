@@ -58,6 +58,7 @@ BAD_VALUES = {
     "engine.threads_per_worker": ["0", "100000"],
     "engine.processes": ["maybe"],
     "engine.cpu_kernels": ["fast", "1"],
+    "engine.reads": ["twice"],
     "engine.memory_limit": ["lots", "''", "1e23"],
     "engine.partition_bytes": ["''", "0", "0.5", U64],
     "engine.rmm_pool_size": ["lots"],
