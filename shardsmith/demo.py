@@ -90,3 +90,89 @@ def _hex_strings(values: np.ndarray):
         chars[:, k] = digits[(low >> np.uint32(28 - 4 * k)) & np.uint32(0xF)]
     offsets = np.arange(0, 8 * len(low) + 1, 8, dtype=np.int32)
     return pa.StringArray.from_buffers(len(low), pa.py_buffer(offsets), pa.py_buffer(chars.tobytes()))
+
+
+# --- events: a related set of tables (joins, time splits, per-key features) ---------------------------
+EVENTS_START = 1_704_067_200  # 2024-01-01T00:00:00Z, in seconds
+EVENTS_DAYS = 91  # to 2024-03-31
+COUNTRIES = ("us", "de", "fr", "br", "in", "jp", "gb", "ng", "mx", "ca")
+CATEGORIES = ("books", "music", "games", "toys", "garden", "kitchen", "sports", "beauty", "tools", "film", "shoes",
+              "phones")
+DEVICES = ("mobile", "desktop", "tablet")
+
+
+def generate_events(rows: int, out_dir: str, files: int | None = None, seed: int = 0) -> dict[str, list[str]]:
+    """A related set under ``out_dir``: ``events/part-*.parquet`` (``rows`` events: event_id,
+    user_id, item_id, ts (timestamp[us]), device, position, dwell (seconds, some null) and the
+    ``click`` label), ``users/users.parquet`` (user_id, country, signup (date), age (some null))
+    and ``items/items.parquet`` (item_id, category, price). Events cover 2024-01-01 to 2024-03-31,
+    in roughly (not strictly) increasing time across files; some events name a user or an item
+    that the tables lack. Deterministic from ``seed``; returns the paths by table."""
+    if rows < 1:
+        raise ValueError("rows must be positive")
+    rng = np.random.default_rng([seed, 7])
+    n_users, n_items = max(10, rows // 50), max(10, rows // 200)
+    users = _users(rng, n_users)
+    items = _items(rng, n_items)
+    user_bias = rng.normal(0, 0.8, n_users + 50)
+    item_bias = rng.normal(0, 0.8, n_items + 20)
+    files = files or max(1, math.ceil(rows / 1_000_000))
+    out = {"users": [_write(users, os.path.join(out_dir, "users"), "users.parquet")],
+           "items": [_write(items, os.path.join(out_dir, "items"), "items.parquet")], "events": []}
+    per_file = [rows // files + (1 if i < rows % files else 0) for i in range(files)]
+    start = 0
+    for fi, n in enumerate(per_file):
+        ev_rng = np.random.default_rng([seed, 8, fi])
+        table = _events(ev_rng, start, n, rows, n_users, n_items, user_bias, item_bias)
+        out["events"].append(_write(table, os.path.join(out_dir, "events"), f"part-{fi:05d}.parquet"))
+        start += n
+    return out
+
+
+def _users(rng, n: int) -> pa.Table:
+    signup = EVENTS_START // 86_400 - rng.integers(0, 3 * 365, n)
+    return pa.table({"user_id": pa.array(np.arange(n, dtype=np.int64) * 7 + 1000),
+                     "country": pa.array(rng.choice(COUNTRIES, n, p=_zipf(len(COUNTRIES)))),
+                     "signup": pa.array(signup.astype(np.int32)).view(pa.date32()),
+                     "age": pa.array(rng.integers(16, 80, n).astype(np.int16), mask=rng.random(n) < 0.1)})
+
+
+def _items(rng, n: int) -> pa.Table:
+    return pa.table({"item_id": pa.array(np.arange(n, dtype=np.int64) * 13 + 500),
+                     "category": pa.array(rng.choice(CATEGORIES, n, p=_zipf(len(CATEGORIES)))),
+                     "price": pa.array(np.round(np.exp(rng.normal(3, 1, n)), 2).astype(np.float32))})
+
+
+def _zipf(k: int) -> np.ndarray:
+    w = 1.0 / np.arange(1, k + 1)
+    return w / w.sum()
+
+
+def _events(rng, start: int, n: int, total: int, n_users: int, n_items: int, user_bias, item_bias) -> pa.Table:
+    # Users and items by a skewed draw; a few ids beyond the tables (unknown to the joins).
+    u = np.minimum(np.floor(np.exp(rng.random(n) * math.log(n_users + 50))) - 1, n_users + 49).astype(np.int64)
+    i = np.minimum(np.floor(np.exp(rng.random(n) * math.log(n_items + 20))) - 1, n_items + 19).astype(np.int64)
+    # Time: the file's share of the period, with noise across file boundaries (not sorted).
+    span = EVENTS_DAYS * 86_400
+    base = EVENTS_START + (start + np.arange(n)) / total * span
+    ts = np.clip(base + rng.normal(0, 3 * 3600, n), EVENTS_START, EVENTS_START + span - 1)
+    micros = (ts * 1e6).astype(np.int64) // 1000 * 1000
+    hour = (micros // 3_600_000_000) % 24
+    position = rng.integers(1, 21, n).astype(np.int16)
+    device = rng.choice(DEVICES, n, p=[0.6, 0.3, 0.1])
+    score = user_bias[u] + item_bias[i] - 0.08 * position + 0.3 * ((hour >= 18) & (hour <= 22)) - 1.2
+    click = (rng.random(n) < 1.0 / (1.0 + np.exp(-score))).astype(np.int8)
+    dwell = np.round(rng.exponential(20 + 40 * click, n), 1).astype(np.float32)
+    return pa.table({"event_id": pa.array(np.arange(start, start + n, dtype=np.int64)),
+                     "user_id": pa.array(u * 7 + 1000), "item_id": pa.array(i * 13 + 500),
+                     "ts": pa.array(micros).view(pa.timestamp("us")), "device": pa.array(device),
+                     "position": pa.array(position), "dwell": pa.array(dwell, mask=rng.random(n) < 0.05),
+                     "click": pa.array(click)})
+
+
+def _write(table: pa.Table, directory: str, name: str) -> str:
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, name)
+    pq.write_table(table, path + ".tmp", compression="snappy", row_group_size=BLOCK)
+    os.replace(path + ".tmp", path)
+    return path

@@ -17,7 +17,10 @@ Rows are never dropped silently. The result holds the transformed rows (``table`
 and, for each, its position in the batch (``rows``); the positions that a ``filter`` (or an inner
 join) removed (``filtered``); and the rows that a step or an expectation sent to quarantine
 (``quarantined``: the compile's quarantine records, ``_row`` being the position in the batch). The
-split is not applied: every row is served.
+split is not applied: every row is served, as a row of no split (``target_encode`` gives it the
+full-fit encoding, not an out-of-fold one). ``join`` looks rows up in the side table saved with the
+fitted state; ``lag``, whose values come from other rows of the dataset, cannot be served: loading
+a dataset with a lag step is an error naming the step.
 """
 
 from __future__ import annotations
@@ -29,13 +32,14 @@ import numpy as np
 import pyarrow as pa
 
 from shardsmith.backends import get_backend
-from shardsmith.backends.base import QUARANTINE_COLUMNS, TaskContext
+from shardsmith.backends.base import TaskContext
+from shardsmith.backends.cpu.expr import filter_mask
 from shardsmith.compiler.build import build_on
 from shardsmith.compiler.config import from_dict
 from shardsmith.compiler.passes import optimize
 from shardsmith.compiler.planner import transform_program
-from shardsmith.errors import InputError
-from shardsmith.inputs.predicate import to_arrow_expression
+from shardsmith.errors import InputError, PlanError
+from shardsmith.inputs.rows import QUARANTINE_COLUMNS
 from shardsmith.ir import FILE_COL, ROW_COL, SPLIT_COL, Column, Schema
 from shardsmith.ir.dtypes import ARROW_TYPES
 from shardsmith.runtime.quality import check_stage
@@ -74,6 +78,7 @@ class Transform:
                              "recompile it to serve it", manifest["_dir"])
         schema = Schema(tuple(Column(c["name"], c["dtype"], c.get("role", "other")) for c in manifest["input_schema"]))
         self.graph = optimize(build_on(cfg, schema))
+        refuse_unservable(self.graph)
         self.program = transform_program(self.graph)
         self.states = load_states(os.path.join(manifest["_dir"], "state")) or {}
         missing = [s.key for s in self.graph.flat_steps() if s.op.fitted and s.key not in self.states]
@@ -83,7 +88,7 @@ class Transform:
         self.backend = get_backend("cpu", kernels)
         self.columns = self.graph.source.columns  # what a batch must hold
         self._types = {c: ARROW_TYPES.get(schema[c].dtype) for c in self.columns}
-        self._filter = to_arrow_expression(self.graph.source.filter) if self.graph.source.filter is not None else None
+        self._filter = self.graph.source.filter  # a filter pushed into the reader: applied first, as there
         self._inputs_checked = self.graph.checks_at("input")
         self._outputs_checked = self.graph.checks_at("output")
         self.manifest = manifest
@@ -103,7 +108,7 @@ class Transform:
         n = frame.num_rows
         be, ctx = self.backend, TaskContext(0, (BATCH,))
         if self._filter is not None:
-            frame = frame.filter(self._filter)
+            frame = frame.filter(pa.array(filter_mask(frame, self._filter)))
         if self._inputs_checked:
             frame, _ = check_stage(be, frame, self._inputs_checked, ctx, only_quarantine=True)
         frame = run_program(be, self.program, frame, self.states, ctx)
@@ -135,9 +140,24 @@ class Transform:
             arrays.append(col)
         n = table.num_rows
         names = [*self._types, FILE_COL, ROW_COL, SPLIT_COL]
+        # Split -1: a served row is in no split of the dataset, so fitted ops treat it as new data
+        # (target_encode gives it the full-fit encoding, as the rows outside the fit split).
         hidden = [pa.array(np.zeros(n, np.int32)), pa.array(np.arange(n, dtype=np.int64)),
-                  pa.array(np.zeros(n, np.int8))]
+                  pa.array(np.full(n, -1, np.int8))]
         return pa.Table.from_arrays([*arrays, *hidden], names=names)
+
+
+# Ops whose state is per row of the compiled dataset, so that it has no value for a new row.
+UNSERVABLE = {"lag": "its values come from the dataset's earlier rows of the same key, which a batch does not "
+                     "hold (compute the lags upstream and pass them as input columns)"}
+
+
+def refuse_unservable(graph) -> None:
+    """A PlanError naming the first step that cannot be applied to new rows, and why."""
+    for step in graph.flat_steps():
+        why = UNSERVABLE.get(step.op.op_name)
+        if why is not None:
+            raise PlanError(f"op '{step.op.op_name}' cannot be served: {why}", step.key)
 
 
 def _as_table(batch, types: dict) -> pa.Table:

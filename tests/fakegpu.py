@@ -398,6 +398,18 @@ class Series:
     def fillna(self, value):
         return Series.from_arrow(pc.fill_null(self.to_arrow(), value), self.name)
 
+    def take(self, indices):
+        return Series.from_arrow(self.to_arrow().take(pa.array(np.asarray(indices))), self.name)
+
+    def reset_index(self, drop=False):
+        return self
+
+    def mask(self, cond):
+        """Null where ``cond`` is true (cuDF's Series.mask with no ``other``)."""
+        c = cond.to_arrow() if isinstance(cond, Series) else pa.array(np.asarray(cond, dtype=bool))
+        arr = self.to_arrow()
+        return Series.from_arrow(pc.if_else(c, pa.nulls(len(arr), arr.type), arr), self.name)
+
     def isin(self, values):
         return Series.from_arrow(pc.is_in(self.to_arrow(), value_set=pa.array(list(values))).fill_null(False))
 
@@ -442,6 +454,21 @@ class _GroupBy:
         out = Series.from_arrow(vc.field("counts"))
         out.index = types.SimpleNamespace(to_arrow=lambda: vc.field("values"))
         return out
+
+
+class _FrameGroupBy:
+    """groupby(keys).agg({column: sum | min | max}).reset_index(): the key columns, then the
+    aggregates, in an order of the groups' own (Arrow's, reversed), as cuDF gives no order either."""
+
+    def __init__(self, frame, keys):
+        self.frame, self.keys = frame, keys
+
+    def agg(self, aggs: dict):
+        table = self.frame.to_arrow()
+        out = table.group_by(self.keys, use_threads=False).aggregate([(c, fn) for c, fn in aggs.items()])
+        out = out.rename_columns([{f"{c}_{fn}": c for c, fn in aggs.items()}.get(n, n) for n in out.column_names])
+        out = out.select([*self.keys, *aggs])
+        return DataFrame.from_arrow(out.take(pa.array(np.arange(out.num_rows)[::-1].copy())))
 
 
 class DataFrame:
@@ -501,7 +528,17 @@ class DataFrame:
     def to_arrow(self, preserve_index=None):
         return pa.table({k: s.to_arrow() for k, s in self._cols.items()})
 
+    def merge(self, right, on, how="inner"):
+        """A join on ``on``; its rows come out in an order of their own (reversed here), as cuDF's
+        do: callers must not rely on the input order."""
+        joined = self.to_arrow().join(right.to_arrow(), keys=list(on),
+                                      join_type={"inner": "inner", "left": "left outer"}[how], use_threads=False)
+        joined = joined.take(pa.array(np.arange(joined.num_rows)[::-1].copy()))
+        return DataFrame.from_arrow(joined)
+
     def groupby(self, key, dropna=True, sort=False):
+        if isinstance(key, (list, tuple)):
+            return _FrameGroupBy(self, list(key))
         return _GroupBy(self._cols[key])
 
     def to_parquet(self, path, compression="snappy", index=None, statistics="ROWGROUP", row_group_size_rows=None,

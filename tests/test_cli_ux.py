@@ -52,7 +52,7 @@ def assert_error(capsys, args, *fragments):
     ("engine.dashboard=maybe", ["engine.dashboard: expected true or false, got 'maybe'"]),
     ("split.fractions.train=lots", ["split.fractions.train: expected a number, got 'lots'"]),
     ("roles=[a]", ["roles: expected a mapping like {a: 1}, got a list"]),
-    ("graph=3", ["graph: expected a list like [a, b], got a number"]),
+    ("graph=3", ["graph: expected a list of steps or a mapping of named steps, got 3"]),
     ("output=3", ["error: output: expected a section of keys like {key: value}, got a number (3)"]),
     ("split.seed=null", ["error: split.seed: expected a value, got null"]),
     ("source.paths=[a, null]", ["error: source.paths[1]: expected a string, got null"]),
@@ -192,7 +192,7 @@ def test_every_command_has_a_help_with_descriptions_and_defaults(capsys):
         description = out.split("\n\n")[1]
         assert len(description) > 60, (command, description)
     _, out, _ = run_main(capsys, "demo-data", "--help")
-    assert "--rows ROWS    rows in all (default: 2000000)" in out
+    assert "--rows ROWS rows in all; events for --kind events (default: 2000000)" in " ".join(out.split())
     _, out, _ = run_main(capsys, "compile", "--help")
     groups = out.split("config groups")[1].split("keys (value")[0]
     assert "options: auto, cpu, gpu, inprocess\n" in groups and "schema" not in groups

@@ -74,3 +74,4 @@ def test_integers_below_2_to_bits_are_exact():
     hist = S.Histogram(*exact.histogram(x, 10))
     assert hist.quantile(0.5) == 3.0
     assert hist.quantile(1.0) == 2047.0
+

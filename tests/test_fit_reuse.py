@@ -150,3 +150,26 @@ def test_drift_against_the_parent_is_on_one_scale(demo_dir, tmp_path):
         assert cols[c]["oov_rates"] == pytest.approx(shares, rel=1e-12) and cols[c]["notes"] == []
         assert cols[c]["oov_rate"] == pytest.approx(shares[1] - shares[0], rel=1e-9)
     assert cols["I1"]["notes"] == [] and cols["I1"]["psi"] < 0.05  # two thirds of one distribution
+
+
+def test_the_fit_cache_misses_when_a_side_table_changes(tmp_path):
+    """A fitted step after a join fits the joined values: the side tables' files key the cache."""
+    from shardsmith.demo import generate_events
+
+    generate_events(3000, str(tmp_path / "ev"), files=1)
+    items = pq.read_table(glob.glob(f"{tmp_path}/ev/items/*.parquet")[0])
+    (tmp_path / "items2").mkdir()
+    pq.write_table(items.set_column(items.column_names.index("price"), "price",
+                                    pa.compute.multiply(items["price"], pa.scalar(2.0, items["price"].type))),
+                   tmp_path / "items2" / "items.parquet")
+
+    def compile_with(items_glob: str, out: str):
+        return run_compile(f"{tmp_path}/ev/events/*.parquet", tmp_path / "sweep" / out, "pipeline=events",
+                           f"tables.users.paths=[{tmp_path}/ev/users/*.parquet]", f"tables.items.paths=[{items_glob}]",
+                           "profiling.enabled=false").manifest["fit"]
+
+    first = compile_with(f"{tmp_path}/ev/items/*.parquet", "a")
+    changed = compile_with(f"{tmp_path}/items2/*.parquet", "b")
+    again = compile_with(f"{tmp_path}/ev/items/*.parquet", "c")
+    assert first["source"] == "fit" and changed["source"] == "fit" and changed["cache"] != first["cache"]
+    assert (again["source"], again["from"]) == ("cache", first["cache"])

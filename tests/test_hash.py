@@ -90,3 +90,24 @@ def test_equal_length_strings_take_the_fast_path_with_the_same_result(width):
     seeds = rng.integers(0, 2**63, 200, dtype=np.int64).view(np.uint64)
     got = xx.xxh64_strings(offsets, data, seeds)
     assert [int(g) for g in got] == [xxhash.xxh64_intdigest(s, int(k)) for s, k in zip(strings, seeds)]
+
+
+def test_timestamps_hash_by_value_whatever_their_unit():
+    """The same instants stored as timestamp[s], [ms], [us] and [ns] hash alike (and as their
+    microseconds since the epoch); a date hashes as its day count."""
+    be = get_backend("cpu")
+    seconds = np.array([0, -1, 86_399, 1_700_000_000, -2_000_000_000, 9_000_000_000], dtype=np.int64)
+    scale = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+    hashes = {unit: be.hash(pa.array(seconds * k, mask=np.arange(6) == 5).view(pa.timestamp(unit)), 11)
+              for unit, k in scale.items()}
+    for unit in scale:
+        np.testing.assert_array_equal(hashes[unit], hashes["us"], err_msg=unit)
+    micros = [xxhash.xxh64_intdigest(int(s * 1_000_000).to_bytes(8, "little", signed=True), 11) for s in seconds[:5]]
+    assert [int(h) for h in hashes["us"][:5]] == micros
+    assert int(hashes["us"][5]) == xxhash.xxh64_intdigest(b"", 11 ^ xx.NULL_SEED_XOR)
+    ns = be.hash(pa.array([1999, -1, -1000, -1001], pa.int64()).view(pa.timestamp("ns")), 2)  # floored to us
+    assert list(ns) == list(be.hash(pa.array([1, -1, -1, -2], pa.int64()), 2))
+    tz = be.hash(pa.array(seconds[:5] * 1000).view(pa.timestamp("ms", tz="Europe/Paris")), 11)
+    np.testing.assert_array_equal(tz, hashes["us"][:5])  # a time zone does not change the instant
+    days = be.hash(pa.array([0, 19_000], pa.int32()).view(pa.date32()), 5)
+    assert list(days) == list(be.hash(pa.array([0, 19_000], pa.int64()), 5))

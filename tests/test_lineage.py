@@ -156,3 +156,34 @@ def test_joined_and_derived_columns(demo_dir, tmp_path):
     fields = ev["outputs"][0]["facets"]["columnLineage"]["fields"]["country"]["inputFields"]
     assert {(f["name"], f["field"]) for f in fields} == {
         (ev["inputs"][0]["name"], "C4"), ("table/countries", "code"), ("table/countries", "name")}
+
+
+def test_events_pipeline_lineage_names_the_sources_of_joined_derived_and_keyed_columns(tmp_path):
+    """configs/pipeline/events.yaml: join, derive, target_encode, groupby_features and lag say what
+    they compute from, so the manifest, `shardsmith lineage` and the fit signatures name the sources."""
+    from shardsmith.demo import generate_events
+
+    generate_events(3000, str(tmp_path / "ev"), files=1)
+    res = run_compile(f"{tmp_path}/ev/events/*.parquet", tmp_path / "out", "pipeline=events",
+                      f"tables.users.paths=[{tmp_path}/ev/users/*.parquet]",
+                      f"tables.items.paths=[{tmp_path}/ev/items/*.parquet]", "profiling.enabled=false")
+    cols = res.manifest["lineage"]["columns"]
+
+    def of(name):
+        return cols[name]["inputs"], cols[name]["tables"], [s["op"] for s in cols[name]["steps"]]
+
+    assert of("user_age") == (["user_id"], [["users", "user_id"], ["users", "age"]], ["join", "fill_missing"])
+    assert of("tenure_days") == (["ts", "user_id"], [["users", "user_id"], ["users", "signup"]],
+                                 ["join", "derive", "fill_missing"])
+    assert of("weight") == (["device"], [], ["derive"])
+    assert of("user_id_te") == (["user_id", "click"], [], ["target_encode"])
+    assert of("item_id_te") == (["item_id", "click"], [], ["target_encode"])
+    assert of("user_price_mean") == (["user_id", "item_id"], [["items", "item_id"], ["items", "price"]],
+                                     ["join", "groupby_features"])
+    assert of("user_count") == (["user_id"], [], ["groupby_features"])
+    assert of("ts_diff1") == (["user_id", "ts"], [], ["lag", "fill_missing"])
+    assert of("category")[1] == [["items", "item_id"], ["items", "category"]]
+    sigs = res.manifest["fit"]["steps"]
+    assert set(sigs) >= {"graph.te", "graph.user_stats", "graph.lags", "graph.cats"}
+    text = cli("lineage", res.path, "user_age").stdout
+    assert "user_age (" in text and "<- input user_id (int64) + table users.user_id, users.age" in text

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from shardsmith.errors import InputError
+from shardsmith.errors import InputError, PlanError
 from shardsmith.ops import registered_ops
 from shardsmith.serve import Transform
 from tests.conftest import read_split, run_compile
@@ -35,12 +35,20 @@ CASES = {
     "cast": "[{op: cast, cols: [I1], dtype: int32}, {op: cast, cols: [I2], dtype: uint8, on_error: quarantine},"
             " {op: cast, cols: [I4], dtype: int8, on_error: 'null'},"
             " {op: cast, cols: [C1], dtype: int32, on_error: 'null'}, {op: cast, cols: [label], dtype: string}]",
+    "derive": "[{op: derive, out: R, expr: 'if_else(is_null(I1), -1, I1 * 2 + I2 // 3)', dtype: float32},"
+              " {op: derive, out: S, expr: 'upper(substr(C1, 0, 3))'}, {op: derive, out: I3, expr: 'abs(I3) % 7'}]",
+    "groupby_features": "[{op: groupby_features, keys: [C2], cols: [I1, I2],"
+                        " stats: [count, sum, mean, std, min, max]}]",
 }
+# Ops whose serving is tested below with data of their own: join (a side table), target_encode
+# (a served row gets the full-fit encoding, so parity is with the rows outside the fit split), lag
+# (refused, naming the step).
+OWN_TESTS = {"join", "target_encode", "lag"}
 
 
 def test_every_registered_op_has_a_case():
     builtin = {name for name, cls in registered_ops().items() if cls.__module__.startswith("shardsmith.")}
-    assert builtin <= set(CASES)
+    assert builtin <= set(CASES) | OWN_TESTS
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +120,58 @@ def test_batches_as_tables_frames_and_dicts(raw, tmp_path):
         t(part.drop_columns(["C26"]))
     with pytest.raises(InputError, match="batch: column 'I1'"):
         t({**part.slice(0, 1).to_pydict(), "I1": ["not a number"]})
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory) -> tuple[str, str, pa.Table]:
+    """4,000 rows (key, label, part: train or valid) in one file, and a side table by key."""
+    d = tmp_path_factory.mktemp("keyed")
+    rng = np.random.default_rng(7)
+    key = rng.integers(0, 40, 4000)
+    table = pa.table({"key": key, "label": (rng.random(4000) < 0.2 + key / 100).astype(np.int8),
+                      "part": np.where(rng.random(4000) < 0.7, "train", "valid")})
+    pq.write_table(table, d / "rows.parquet", row_group_size=1000)
+    side = pa.table({"key": np.arange(0, 45, dtype=np.int32)[::-1], "size": np.arange(45, dtype=np.float64) * 1.5,
+                     "name": [f"k{i}" for i in range(45)]})
+    pq.write_table(side, d / "side.parquet")
+    return str(d / "rows.parquet"), str(d / "side.parquet"), table
+
+
+BY_PART = ("split.by=column", "split.key=part", "+split.values.train=[train]", "+split.values.valid=[valid]",
+           "split.fit_on=train", "fit.cache=off")
+
+
+def test_serving_a_join_matches_the_shards(keyed, tmp_path):
+    path, side, table = keyed
+    res = run_compile(path, tmp_path / "j", f"+tables={{side: {{paths: [{side}]}}}}", *ONE_SPLIT,
+                      "graph=[{op: join, table: side, on: [key], cols: [size, name], how: inner},"
+                      " {op: categorify, cols: [name]}]")
+    out = Transform.load(res.path)(table)
+    assert out.table.equals(read_split(res)) and out.table.num_rows == (table["key"].to_numpy() < 45).sum()
+    served = Transform.load(res.path)({"key": [3, 99], "label": [0, 1], "part": ["train", "x"]})
+    assert served.table["size"].to_pylist() == [41 * 1.5] and list(served.filtered) == [1]  # 99: no match
+
+
+def test_serving_target_encode_gives_the_full_fit_encoding(keyed, tmp_path):
+    path, _, table = keyed
+    res = run_compile(path, tmp_path / "te", *BY_PART,
+                      "graph=[{op: target_encode, cols: [key], target: label, smoothing: 10, folds: 4}]")
+    out = Transform.load(res.path)(table)
+    valid = np.asarray(table["part"]) == "valid"
+    got = out.table.filter(pa.array(valid))
+    assert got.equals(read_split(res, "valid"))  # rows outside the fit split: as compiled
+    # Rows of the fit split got out-of-fold values in the shards; served, the full-fit value of their key.
+    by_key = dict(zip(got["key"].to_pylist(), got["key_te"].to_pylist()))
+    train = out.table.filter(pa.array(~valid))
+    assert all(by_key.get(k, v) == v for k, v in zip(train["key"].to_pylist(), train["key_te"].to_pylist()))
+    assert not train["key_te"].equals(read_split(res, "train")["key_te"])
+
+
+def test_serving_refuses_a_lag_naming_the_step(keyed, tmp_path):
+    path, _, table = keyed
+    res = run_compile(path, tmp_path / "lag", *BY_PART, "graph=[{op: lag, keys: [part], order_by: key,"
+                      " cols: [label], output: value}]")
+    with pytest.raises(PlanError) as err:
+        Transform.load(res.path)
+    assert str(err.value).startswith("graph[0]: op 'lag' cannot be served: its values come from the dataset's")
+    assert "\n" not in str(err.value)

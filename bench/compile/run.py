@@ -75,19 +75,29 @@ def shardsmith_overrides(data: str, out: str) -> list[str]:
 
 def plan_shard_rows(data: str) -> int:
     """Rows per shard in shardsmith's plan of the default pipeline (the peers cut shards alike)."""
+    return planned_shard_rows(shardsmith_overrides(data, "unused"))
+
+
+def planned_shard_rows(overrides: list[str]) -> int:
+    """Rows per shard in shardsmith's plan of the config these overrides compose."""
     from shardsmith.compiler.build import build
     from shardsmith.compiler.config import compose
     from shardsmith.compiler.passes import optimize
     from shardsmith.compiler.planner import physical_plan
 
-    cfg = compose(shardsmith_overrides(data, "unused"))
+    cfg = compose(overrides)
     return physical_plan(optimize(build(cfg)), cfg.engine).shard_rows
+
+
+def shardsmith_command(impl: str, overrides: list[str]) -> list[str]:
+    """``shardsmith compile`` on its default engine, or in process for ``shardsmith-inprocess``."""
+    extra = ["engine=inprocess"] if impl == "shardsmith-inprocess" else []
+    return [sys.executable, "-m", "shardsmith", "compile", *overrides, *extra]
 
 
 def command(impl: str, data: str, out: str, shard_rows: int) -> list[str]:
     if impl.startswith("shardsmith"):
-        extra = ["engine=inprocess"] if impl == "shardsmith-inprocess" else []
-        return [sys.executable, "-m", "shardsmith", "compile", *shardsmith_overrides(data, out), *extra]
+        return shardsmith_command(impl, shardsmith_overrides(data, out))
     return [sys.executable, os.path.join(HERE, "peers.py"), impl, "--data", data, "--out", out,
             "--shard-rows", str(shard_rows)]
 
@@ -156,6 +166,22 @@ def measure(argv: list[str], cwd: str, log_path: str, interval: float, cores: in
             "samples": sampler.samples, "load_before": load}
 
 
+def alternate(impls: list[str], reps: int, argv, outs: dict, work: str, sample: float,
+              cores: int | None = None) -> dict[str, list]:
+    """Run each implementation ``reps`` times (``argv(impl)``: its command), alternating who goes
+    first, each into a fresh ``outs[impl]``; the measurements by implementation."""
+    results: dict[str, list] = {i: [] for i in impls}
+    for rep in range(reps):
+        for impl in impls[rep % len(impls):] + impls[: rep % len(impls)]:
+            shutil.rmtree(outs[impl], ignore_errors=True)
+            r = measure(argv(impl), work, os.path.join(work, f"{impl}.log"), sample, cores)
+            results[impl].append(r)
+            print(f"rep {rep + 1}/{reps} {impl:22s} wall {r['wall_s']:6.2f} s  cpu {r['cpu_s']:6.1f} s  "
+                  f"tree peak {r['peak_tree_rss'] / 2**30:5.2f} GiB ({r['peak_tree_procs']} procs)  "
+                  f"largest {r['ru_maxrss'] / 2**30:5.2f} GiB  load {r['load_before']:.1f}", flush=True)
+    return results
+
+
 # --- agreement ------------------------------------------------------------------------------------
 def read_split(out: str, split: str):
     files = sorted(glob.glob(os.path.join(out, split, "part-*.parquet")))
@@ -165,11 +191,13 @@ def read_split(out: str, split: str):
     return pa.concat_tables(tables), [t.num_rows for t in tables]
 
 
-def vocab_sizes(impl: str, out: str) -> dict[str, int]:
+def vocab_sizes(impl: str, out: str, cats=peers.CATS, first_id: int = peers.FIRST_ID) -> dict[str, int]:
+    """Vocabulary sizes of the categorical columns ``cats``: from shardsmith's manifest (ids from
+    ``first_id``), or the ``vocab_sizes.json`` a peer writes."""
     if impl.startswith("shardsmith"):
         with open(os.path.join(out, "manifest.json")) as f:
             schema = json.load(f)["schema"]
-        return {c["name"]: c["cardinality"] - peers.FIRST_ID for c in schema if c["name"] in peers.CATS}
+        return {c["name"]: c["cardinality"] - first_id for c in schema if c["name"] in cats}
     with open(os.path.join(out, "vocab_sizes.json")) as f:
         return json.load(f)
 
@@ -313,15 +341,23 @@ def own_functions(st, top: int) -> list[str]:
 
 
 # --- main -------------------------------------------------------------------------------------------
-def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def bench_parser(description: str, impls, reps: int, data: str, work: str, tol: float,
+                 tol_help: str) -> argparse.ArgumentParser:
+    """The options the compile benchmarks share; ``data`` and ``work``: folders under bench/results/."""
+    p = argparse.ArgumentParser(description=description)
     p.add_argument("--rows", type=int, default=2_000_000)
-    p.add_argument("--reps", type=int, default=5, help="runs of each implementation (medians reported)")
-    p.add_argument("--data", default=os.path.join(ROOT, "bench", "results", "data"))
-    p.add_argument("--work", default=os.path.join(ROOT, "bench", "results", "compile"))
-    p.add_argument("--only", nargs="+", choices=IMPLS, default=list(IMPLS), help="a subset (the check needs all)")
+    p.add_argument("--reps", type=int, default=reps, help="runs of each implementation (medians reported)")
+    p.add_argument("--data", default=os.path.join(ROOT, "bench", "results", data))
+    p.add_argument("--work", default=os.path.join(ROOT, "bench", "results", work))
+    p.add_argument("--only", nargs="+", choices=impls, default=list(impls), help="a subset (the check needs all)")
     p.add_argument("--sample", type=float, default=0.05, help="seconds between RSS samples of a process tree")
-    p.add_argument("--tol", type=float, default=1e-5, help="largest absolute difference of continuous outputs")
+    p.add_argument("--tol", type=float, default=tol, help=tol_help)
+    return p
+
+
+def main(argv=None) -> None:
+    p = bench_parser(__doc__.splitlines()[0], IMPLS, 5, "data", "compile", 1e-5,
+                     "largest absolute difference of continuous outputs")
     p.add_argument("--profile", action="store_true", help="also profile shardsmith engine=inprocess")
     p.add_argument("--profile-only", action="store_true")
     p.add_argument("--cores", type=int, default=None, help="run every implementation on this many cores only")
@@ -334,18 +370,9 @@ def main(argv=None) -> None:
         return
     shard_rows = plan_shard_rows(data)
     impls = [i for i in IMPLS if i in args.only]
-    results: dict[str, list] = {i: [] for i in impls}
     outs = {i: os.path.join(work, f"out-{i}") for i in impls}
-    for rep in range(args.reps):
-        order = impls[rep % len(impls):] + impls[: rep % len(impls)]  # alternate who goes first
-        for impl in order:
-            shutil.rmtree(outs[impl], ignore_errors=True)
-            r = measure(command(impl, data, outs[impl], shard_rows), work,
-                        os.path.join(work, f"{impl}.log"), args.sample, args.cores)
-            results[impl].append(r)
-            print(f"rep {rep + 1}/{args.reps} {impl:22s} wall {r['wall_s']:6.2f} s  cpu {r['cpu_s']:6.1f} s  "
-                  f"tree peak {r['peak_tree_rss'] / 2**30:5.2f} GiB ({r['peak_tree_procs']} procs)  "
-                  f"largest {r['ru_maxrss'] / 2**30:5.2f} GiB  load {r['load_before']:.1f}", flush=True)
+    results = alternate(impls, args.reps, lambda impl: command(impl, data, outs[impl], shard_rows), outs, work,
+                        args.sample, args.cores)
     agreement = check_agreement(outs, args.tol) if impls == list(IMPLS) else None
     summary = summarize(results, args.rows) if impls == list(IMPLS) else ""
     cores = args.cores or len(os.sched_getaffinity(0))

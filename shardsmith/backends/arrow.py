@@ -81,3 +81,40 @@ def _fixed_values(arr: pa.Array) -> np.ndarray:
     if buf is None:
         return np.zeros(len(arr), dtype=dtype)
     return np.frombuffer(buf, dtype=dtype)[arr.offset : arr.offset + len(arr)]
+
+
+# --- string functions of the expression language (ir/expr.py) --------------------------------------
+# Both engines compute these with Arrow on the host, so that one library's Unicode rules define them.
+def text_function(fn: str, arr: pa.Array, params: tuple) -> tuple[str, pa.Array]:
+    """(kind, result) of a string function of the expression language over a string array."""
+    if fn == "lower":
+        return "string", pc.utf8_lower(arr)
+    if fn == "upper":
+        return "string", pc.utf8_upper(arr)
+    if fn == "length":
+        return "int", pc.utf8_length(arr).cast(pa.int64())
+    if fn == "substr":
+        stop = params[0] + params[1] if len(params) > 1 else None
+        return "string", pc.utf8_slice_codeunits(arr, params[0], stop)
+    if fn == "starts_with":
+        return "bool", pc.starts_with(arr, pattern=params[0])
+    if fn == "contains":
+        return "bool", pc.match_substring(arr, pattern=params[0])
+    raise ValueError(f"unknown string function {fn}")
+
+
+def text_value(value, n: int) -> pa.Array:
+    """A string operand as an array of ``n`` rows (a literal repeated; None: all null)."""
+    if isinstance(value, (pa.Array, pa.ChunkedArray)):
+        return value.combine_chunks() if isinstance(value, pa.ChunkedArray) else value
+    return pa.array([value] * n, type=pa.string()) if value is not None else pa.nulls(n, pa.string())
+
+
+def text_if_else(cond: pa.Array, a, b) -> pa.Array:
+    """``if_else`` over strings: ``cond`` a boolean array whose nulls give null."""
+    n = len(cond)
+    return pc.if_else(cond, text_value(a, n), text_value(b, n))
+
+
+def text_coalesce(values: list, n: int) -> pa.Array:
+    return pc.coalesce(*[text_value(v, n) for v in values])

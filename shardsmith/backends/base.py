@@ -18,9 +18,12 @@ from typing import Any, Protocol
 import numpy as np
 import pyarrow as pa
 
-from shardsmith.errors import PlanError
+from shardsmith.backends.evaluate import evaluate, full, missing
+from shardsmith.errors import InputError, PlanError
 from shardsmith.inputs.rows import quarantine_table
 from shardsmith.ir import FILE_COL, ROW_COL, Schema, Source, Split
+from shardsmith.ir import Column as SchemaColumn
+from shardsmith.ir.expr import Col, Expr
 from shardsmith.kernels import exact
 from shardsmith.kernels import xxhash64 as xx
 from shardsmith.ops import stats as S
@@ -55,6 +58,7 @@ class Backend(Protocol):
     def split_index(self, h, thresholds) -> Any: ...  # see TableBackend
     def to_arrow(self, frame: Frame, schema: Schema | None = None) -> pa.Table: ...
     def content_digests(self, frame: Frame, schema: Schema) -> dict[str, int]: ...  # kernels/digest.py
+    def expr_columns(self, frame: Frame, dates=()) -> Any: ...  # the frame seen by backends/evaluate.py
 
 
 # --- lowerings ------------------------------------------------------------------------------------
@@ -123,12 +127,13 @@ def lookup(table: dict[type, Any], cls: type):
 
 
 # --- statistics -----------------------------------------------------------------------------------
-def partial(be: Backend, stat: S.Stat, column: Column):
-    """The partial of ``stat`` over ``column`` on backend ``be`` (its ``partials`` table)."""
+def partial(be: Backend, stat: S.Stat, column: Column, files=()):
+    """The partial of ``stat`` over ``column`` on backend ``be`` (its ``partials`` table); a frame
+    statistic gets a frame of its inputs and the input files: ``fn(be, stat, frame, files)``."""
     fn = lookup(be.partials, type(stat))
     if fn is None:
         raise PlanError(f"statistic {type(stat).__name__} has no partial on the {be.name} backend", stat.col)
-    return fn(be, stat, column)
+    return fn(be, stat, column, files) if stat.frame_stat else fn(be, stat, column)
 
 
 class TableBackend:
@@ -136,8 +141,8 @@ class TableBackend:
 
     partials: dict[type, Callable] = {}
 
-    def partial(self, stat: S.Stat, column: Column):
-        return partial(self, stat, column)
+    def partial(self, stat: S.Stat, column: Column, files=()):
+        return partial(self, stat, column, files)
 
     def split_index(self, h, thresholds) -> Any:
         """Each hash's split (int8): the number of ``thresholds`` <= its top 53 bits (the unit
@@ -147,23 +152,93 @@ class TableBackend:
                                     side="right").astype(np.int8)
 
 
+def rows_partial(be: Backend, stat: S.RowsSnapshot, frame: Frame, files) -> pa.Table | None:
+    """The RowsSnapshot partial: the columns on the host, in the planned types."""
+    if be.num_rows(frame) == 0:
+        return None
+    schema = Schema((*(SchemaColumn(c, d) for c, d in zip(stat.cols, stat.dtypes)),
+                     SchemaColumn(FILE_COL, "int32"), SchemaColumn(ROW_COL, "int64")))
+    return be.to_arrow(frame, schema)
+
+
 # The statistics of the finite values, as array code that NumPy and CuPy run alike.
 FINITE_PARTIALS: dict[type, Callable] = {
     S.Moments: lambda be, stat, col: S.moments_partial(be.finite_values(col), be.xp),
     S.MinMax: lambda be, stat, col: S.minmax_partial(be.finite_values(col), be.xp),
     S.Quantiles: lambda be, stat, col: exact.histogram(be.finite_values(col), stat.bits, be.xp),
+    S.RowsSnapshot: rows_partial,
 }
 
 
+def fold_ids(be: Backend, frame: Frame, files, seed: int, folds: int):
+    """The fold (0 .. folds - 1) of each row of ``frame``, an xp int64 array: the shardsmith hash of
+    the row number under a seed from its file's name (ops/stats.py FOLD_SALT), modulo ``folds``. A
+    function of the row alone, so folds do not depend on partitioning or engine."""
+    file_seeds = np.array([xx.xxh64_bytes(os.path.basename(f).encode(), seed ^ S.FOLD_SALT) for f in files],
+                          dtype=np.uint64)
+    file_index = be.expr_columns(frame).column(FILE_COL).data
+    seeds = be.xp.asarray(file_seeds)[file_index]
+    h = be.hash(frame[ROW_COL], seeds)
+    return (h % np.uint64(folds)).astype(np.int64)
+
+
 # --- splits ---------------------------------------------------------------------------------------
-def assign_split(be: Backend, frame: Frame, path: str, split: Split):
-    """Split index per row (int8): the hash of the key (or of the row number, seeded by the file's
-    name) as a fraction in [0, 1) scaled to 2**53, against the split's cumulative thresholds."""
-    if split.key is not None:
-        h = be.hash(frame[split.key], split.seed)
+UNASSIGNED = -1  # the split id of a row whose key is null (or unlisted) when split.default is unset
+
+
+def assign_split(be: Backend, frame: Frame, path: str, split: Split, dates=()):
+    """Split index per row (int8), by the split's mode (ir/graph.py ``Split``):
+
+    * hash: the hash of the key (or of the row number, seeded by the file's name) as a fraction in
+      [0, 1) scaled to 2**53, against the cumulative thresholds;
+    * time: the number of cuts at or below the key's value (its canonical form: ints, floats,
+      dates as days, timestamps as microseconds, so the stored unit does not matter);
+    * column: the split whose listed values hold the key's value.
+
+    A null (or NaN) key, or a value no split lists, gets ``split.default`` or UNASSIGNED.
+    ``dates``: the columns that hold dates (the GPU engine keeps them as int32 days)."""
+    xp = be.xp
+    if split.by == "hash":
+        if split.key is not None:
+            h = be.hash(frame[split.key], split.seed)
+        else:
+            h = be.hash(frame[ROW_COL], xx.xxh64_bytes(os.path.basename(path).encode(), split.seed))
+        return be.split_index(h, split.thresholds)
+    cols = be.expr_columns(frame, dates)
+    if split.by == "time":
+        v = cols.column(split.key)
+        cuts = xp.asarray(np.asarray(split.cuts, dtype=np.float64 if v.kind == "float" else np.int64))
+        ids = xp.searchsorted(cuts, full(cols, v.data, cuts.dtype), side="right").astype(np.int8)
+        unassigned = missing(v, cols)
     else:
-        h = be.hash(frame[ROW_COL], xx.xxh64_bytes(os.path.basename(path).encode(), split.seed))
-    return be.split_index(h, split.thresholds)
+        ids = xp.full(cols.num_rows, UNASSIGNED, dtype=np.int8)
+        for i, values in enumerate(split.values):
+            hit = evaluate(Expr("is_in", (Col(split.key), values)), cols)
+            ids = xp.where(hit.data & (True if hit.valid is None else hit.valid), np.int8(i), ids)
+        unassigned = ids == UNASSIGNED
+    fill = UNASSIGNED if split.default is None else split.default
+    return xp.where(unassigned, np.int8(fill), ids).astype(np.int8)
+
+
+def unassigned_error(be: Backend, frame: Frame, split: Split, ids, files) -> InputError:
+    """The error for the first output row that no split takes (time / column split, no default)."""
+    i = int(np.flatnonzero(np.asarray(_host_array(ids)) == UNASSIGNED)[0])
+    one = be.slice(frame, i, i + 1)
+    row = int(np.asarray(_host(one[ROW_COL]))[0])
+    path = files[int(np.asarray(_host(one[FILE_COL]))[0])]
+    try:
+        value = be.to_arrow(be.select(one, [split.key]))[split.key][0].as_py()
+    except KeyError:  # a later step dropped the key column: say what it can have been
+        what = "is null" + (" or not listed in split.values" if split.by == "column" else "")
+    else:
+        what = "is null" if value is None or value != value else \
+            f"is {value!r}, which split.values does not list" if split.by == "column" else "is NaN"
+    return InputError(f"split.key '{split.key}' {what} in row {row}; set split.default to name the split for "
+                      "such rows (or filter them out)", path)
+
+
+def _host_array(a):
+    return a.get() if hasattr(a, "get") else a
 
 
 # --- the task context -----------------------------------------------------------------------------
@@ -200,3 +275,45 @@ def _host(column):
     if hasattr(column, "values_host"):
         return column.values_host
     return column
+
+
+# --- lookups of fitted per-key and per-row state (target_encode, groupby_features, lag) ------------
+def target_encode_columns(be: Backend, op, frame: Frame, state: dict, files, lookup) -> dict:
+    """target_encode's output arrays (xp float64) by name; ``lookup(col, table)`` gives the rows'
+    matches in a state table (-1: none) and a function from a table column's name to its xp array."""
+    xp = be.xp
+    folds = fold_ids(be, frame, files, op.seed, op.folds)
+    ids = be.split_ids(frame)
+    out = {}
+    for c, o in op.pairs():
+        st = state[c]
+        j, array = lookup(c, st["table"])
+        # Fitted on every split: every row of the dataset was fitted on; a served row (split -1) was not.
+        fit_rows = ids == st["fit_split"] if st["fit_split"] >= 0 else ids >= 0
+        enc_folds = xp.stack([array(f"enc_{f}") for f in range(op.folds)], axis=1)
+        priors = xp.asarray(np.asarray(st["priors"], dtype=np.float64))
+        out[o] = target_encoded(xp, j, folds, fit_rows, array("enc"), enc_folds, st["prior"], priors)
+    return out
+
+
+def target_encoded(xp, j, folds, fit_rows, enc, enc_folds, prior: float, priors):
+    """target_encode's value per row (ops/keyed.py): the out-of-fold encoding of the row's fold for
+    rows of the fitted split, the full one for the others; the prior(s) where the key is unseen
+    (``j`` -1). ``enc`` is (keys,), ``enc_folds`` (keys, folds), all xp arrays."""
+    matched = j >= 0
+    if enc.shape[0] == 0:  # no key was fitted: every row gets a prior (and indexing needs a row)
+        enc, enc_folds = xp.zeros(1), xp.zeros((1, enc_folds.shape[1]))
+    jj = xp.where(matched, j, 0)
+    in_fold = xp.where(matched, enc_folds[jj, folds], priors[folds])
+    full = xp.where(matched, enc[jj], prior)
+    return xp.where(fit_rows, in_fold, full)
+
+
+def row_positions(xp, at, files, rows):
+    """The position in ``at`` (sorted ``file << 40 | row`` keys of a per-row state: ops/lag.py) of
+    each row (its file index and row number), or -1."""
+    key = (files.astype(np.int64) << np.int64(40)) | rows.astype(np.int64)
+    if len(at) == 0:
+        return xp.full(len(key), -1, dtype=np.int64)
+    j = xp.minimum(xp.searchsorted(at, key), len(at) - 1)
+    return xp.where(at[j] == key, j, -1)

@@ -22,7 +22,8 @@ from shardsmith.errors import ShardsmithError, did_you_mean, error_lines
 # command -> (module, one-line summary): the summary is here so that --help imports no command
 COMMANDS = {
     "demo": ("demo", "make demo data if absent (data/raw), compile it, show the manifest"),
-    "demo-data": ("demo_data", "write synthetic Criteo-like Parquet data (--rows, --out, --files, --seed)"),
+    "demo-data": ("demo_data", "write synthetic Parquet data: Criteo-like rows, or --kind events (events, users, "
+                               "items; --rows, --out, --files, --seed)"),
     "compile": ("compile", "compile the configured graph into shards (Hydra overrides; -m for sweeps)"),
     "plan": ("plan", "print the optimised graph and the physical plan; reads no data (--passes)"),
     "inspect": ("inspect", "print a dataset's schema, splits, rows, sizes and stats (a manifest path)"),

@@ -59,11 +59,35 @@ class SourceConfig:
 
 
 @dataclass
+class TableConfig:
+    """A side table (``tables.NAME``): files that ops such as ``join`` read whole and send to every
+    worker, so their in-memory size is capped by ``max_bytes``."""
+
+    paths: list[str] = field(default_factory=list)
+    format: str = "parquet"
+    schema: dict[str, str] = field(default_factory=dict)
+    max_bytes: str = "1GB"
+
+
+@dataclass
 class SplitConfig:
-    # Column whose hash decides the split; null: the global row id (input order).
+    # hash: by the seeded hash of `key` (or of the row in its file), in `fractions`; time: by the
+    # value of `key` (a timestamp, date or number column) against `cuts`; column: by the value of
+    # `key`, listed per split in `values`.
+    by: str = "hash"
+    # Column whose hash (by: hash) or value (time, column) decides the split; null: the row (hash only).
     key: str | None = None
     seed: int = 0
     fractions: dict[str, float] = field(default_factory=lambda: {"train": 0.9, "valid": 0.05, "test": 0.05})
+    # by: time: boundaries between the splits, in order (a row with key >= cuts[i] goes past split i).
+    cuts: list[Any] = field(default_factory=list)
+    # by: time: the splits' names in order (empty: the keys of `fractions`, whose values are then unused).
+    names: list[str] = field(default_factory=list)
+    # by: column: {split: [values]}; every value names one split.
+    values: dict[str, Any] = field(default_factory=dict)
+    # by: time / column: the split of rows whose key is null (or NaN), or whose value no split lists;
+    # null: such a row reaching the output fails the compile, naming its file and row.
+    default: str | None = None
     # Fitted statistics are computed on this split only (no leakage); null: on every row.
     fit_on: str | None = "train"
 
@@ -182,7 +206,12 @@ class DriftConfig:
 class ShardsmithConfig:
     name: str = "dataset"
     source: SourceConfig = field(default_factory=SourceConfig)
-    graph: list[Any] = field(default_factory=list)
+    # Side tables by name, for ops that join them (`join`): {NAME: {paths: [...], format: ...}}.
+    tables: dict[str, TableConfig] = field(default_factory=dict)
+    # The steps in order: a list ([{op: ...}, ...]: keys graph[0], graph[1], ...) or a mapping of named
+    # steps ({cats: {op: ...}, ...}: keys graph.cats, ...), which command lines can override and sweep
+    # (graph.cats.freq_threshold=10). null: no steps.
+    graph: Any = None
     roles: dict[str, str] = field(default_factory=dict)
     split: SplitConfig = field(default_factory=SplitConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
@@ -318,7 +347,21 @@ def _lists(raw: dict) -> dict:
         if isinstance(node, dict) and isinstance(node.get(key), str):
             node = {**node, key: [node[key]]}
             raw = {**raw, section: node} if section else node
+    graph = raw.get("graph")
+    # YAML 1.1 (which Hydra reads) takes a bare `on:` key for the boolean true: in a step it is `on`.
+    if isinstance(graph, dict):
+        raw["graph"] = {name: _on_key(step) for name, step in graph.items()}
+    elif isinstance(graph, list):
+        raw["graph"] = [_on_key(step) for step in graph]
+    tables = raw.get("tables")
+    if isinstance(tables, dict):
+        one = {n for n, t in tables.items() if isinstance(t, dict) and isinstance(t.get("paths"), str)}
+        raw["tables"] = {n: {**t, "paths": [t["paths"]]} if n in one else t for n, t in tables.items()}
     return raw
+
+
+def _on_key(step):
+    return {("on" if k is True else k): v for k, v in step.items()} if isinstance(step, dict) else step
 
 
 def _replacing(base, raw: dict):
@@ -350,9 +393,10 @@ def validate(cfg: ShardsmithConfig) -> None:
         raise ConfigError("no input paths given (a list of files or globs)", "source.paths")
     _choice(src.format, SOURCE_FORMATS, "source.format")
     _choice(src.on_error, ON_ERROR, "source.on_error")
-    for i, g in enumerate(cfg.graph):
+    _validate_tables(cfg.tables)
+    for key, g in graph_entries(cfg.graph):
         if not isinstance(g, dict) or "op" not in g:
-            raise ConfigError("expected a mapping with an 'op' key, e.g. {op: log1p, cols: [I1]}", f"graph[{i}]")
+            raise ConfigError("expected a mapping with an 'op' key, e.g. {op: log1p, cols: [I1]}", key)
     for col, role in cfg.roles.items():
         _choice(role, ROLES, f"roles.{col}")
     _validate_split(cfg.split)
@@ -374,12 +418,73 @@ def validate_drift(d: DriftConfig) -> None:
         raise ConfigError(f"expected 2 or more bins, got {d.bins!r}", "drift.bins")
 
 
+def graph_entries(graph) -> list[tuple[str, Any]]:
+    """The steps of ``graph`` with the config keys that name them: ``graph[i]`` for a list,
+    ``graph.NAME`` for a mapping of named steps (in its order)."""
+    if graph is None:
+        return []
+    if isinstance(graph, dict):
+        for name in graph:
+            if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ConfigError(f"step names are letters, digits and '_' (not starting with a digit), got {name!r}",
+                                  "graph")
+        return [(f"graph.{name}", entry) for name, entry in graph.items()]
+    if isinstance(graph, (list, tuple)):
+        return [(f"graph[{i}]", entry) for i, entry in enumerate(graph)]
+    raise ConfigError(f"expected a list of steps or a mapping of named steps, got {graph!r}", "graph")
+
+
+def _validate_tables(tables: dict) -> None:
+    for name, table in tables.items():
+        key = f"tables.{name}"
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(name)):
+            raise ConfigError(f"table names are letters, digits and '_', got {name!r}", key)
+        if isinstance(table.paths, str):
+            table.paths = [table.paths]
+        if not table.paths:
+            raise ConfigError("no input paths given (a list of files or globs)", f"{key}.paths")
+        _choice(table.format, SOURCE_FORMATS, f"{key}.format")
+        parse_size(table.max_bytes, f"{key}.max_bytes")
+
+
+SPLIT_MODES = ("hash", "time", "column")
+
+
+def split_names(split: SplitConfig) -> list[str]:
+    """The splits in order: by the mode's own key (``values`` for column, ``names`` for time) or
+    the keys of ``fractions``."""
+    if split.by == "column" and split.values:
+        return [str(n) for n in split.values]
+    if split.by == "time" and split.names:
+        return [str(n) for n in split.names]
+    return [str(n) for n in split.fractions]
+
+
 def _validate_split(split: SplitConfig) -> None:
-    if not split.fractions:
-        raise ConfigError("at least one split is needed, e.g. {train: 1.0}", "split.fractions")
-    for name, frac in split.fractions.items():
+    _choice(split.by, SPLIT_MODES, "split.by")
+    where = {"hash": "split.fractions", "time": "split.names" if split.names else "split.fractions",
+             "column": "split.values"}[split.by]
+    names = split_names(split)
+    if not names:
+        raise ConfigError("at least one split is needed, e.g. {train: 1.0}", where)
+    for name in names:
         if not re.fullmatch(r"[a-z0-9_]+", str(name)):
-            raise ConfigError(f"split names are lowercase letters, digits and '_', got {name!r}", "split.fractions")
+            raise ConfigError(f"split names are lowercase letters, digits and '_', got {name!r}", where)
+    if len(set(names)) != len(names):
+        raise ConfigError(f"a split is named twice: {names}", where)
+    {"hash": _validate_hash_split, "time": _validate_time_split, "column": _validate_column_split}[split.by](split)
+    for key in ("fit_on", "default"):
+        if getattr(split, key) is not None and getattr(split, key) not in names:
+            _choice(getattr(split, key), names, f"split.{key}")
+    if not isinstance(split.seed, int) or not 0 <= split.seed < 2**64:
+        raise ConfigError(f"expected an integer in [0, 2**64), got {split.seed!r}", "split.seed")
+
+
+_MODES_OF = {"values": "column", "default": "time or column"}  # split keys not of time splits alone
+
+
+def _validate_hash_split(split: SplitConfig) -> None:
+    for name, frac in split.fractions.items():
         if not isinstance(frac, (int, float)) or frac < 0:
             raise ConfigError(f"expected a fraction >= 0, got {frac!r}", f"split.fractions.{name}")
     total = sum(split.fractions.values())
@@ -388,10 +493,32 @@ def _validate_split(split: SplitConfig) -> None:
         raise ConfigError(f"fractions must sum to 1, they sum to {total:g} ({shares}; a mapping given on the "
                           "command line is merged into the config's: drop a split with ~split.fractions.NAME)",
                           "split.fractions")
-    if split.fit_on is not None and split.fit_on not in split.fractions:
-        _choice(split.fit_on, list(split.fractions), "split.fit_on")
-    if not isinstance(split.seed, int) or not 0 <= split.seed < 2**64:
-        raise ConfigError(f"expected an integer in [0, 2**64), got {split.seed!r}", "split.seed")
+    for key in ("cuts", "names", "values", "default"):
+        if getattr(split, key) not in (None, [], {}):
+            raise ConfigError(f"split.{key} is for split.by: {_MODES_OF.get(key, 'time')}; "
+                              "this split is by: hash", f"split.{key}")
+
+
+def _validate_time_split(split: SplitConfig) -> None:
+    if split.key is None:
+        raise ConfigError("a time split needs the timestamp, date or number column it splits by", "split.key")
+    if not split.cuts:
+        raise ConfigError("expected the boundaries between the splits, e.g. ['2024-03-01', '2024-04-01']",
+                          "split.cuts")
+    names = split_names(split)
+    if len(names) != len(split.cuts) + 1:
+        raise ConfigError(f"{len(split.cuts)} cut(s) make {len(split.cuts) + 1} splits, but {len(names)} are named "
+                          f"({', '.join(names)}): set split.names", "split.cuts")
+
+
+def _validate_column_split(split: SplitConfig) -> None:
+    if split.key is None:
+        raise ConfigError("a column split needs the column whose values name the splits", "split.key")
+    if not split.values:
+        raise ConfigError("expected {split: [values]}, e.g. {train: [a, b], valid: [c]}", "split.values")
+    for name, values in split.values.items():
+        if not isinstance(values, (list, tuple)) or not values:
+            raise ConfigError(f"expected a list of values, got {values!r}", f"split.values.{name}")
 
 
 def _validate_output(out: OutputConfig) -> None:

@@ -3,9 +3,12 @@ query plan (runtime/explain.py gathers what it shows)."""
 
 from __future__ import annotations
 
+import datetime
+
 from shardsmith.compiler.passes import PASSES
 from shardsmith.compiler.planner import Plan, describe
 from shardsmith.ir import Fused, Graph
+from shardsmith.ir.expr_types import column_kind
 
 
 def explain_lines(built: Graph, trace: list, plan: Plan, lowerings, passes: bool = False) -> list[str]:
@@ -56,11 +59,7 @@ def render(g: Graph, lowerings=None) -> list[str]:
             lines.append(f"{node.key}  {node.op.describe()}{fit}")
         if note:
             lines.append(f"    on the {lowerings.backend_name} engine: {note}")
-    split = g.split
-    fracs = ", ".join(f"{n}" for n in split.names)
-    by = f"hash of '{split.key}'" if split.key else "hash of the row in its file"
-    fit_on = f"; statistics on '{split.fit_on}' rows" if split.fit_on else ""
-    lines.append(f"split {fracs} by {by}, seed {split.seed}{fit_on}")
+    lines.append(split_text(g))
     sink = g.sink
     size = f"{sink.shard_rows:,} rows" if sink.shard_rows else f"{sink.shard_bytes:,} bytes"
     lines.append(f"sink {sink.dir}: {', '.join(sink.formats)}, shards of {size}, {sink.compression}")
@@ -70,3 +69,29 @@ def render(g: Graph, lowerings=None) -> list[str]:
 def _names(names) -> str:
     names = list(names)
     return "[" + (", ".join(names) if len(names) <= 6 else f"{names[0]}, {names[1]}, ... {names[-1]}") + "]"
+
+
+def split_text(g: Graph) -> str:
+    """The split as one line of ``shardsmith plan``."""
+    split = g.split
+    names = ", ".join(split.names)
+    fit_on = f"; statistics on '{split.fit_on}' rows" if split.fit_on else ""
+    if split.by == "hash":
+        by = f"hash of '{split.key}'" if split.key else "hash of the row in its file"
+        return f"split {names} by {by}, seed {split.seed}{fit_on}"
+    other = f"; null{' or unlisted' if split.by == 'column' else ''} keys to " \
+            f"'{split.names[split.default]}'" if split.default is not None else ""
+    if split.by == "time":
+        kind = column_kind(g.source.schema[split.key].dtype)
+        cuts = ", ".join(_cut_text(c, kind) for c in split.cuts)
+        return f"split {names} by time: '{split.key}' cut at {cuts}{other}{fit_on}"
+    listed = ", ".join(f"{n} ({len(v)} value{'s' if len(v) != 1 else ''})" for n, v in zip(split.names, split.values))
+    return f"split by the value of '{split.key}': {listed}{other}{fit_on}"
+
+
+def _cut_text(cut, kind: str) -> str:
+    if kind == "date":
+        return (datetime.date(1970, 1, 1) + datetime.timedelta(days=cut)).isoformat()
+    if kind == "timestamp":
+        return (datetime.datetime(1970, 1, 1) + datetime.timedelta(microseconds=cut)).isoformat()
+    return repr(cut)

@@ -18,7 +18,6 @@ from shardsmith.ir.dtypes import width
 from shardsmith.ir.fusion import group_columns
 from shardsmith.kernels import cpujit
 from shardsmith.ops.base import ElementwiseOp
-from shardsmith.ops.stats import Quantiles
 
 STRING_WIDTH = 32  # bytes a string value is assumed to take when sizing shards by bytes
 
@@ -248,8 +247,7 @@ def fit_program(graph: Graph, stage: int, start: int = 0) -> tuple[tuple, tuple[
             if run:
                 items.extend(fuse(tuple(run), schemas[run_start]))
                 run = []
-            stats = tuple(replace(st, bits=graph.quantile_bits) if isinstance(st, Quantiles) else st
-                          for st in step.op.statistics(schemas[i]))
+            stats = tuple(st.for_graph(graph) for st in step.op.statistics(schemas[i]))
             items.append(Collect(step, stats))
         else:
             if not run:

@@ -22,12 +22,13 @@ from shardsmith.ir.dtypes import dtype_of
 FINGERPRINT_SPAN = 1 << 20
 
 
-def expand_paths(patterns: list[str], storage_options: dict | None = None) -> list[str]:
+def expand_paths(patterns: list[str], storage_options: dict | None = None,
+                 where: str = "source.paths") -> list[str]:
     """Each entry is a file, a directory (its files) or a glob, local or a URL; the result is sorted
-    per entry, without duplicates."""
+    per entry, without duplicates. Errors name ``where[i]``."""
     out: list[str] = []
     for i, pattern in enumerate(patterns):
-        key = f"source.paths[{i}]"
+        key = f"{where}[{i}]"
         if storage.is_url(pattern):
             matches = _expand_remote(pattern, key, storage_options)
         else:
@@ -89,10 +90,10 @@ def fingerprint(path: str, size: int, storage_options: dict | None = None) -> st
 
 
 def scan(paths: list[str], fmt: str, dtypes: dict[str, str], storage_options: dict | None = None,
-         on_error: str = "fail") -> tuple[tuple[FileInfo, ...], pa.Schema]:
-    """Read every file's metadata; all files must share one schema."""
+         on_error: str = "fail", where: str = "source.paths") -> tuple[tuple[FileInfo, ...], pa.Schema]:
+    """Read every file's metadata; all files must share one schema. Errors name ``where``."""
     files, first, first_path = [], None, None
-    for path in expand_paths(paths, storage_options):
+    for path in expand_paths(paths, storage_options, where):
         info, schema = _scan_one(path, fmt, dtypes, storage_options, on_error)
         if first is None:
             first, first_path = schema, path

@@ -14,9 +14,22 @@ from shardsmith.ir.dtypes import (
     is_float,
     is_numeric,
 )
-from shardsmith.ir.graph import Chain, ColumnGroup, FileInfo, Fused, Graph, OpSpec, Sink, Source, Split, Step
+from shardsmith.ir.graph import (
+    Chain,
+    ColumnGroup,
+    FileInfo,
+    Fused,
+    Graph,
+    OpSpec,
+    SideTable,
+    Sink,
+    Source,
+    Split,
+    Step,
+)
 from shardsmith.ir.schema import FILE_COL, HIDDEN, ROLES, ROW_COL, SPLIT_COL, Column, Schema
 
 __all__ = ["DTYPES", "FLOAT_DTYPES", "INT_DTYPES", "NUMERIC_DTYPES", "float_result", "is_float", "is_numeric",
-           "Chain", "ColumnGroup", "FileInfo", "Fused", "Graph", "OpSpec", "Sink", "Source", "Split", "Step",
+           "Chain", "ColumnGroup", "FileInfo", "Fused", "Graph", "OpSpec", "SideTable", "Sink", "Source", "Split",
+           "Step",
            "FILE_COL", "HIDDEN", "ROLES", "ROW_COL", "SPLIT_COL", "Column", "Schema"]

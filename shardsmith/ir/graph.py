@@ -56,6 +56,7 @@ class Source:
     schema: Schema  # the full schema of the files
     columns: tuple[str, ...]  # the projection: columns the graph needs (prune_columns narrows it)
     filter: Node | None = None  # a pushed-down row predicate, applied while reading
+    filter_keys: tuple[str, ...] = ()  # the steps whose predicates were pushed into it (row accounting)
     # Row groups kept per file after statistics pruning, as indices; None: all of them.
     row_groups: tuple[tuple[int, ...], ...] | None = None
     dtypes: tuple[tuple[str, str], ...] = ()  # dtype overrides for CSV / JSON lines
@@ -67,6 +68,23 @@ class Source:
     @property
     def rows(self) -> int:
         return sum(f.rows for f in self.files)
+
+
+@dataclass(frozen=True)
+class SideTable:
+    """A side table (``tables.NAME``) as the planner saw it: its files (fingerprinted into the
+    dataset key) and schema. Ops that use one (``join``) hold it; the runtime reads it whole."""
+
+    name: str
+    format: str
+    files: tuple[FileInfo, ...]
+    schema: Schema
+    dtypes: tuple[tuple[str, str], ...] = ()  # dtype overrides for CSV / JSON lines
+    max_bytes: int = 10**9  # the most its columns may take in memory (it is sent to every worker)
+
+    @property
+    def key(self) -> str:
+        return f"tables.{self.name}"
 
 
 @dataclass(frozen=True)
@@ -125,11 +143,23 @@ class Fused:
 
 @dataclass(frozen=True)
 class Split:
+    """How rows are assigned to splits (backends/base.py ``assign_split``): ``by`` hash (the seeded
+    hash of ``key`` or of the row against ``thresholds``), time (the value of ``key`` against
+    ``cuts``: split i holds cuts[i-1] <= value < cuts[i]) or column (the value of ``key`` in the
+    literal lists of ``values``). Under time and column, a null key (or an unlisted value) goes to
+    split ``default`` (an index), or with None is an error once such a row reaches the output."""
+
     names: tuple[str, ...]
     thresholds: tuple[int, ...]  # cumulative fractions scaled to 2**53, the last one 2**53
     key: str | None
     seed: int
     fit_on: str | None
+    by: str = "hash"
+    # time: boundaries in the key's computing form (ints: the smallest int value past the cut;
+    # floats; dates as days; timestamps as microseconds), increasing
+    cuts: tuple = ()
+    values: tuple[tuple, ...] = ()  # column: per split, the literal values that name it
+    default: int | None = None
 
 
 @dataclass(frozen=True)
@@ -158,6 +188,10 @@ class Graph:
     passes_applied: tuple[str, ...] = field(default=())
     quantile_bits: int = 10
     expectations: tuple = ()  # checks of the data (ops/expectations.py), evaluated while compiling
+    # Roles given in the config for output columns (``roles``), applied last: a derived or joined
+    # column can be the label whatever role the op that made it gives it.
+    roles: tuple[tuple[str, str], ...] = ()
+    tables: tuple[SideTable, ...] = ()  # the side tables the config declares (tables:)
 
     def checks_at(self, stage: str) -> tuple:
         """The column and row checks evaluated at ``stage`` (input or output)."""
@@ -166,7 +200,7 @@ class Graph:
     @property
     def schema(self) -> Schema:
         """The output schema (what the shards hold)."""
-        return self.steps[-1].schema if self.steps else self.source_schema
+        return (self.steps[-1].schema if self.steps else self.source_schema).with_roles(self.roles)
 
     @property
     def source_schema(self) -> Schema:

@@ -7,7 +7,7 @@ the split it is assigned to.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from shardsmith.errors import ConfigError, did_you_mean
 
@@ -60,6 +60,13 @@ class Schema:
         """The columns named, in schema order."""
         names = set(names)
         return Schema(tuple(c for c in self.columns if c.name in names))
+
+    def with_roles(self, roles) -> Schema:
+        """The schema with the roles of the columns named in ``roles`` ((name, role) pairs) set."""
+        roles = dict(roles)
+        if not roles:
+            return self
+        return Schema(tuple(replace(c, role=roles[c.name]) if c.name in roles else c for c in self.columns))
 
     def to_json(self) -> list[dict]:
         return [{k: v for k, v in vars(c).items() if v is not None} for c in self.columns]

@@ -23,6 +23,7 @@ SCALE_BITS = 1127  # sum = S * 2**-1127: the smallest subnormal is 2**-1074 with
 _CHUNK = 1 << 16  # rows per bincount: cache-sized, and 2**16 * 2**27 < 2**53 keeps each bin exact
 _GPU_CHUNK = 1 << 26  # rows per bincount on a GPU: the most that keeps each bin exact
 _EXP_OFFSET = 1100  # frexp exponents lie in [-1073, 1024]
+OFFSET = _EXP_OFFSET
 _BINS = 2200
 
 
@@ -35,13 +36,7 @@ def exact_sum(x, xp=np) -> int:
     sum_hi = xp.zeros(_BINS, dtype=xp.int64)
     sum_lo = xp.zeros(_BINS, dtype=xp.int64)
     for start in range(0, len(x), chunk):
-        # x = m * 2**e with |m| in [0.5, 1); m * 2**27 = hi + frac with hi an integer below 2**27 and
-        # frac * 2**26 the low 26 mantissa bits, also an integer: both per-exponent sums are exact.
-        m, e = xp.frexp(x[start : start + chunk])
-        t = m * float(1 << 27)
-        hi = xp.trunc(t)
-        lo = (t - hi) * float(1 << 26)
-        idx = e.astype(xp.int32) + _EXP_OFFSET
+        idx, hi, lo = decompose(x[start : start + chunk], xp)
         sum_hi += xp.bincount(idx, weights=hi, minlength=_BINS).astype(xp.int64)
         sum_lo += xp.bincount(idx, weights=lo, minlength=_BINS).astype(xp.int64)
     sum_hi, sum_lo = _host(sum_hi, xp), _host(sum_lo, xp)
@@ -117,6 +112,31 @@ def _shifted(per_exponent: np.ndarray, scale) -> int:
     for e in np.flatnonzero(per_exponent):
         total += int(per_exponent[e]) << (scale(int(e)) + SCALE_BITS)
     return total
+def decompose(x, xp=np):
+    """Each finite float64 as (exponent bin, hi, lo) with ``x = hi * 2**(bin - OFFSET - 27) +
+    lo * 2**(bin - OFFSET - 53)`` and hi, lo integers (as floats) below 2**27: x = m * 2**e with
+    |m| in [0.5, 1); m * 2**27 = hi + frac, frac * 2**26 the low 26 mantissa bits. Sums of hi and
+    of lo per bin are exact in any order while they stay below 2**53."""
+    m, e = xp.frexp(x)
+    t = m * float(1 << 27)
+    hi = xp.trunc(t)
+    lo = (t - hi) * float(1 << 26)
+    return e.astype(xp.int32) + _EXP_OFFSET, hi, lo
+
+
+def binned_value(bins: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """Per-bin exact integer sums (int64 ``hi``, ``lo`` of :func:`decompose`) as float64 pieces whose
+    sum is the exact total: four pieces per bin, each a product of an integer below 2**37 and a power
+    of two (exact unless it under- or overflows). Summed in a fixed order they give a deterministic
+    float of the exact sum (exact when it fits in 53 bits: counts, 0/1 labels)."""
+    e = bins.astype(np.int64) - _EXP_OFFSET
+    hi, lo = hi.astype(np.int64), lo.astype(np.int64)
+    mask = np.int64((1 << 26) - 1)
+    with np.errstate(over="ignore", under="ignore"):
+        return np.stack([np.ldexp((hi >> 26).astype(np.float64), e - 1),
+                         np.ldexp((hi & mask).astype(np.float64), e - 27),
+                         np.ldexp((lo >> 26).astype(np.float64), e - 27),
+                         np.ldexp((lo & mask).astype(np.float64), e - 53)], axis=1)
 
 
 def _host(a, xp):

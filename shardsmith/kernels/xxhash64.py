@@ -9,6 +9,11 @@ What is hashed, for a value ``v`` and a 64-bit ``seed``:
 * floats (float16/32/64): ``v`` converted to float64, as its 8 little-endian IEEE-754 bytes, with
   ``-0.0`` hashed as ``+0.0`` and every NaN as the canonical quiet NaN ``0x7FF8000000000000``;
 * strings: the UTF-8 bytes of ``v``; binary: its bytes;
+* dates: the day count since 1970-01-01 as an integer (so a date hashes as that int);
+* timestamps: by value, in one canonical unit whatever the unit they are stored in: microseconds
+  since 1970-01-01 UTC as an integer (seconds and milliseconds are scaled up, wrapping like int64
+  beyond +-292,000 years; nanoseconds are floored to microseconds, so the same instant stored as
+  ``timestamp[s]``, ``[ms]``, ``[us]`` or ``[ns]`` hashes the same, and splits the same);
 * null (and, in float columns, NaN is *not* null: it hashes as the canonical NaN above):
   the empty byte string with seed ``seed ^ NULL_SEED_XOR``.
 
@@ -85,6 +90,26 @@ def int_words(values: np.ndarray) -> np.ndarray:
     if v.dtype == np.uint64:
         return v
     return v.astype(np.int64).view(np.uint64)
+
+
+# Per stored unit: (multiplier, divisor) that give microseconds (a divisor floors toward -inf).
+TIMESTAMP_UNITS = {"s": (1_000_000, 1), "ms": (1_000, 1), "us": (1, 1), "ns": (1, 1_000)}
+
+
+def timestamp_micros(values, unit: str, xp=np):
+    """int64 timestamps stored in ``unit`` (s, ms, us, ns) as the canonical microseconds.
+
+    >>> timestamp_micros(np.array([-1, 1999], dtype=np.int64), "ns").tolist()
+    [-1, 1]
+    """
+    mult, div = TIMESTAMP_UNITS[unit]
+    values = values.astype(np.int64, copy=False)
+    if div != 1:
+        return xp.floor_divide(values, np.int64(div))
+    if mult != 1:
+        with np.errstate(over="ignore"):
+            return values * np.int64(mult)
+    return values
 
 
 def _read_u64(aligned: np.ndarray, pos: np.ndarray) -> np.ndarray:

@@ -4,7 +4,7 @@
 ['bucketize', 'cast', 'categorify']
 """
 
-from shardsmith.ops import categorical, numeric, rows  # noqa: F401  (registers the built-in ops)
+from shardsmith.ops import categorical, derive, joins, keyed, lag, numeric, rows  # noqa: F401  (registers ops)
 from shardsmith.ops.base import ColumnwiseOp, ElementwiseOp, Op, get_op, register_op, registered_ops
 
 __all__ = ["Op", "ColumnwiseOp", "ElementwiseOp", "register_op", "registered_ops", "get_op"]

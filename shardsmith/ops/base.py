@@ -152,6 +152,10 @@ class Op:
         """The schema after this op once its state is known (cardinalities of fitted encoders)."""
         return schema
 
+    def side_table(self):
+        """The side table (ir ``SideTable``) this op reads whole, or None (``join`` has one)."""
+        return None
+
     def describe(self) -> str:
         """A one-line rendering for ``shardsmith plan``."""
         parts = []

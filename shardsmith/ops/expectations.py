@@ -53,7 +53,8 @@ from typing import Any
 
 from shardsmith.errors import ConfigError, did_you_mean
 from shardsmith.ir import Schema, is_numeric
-from shardsmith.ir.expr import Col, Expr, Lit, Node, check_predicate, parse_predicate
+from shardsmith.ir.expr import Col, Expr, Lit, Node, parse_predicate
+from shardsmith.ir.expr_types import check_predicate
 from shardsmith.ops.base import resolve_columns
 
 ROW_CHECKS = ("not_null", "between", "in_set", "expr")

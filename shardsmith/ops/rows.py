@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 from shardsmith.errors import ConfigError
 from shardsmith.ir import Column, Schema
-from shardsmith.ir.expr import check_predicate, parse_predicate
+from shardsmith.ir.expr import brief, parse_predicate
+from shardsmith.ir.expr_types import check_predicate, kind_name
 from shardsmith.ops.base import Op, register_op
 
 
@@ -26,7 +27,8 @@ class Filter(Op):
             raise ConfigError("expected a predicate, e.g. \"I1 >= 0\"", f"{key}.expr")
         kind = check_predicate(parse_predicate(self.expr, f"{key}.expr"), schema, f"{key}.expr")
         if kind != "bool":
-            raise ConfigError(f"the predicate must be true/false, got a {kind}: {self.expr!r}", f"{key}.expr")
+            raise ConfigError(f"the predicate must be true/false, got a {kind_name(kind)}: {brief(self.expr)}",
+                              f"{key}.expr")
 
     @functools.cached_property
     def predicate(self):

@@ -13,6 +13,7 @@ from shardsmith.ir import Schema
 from shardsmith.kernels import digest
 from shardsmith.ops.categorical import embedding_dim
 from shardsmith.runtime.identity import code_sha256, code_version
+from shardsmith.runtime.tasks import pushed_key
 from shardsmith.runtime.writing import QUARANTINE, Stream
 from shardsmith.shards import manifest as mf
 from shardsmith.shards.summary import merge_summaries
@@ -24,7 +25,7 @@ def fitted_schema(plan: Plan, states: dict) -> Schema:
         schema = step.op.infer(schema)
         if step.key in states:
             schema = step.op.fitted_schema(schema, states[step.key])
-    return schema
+    return schema.with_roles(plan.graph.roles)
 
 
 def build_manifest(cfg, resolved: dict, key: str, plan: Plan, states: dict, streams: dict[str, Stream],
@@ -42,11 +43,14 @@ def build_manifest(cfg, resolved: dict, key: str, plan: Plan, states: dict, stre
         "code_sha256": code_sha256(),
         "inputs": _inputs(plan, metas),
         "input_schema": plan.graph.source.schema.to_json(),
+        "tables": {t.name: [{"path": f.path, "bytes": f.bytes, "rows": f.rows if f.rows >= 0 else None,
+                             "fingerprint": f.fingerprint} for f in t.files] for t in plan.graph.tables},
         "schema": _schema_json(fitted_schema(plan, states)),
         "splits": splits,
         "quarantine": quarantine,
         "content": content(streams, plan.graph.split.names),
         "rows": rows,
+        "filtered_by": filtered_by(plan, metas, rows),
         "fitted_state": "state/",
         "stats": {name: _stats(streams[name], plan.output_schema) for name in plan.graph.split.names},
         "plan": {"partitions": len(plan.partitions), "passes_over_data": plan.passes_over_data,
@@ -66,6 +70,19 @@ def row_accounting(plan: Plan, metas: list[dict], splits: dict) -> dict:
     if rows["in"] != rows["out"] + rows["filtered"] + rows["quarantined"]:
         raise ShardsmithError(f"row accounting does not balance: {rows}", "internal")
     return rows
+
+
+def filtered_by(plan: Plan, metas: list[dict], rows: dict) -> dict:
+    """The filtered rows by the step that removed them (a filter, an inner join; the filters pushed
+    into the reader together, with the row groups their statistics skipped), in graph order."""
+    out = collections.Counter()
+    if plan.rows_pruned:
+        out[pushed_key(plan.graph.source)] += plan.rows_pruned
+    for m in metas:
+        out.update(m.get("filtered_by", {}))
+    if sum(out.values()) != rows["filtered"]:
+        raise ShardsmithError(f"row accounting by step does not balance: {dict(out)} against {rows}", "internal")
+    return dict(out)
 
 
 def _inputs(plan: Plan, metas: list[dict]) -> list[dict]:

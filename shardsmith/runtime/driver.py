@@ -77,6 +77,7 @@ def prepare(cfg: ShardsmithConfig, passes=None, require_engine: bool = True) -> 
     plan, fit = fitsource.resolve(cfg, plan)
     resolved = redact(to_dict(cfg))
     inputs = [(f.path, f.bytes, f.fingerprint) for f in graph.source.files]
+    inputs += [(t.key, f.path, f.bytes, f.fingerprint) for t in graph.tables for f in t.files]
     parent = fit.parent["dataset_key"] if fit.parent else None
     key = dataset_key(resolved, inputs, cfg.plugins, parent, plan.writer, plan.float_mode)
     return Prepared(graph, plan, backend, resolved, key, fit)

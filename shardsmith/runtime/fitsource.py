@@ -10,7 +10,7 @@ its input columns come from); a step that matches none fails here, naming the st
 
 The fit cache keeps fitted state under a key of everything the fit depends on: the fit passes'
 programs (the fitted steps and the steps feeding them, with their parameters), the columns they
-read, the inputs (paths, sizes, fingerprints), the pushed-down filter, the split (which rows are
+read, the inputs and side tables (paths, sizes, fingerprints), the pushed-down filter, the split (which rows are
 fit rows), input quarantine checks, and the code (ours and the plugins'). A compile that changes
 only what the fit does not see (shard sizes, partitioning, the engine, a later elementwise step)
 finds its state there and skips the fit passes. Entries are state directories (JSON + Parquet,
@@ -179,6 +179,8 @@ def fit_key(plan: Plan, plugins: list[str]) -> str:
         "source": {"format": src.format, "filter": str(src.filter) if src.filter is not None else None,
                    "files": [[os.path.abspath(f.path), f.bytes, f.fingerprint] for f in src.files],
                    "row_groups": src.row_groups, "dtypes": src.dtypes},
+        # Side tables are inputs too: a fitted step after a join fits the joined values.
+        "tables": {t.name: [[os.path.abspath(f.path), f.bytes, f.fingerprint] for f in t.files] for t in g.tables},
         "split": {"key": g.split.key, "seed": g.split.seed, "names": g.split.names,
                   "thresholds": g.split.thresholds, "fit_on": g.split.fit_on},
         "quarantine": [str(e.failing()) for e in g.checks_at("input") if e.severity == "quarantine"],

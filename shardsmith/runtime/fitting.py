@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 
 from shardsmith.compiler.planner import Collect
+from shardsmith.inputs.tables import check_size, read_table, unique_by
+from shardsmith.ops.joins import KEY
 from shardsmith.profiling.spans import PROFILE_KEY
 from shardsmith.runtime import fitsource, tasks
 from shardsmith.runtime.context import RunContext
@@ -19,15 +21,19 @@ def fit(run: RunContext) -> dict:
     if saved is not None:
         run.log(f"resuming: fitted state found in {run.out.local_path('state')}")
         return saved
+    # Side tables are inputs, not fitted state: read afresh whatever the fitted state's source.
+    with run.prof.stage("side tables"):
+        side = side_states(run.plan)
     with run.prof.stage("reuse state"):
         reused = _reused(run)
     if reused is not None:
+        states = {**reused, **side}
         with run.prof.stage("save state"):
-            save_states(run.out.local_path("state"), reused)
-        return reused
-    states = _fit_passes(run)
+            save_states(run.out.local_path("state"), states)
+        return states
+    states = _fit_passes(run, dict(side))
     with run.prof.stage("cache state"):
-        fitsource.store(run.fit, states, run.log)
+        fitsource.store(run.fit, {k: v for k, v in states.items() if k not in side}, run.log)
     return states
 
 
@@ -42,8 +48,7 @@ def _reused(run: RunContext) -> dict | None:
     return None
 
 
-def _fit_passes(run: RunContext) -> dict:
-    states: dict = {}
+def _fit_passes(run: RunContext, states: dict) -> dict:
     for stage, program in enumerate(run.plan.fit_programs):
         t0 = time.perf_counter()
         merged = _pass(run, stage, program, states)
@@ -95,3 +100,22 @@ def _merge(run: RunContext, stats, a, b, stage: int):
 def fit_step(item: Collect, merged: list) -> dict:
     """Finalize one step's merged partials and let the op fit its state from them."""
     return item.step.op.fit({stat: stat.finalize(m) for stat, m in zip(item.stats, merged)})
+
+
+def side_states(plan) -> dict:
+    """The side tables of the steps that read one whole (``join``), read on the driver, checked
+    (size, one row per key) and made into each step's state: sent to the workers with the fitted
+    state, saved with it (Parquet) for a resumed run."""
+    out = {}
+    for step in plan.graph.flat_steps():
+        side = step.op.side_table()
+        if side is None:
+            continue
+        table = read_table(side, step.op.side_columns())
+        check_size(side, table, step.key)
+        keys = [f"{KEY}{i}" for i in range(len(step.op.right_keys()))]
+        state = step.op.side_state(table)
+        state["table"] = unique_by(state["table"], keys, step.op.on_duplicate == "first", side, step.key,
+                                   shown=dict(zip(keys, step.op.right_keys())))
+        out[step.key] = state
+    return out

@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from shardsmith.backends import get_backend
 from shardsmith.backends.arrow import table_digests
-from shardsmith.backends.base import TaskContext
+from shardsmith.backends.base import TaskContext, unassigned_error
 from shardsmith.compiler.planner import Collect
 from shardsmith.ir import SPLIT_COL, Fused, Step
 from shardsmith.kernels import digest
@@ -23,11 +23,13 @@ from shardsmith.shards.summary import shard_summary
 from shardsmith.shards.writers import WRITERS, write_bytes, write_shard
 
 
-def run_program(be, program, frame, states: dict, ctx, on_collect=None, rec=None):
+def run_program(be, program, frame, states: dict, ctx, on_collect=None, rec=None, dropped=None):
     """Apply a program's items in order; ``on_collect(item, frame)`` at each Collect. ``rec``
-    (profiling/spans.py) records a span per item."""
+    (profiling/spans.py) records a span per item; ``dropped`` (a dict), when given, counts the rows
+    each step removed other than into quarantine (filters, inner joins), by step key."""
     for item in program:
         span = rec.start(stage_key(item), stage_kind(item), frame) if rec is not None else None
+        before, quarantined = be.num_rows(frame), ctx.quarantined_rows
         if isinstance(item, Collect):
             on_collect(item, frame)
         elif isinstance(item, Fused):
@@ -35,6 +37,10 @@ def run_program(be, program, frame, states: dict, ctx, on_collect=None, rec=None
         elif isinstance(item, Step):
             fn = be.lowerings.require(item.op, item.key)
             frame = fn(be, item, frame, states.get(item.key, {}), ctx)
+        if dropped is not None and not isinstance(item, Collect):
+            n = before - be.num_rows(frame) - (ctx.quarantined_rows - quarantined)
+            if n:
+                dropped[item.key] = dropped.get(item.key, 0) + n
         if rec is not None:
             rec.stop(span, frame)
     return frame
@@ -94,11 +100,22 @@ def _fit(be, ctx, rec, plan, part, stage: int, states: dict, kept: dict | None) 
     out: dict = {}
 
     def collect(item, frame):
-        if split_index is not None:  # only the columns these statistics read, then the fit rows
-            needed = list(dict.fromkeys(st.col for st in item.stats))
-            ids = be.split_ids(frame)
-            frame = be.filter_mask(be.select(frame, needed), ids == split_index)
-        out[item.step.key] = [be.partial(st, frame[st.col]) for st in item.stats]
+        ids = be.split_ids(frame) if split_index is not None else None
+        parts = {}
+        columns = [st for st in item.stats if not st.frame_stat]
+        if columns:
+            sub = frame
+            if ids is not None:  # only the columns these statistics read, then the fit rows
+                needed = list(dict.fromkeys(st.col for st in columns))
+                sub = be.filter_mask(be.select(frame, needed), ids == split_index)
+            parts.update({i: be.partial(st, sub[st.col]) for i, st in enumerate(item.stats) if not st.frame_stat})
+        for i, st in enumerate(item.stats):
+            if st.frame_stat:  # a frame of the columns it reads (of every row, or of the fit rows)
+                sub = be.select(frame, list(st.inputs()))
+                if ids is not None and not st.all_rows:
+                    sub = be.filter_mask(sub, ids == split_index)
+                parts[i] = be.partial(st, sub, ctx.files)
+        out[item.step.key] = [parts[i] for i in range(len(item.stats))]
 
     program = plan.fit_programs[stage] if kept is None else plan.fit_after_read[stage]
     run_program(be, program, frame, states, ctx, collect, rec=rec)
@@ -136,14 +153,18 @@ def transform_task(backend: str, plan, part, states: dict, prof: dict | None = N
 def _transform(be, ctx, rec, plan, part, states: dict, spill, kept: dict | None) -> dict:
     frame, n_read = _read(be, ctx, rec, plan, part, kept)
     after_read = be.num_rows(frame)
+    pushed = n_read - after_read - ctx.quarantined_rows  # rows that did not parse went to quarantine, not here
+    dropped = {pushed_key(plan.graph.source): pushed} if pushed > 0 else {}
     # A kept read carries no elementwise prefix when the graph has input checks (planner.read_prefix).
     frame, checked = check_stage(be, frame, plan.graph.checks_at("input"), ctx, spill)
     program = plan.transform if kept is None else plan.transform_after_read
-    frame = run_program(be, program, frame, states, ctx, rec=rec)
+    frame = run_program(be, program, frame, states, ctx, rec=rec, dropped=dropped)
     frame, checked_out = check_stage(be, frame, plan.graph.checks_at("output"), ctx, spill)
     span = rec.start("split", "split", frame)
     schema = plan.output_schema
     split_ids = be.split_ids(frame)
+    if plan.graph.split.default is None and plan.graph.split.by != "hash" and bool((split_ids < 0).any()):
+        raise unassigned_error(be, frame, plan.graph.split, split_ids, plan.files)
     output = be.conform(frame, schema)  # once, then each split's rows: the hidden columns are not copied
     splits, split_rows = {}, {}
     for i, name in enumerate(plan.graph.split.names):
@@ -158,6 +179,7 @@ def _transform(be, ctx, rec, plan, part, states: dict, spill, kept: dict | None)
         "filtered": n_read - after_read + (after_read - be.num_rows(frame) - quarantined),
         "quarantined": quarantined,
         "split_rows": split_rows,
+        "filtered_by": dropped,
     }
     if checked or checked_out:
         meta["quality"] = {**checked, **checked_out}
@@ -167,6 +189,11 @@ def _transform(be, ctx, rec, plan, part, states: dict, spill, kept: dict | None)
     if ctx.quarantined:
         quarantine = pa.concat_tables(ctx.quarantined)
     return {"splits": splits, "quarantine": quarantine, "meta": meta}
+
+
+def pushed_key(source) -> str:
+    """How the row accounting names the filters pushed into the reader: their steps' keys."""
+    return "+".join(source.filter_keys) or "source filter"
 
 
 def _total_bytes(be, frames) -> int | None:

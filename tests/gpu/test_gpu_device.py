@@ -23,9 +23,10 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(gpu_unavailable_reason() is no
 HERE = Path(__file__).resolve().parent
 
 
-def _sibling(name):
-    """A helper module of this folder (the tests run with --import-mode=importlib)."""
-    spec = importlib.util.spec_from_file_location(f"_{name}", HERE / f"{name}.py")
+def _sibling(name, folder="."):
+    """A helper module of this folder, or of ``folder`` relative to it (the tests run with
+    --import-mode=importlib)."""
+    spec = importlib.util.spec_from_file_location(f"_{name}", HERE / folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -237,31 +238,41 @@ def test_numeric_casts_on_the_device(gpu):
             np.testing.assert_array_equal(cp.asnumpy(got)[ok], want[ok], err_msg=f"{src}->{dst}")
 
 
-def test_filters_on_the_device_keep_the_cpu_engines_rows(gpu):
+def test_expressions_on_the_device_match_the_cpu_engine(gpu):
+    """The GPU adapter (backends/gpu/expr.py) against the CPU one on random data and expressions:
+    the same predicates' rows, and the same derived values."""
     import cupy as cp
 
+    from shardsmith.backends.cpu import expr as cpu_expr
     from shardsmith.backends.gpu import expr, transfer
     from shardsmith.errors import ConfigError
     from shardsmith.inputs.scan import to_schema
-    from shardsmith.ir.expr import check_predicate, parse_predicate
+    from shardsmith.ir.expr import parse_expression
+    from shardsmith.ir.expr_types import KIND_DTYPES, infer
 
-    preds = _sibling("test_predicate")
+    ref = _sibling("exprref", "..")
     checked = 0
     for seed in range(6):
         rng = np.random.default_rng(seed)
-        table = preds._table(rng, 3000)
+        table = ref.table(rng, 2000)
         frame = transfer.table_to_frame(table)
         schema = to_schema(table.schema, {})
+        dates = [c.name for c in schema.columns if c.dtype == "date"]
         for _ in range(40):
-            text = preds._pred(rng)
+            text = ref.pred(rng) if rng.random() < 0.5 else ref.num_expr(rng)
             try:
-                node = parse_predicate(text, "t")
-                check_predicate(node, schema, "t")
-                want = preds._cpu_rows(table, node)
-            except (ConfigError, pa.ArrowInvalid):
+                node = parse_expression(text, "t")
+                kind = infer(node, schema, "t")
+            except ConfigError:
                 continue
-            got = np.flatnonzero(cp.asnumpy(expr.keep_mask(node, expr.CudfColumns(frame))))
-            np.testing.assert_array_equal(got, want, err_msg=text)
+            if kind == "bool":
+                got = np.flatnonzero(cp.asnumpy(expr.filter_mask(frame, node, dates)))
+                np.testing.assert_array_equal(got, np.flatnonzero(cpu_expr.filter_mask(table, node)), err_msg=text)
+            want = cpu_expr.derive_column(table, node, KIND_DTYPES[kind])
+            have = expr.derive_series(frame, node, KIND_DTYPES[kind], dates).to_arrow()
+            if pa.types.is_date32(want.type):
+                want = want.cast(pa.int32())
+            assert have.cast(want.type).equals(want), text
             checked += 1
     assert checked > 150
 

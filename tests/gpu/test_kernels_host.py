@@ -54,7 +54,7 @@ def _fixed_values(rng, dtype, n):
 
 HASH_TYPES = {"i8": np.int8, "i16": np.int16, "i32": np.int32, "i64": np.int64, "u8": np.uint8, "u16": np.uint16,
               "u32": np.uint32, "u64": np.uint64, "b8": np.bool_, "f16": np.float16, "f32": np.float32,
-              "f64": np.float64}
+              "f64": np.float64, "ts_s": np.int64, "ts_ms": np.int64, "ts_ns": np.int64}
 
 
 @pytest.mark.parametrize("suffix", list(HASH_TYPES))
@@ -71,6 +71,8 @@ def test_hash_fixed_width_matches_the_reference(hashlib_, suffix, offset):
     getattr(hashlib_, f"ss_hash_{suffix}")(hostcc.ptr(raw), hostcc.ptr(mask), I64(offset), None,
                                            U64(seed), hostcc.ptr(out), I64(n))
     arr = pa.array(values, mask=~valid) if suffix != "f16" else pa.array(values, type=pa.float16(), mask=~valid)
+    if suffix.startswith("ts_"):
+        arr = arr.view(pa.timestamp(suffix[3:]))
     expected = CpuBackend().hash(arr, seed)
     np.testing.assert_array_equal(out, expected)
 

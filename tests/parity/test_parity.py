@@ -30,10 +30,10 @@ NULL_SEED_XOR = 0x9E3779B97F4A7C15
 
 
 def compile_table(tmp_path, table, graph, backend, name="t", split=None, files=1, expect=None, engine=None,
-                  **output):
-    """Compile ``table`` (split into ``files`` Parquet files) with ``graph`` (and ``expect``) on
-    ``backend`` (with ``engine``'s settings); returns (each split's rows as one table, the manifest,
-    the output directory)."""
+                  tables=None, partition_bytes="64MB", **output):
+    """Compile ``table`` (split into ``files`` Parquet files) with ``graph`` (and ``expect``, side
+    ``tables``) on ``backend`` (with ``engine``'s settings); returns (each split's rows as one table,
+    the manifest, the output directory)."""
     raw = tmp_path / f"raw-{name}"
     raw.mkdir(exist_ok=True)
     bounds = np.linspace(0, table.num_rows, files + 1).astype(int)
@@ -42,9 +42,10 @@ def compile_table(tmp_path, table, graph, backend, name="t", split=None, files=1
                        row_group_size=max(1, table.num_rows // (files * 3) or 1))
     out = tmp_path / f"out-{name}-{backend}"
     cfg = from_dict({"name": name, "source": {"paths": [str(raw / "*.parquet")]}, "graph": graph,
+                     "tables": tables or {},
                      "split": split or {"fractions": {"train": 1.0}, "fit_on": None},
                      "output": {"dir": str(out), "shard_rows": output.pop("shard_rows", 10**7), **output},
-                     "engine": {"kind": backend, "cluster": "inprocess", "partition_bytes": "64MB",
+                     "engine": {"kind": backend, "cluster": "inprocess", "partition_bytes": partition_bytes,
                                 **(engine or {})},
                      "expect": expect or []})
     manifest = compile_dataset(cfg, log=lambda *a: None).manifest

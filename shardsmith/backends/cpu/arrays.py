@@ -7,6 +7,7 @@ import numpy as np
 import pyarrow as pa
 
 from shardsmith.ir.dtypes import ARROW_TYPES
+from shardsmith.kernels.xxhash64 import timestamp_micros
 
 
 def is_numpy_friendly(t: pa.DataType) -> bool:
@@ -32,11 +33,15 @@ def plain(column) -> pa.Array:
 
 
 def int_values(arr: pa.Array) -> np.ndarray:
+    """The integers a column hashes as: dates as days, timestamps as canonical microseconds
+    (kernels/xxhash64.py), whatever unit they are stored in."""
     t = arr.type
     if pa.types.is_boolean(t):
         return arr.fill_null(False).to_numpy(zero_copy_only=False).astype(np.int64)
-    if pa.types.is_timestamp(t) or pa.types.is_date(t):
-        arr = arr.cast(pa.int64() if pa.types.is_timestamp(t) else pa.int32())
+    if pa.types.is_timestamp(t):
+        return timestamp_micros(arr.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False), t.unit)
+    if pa.types.is_date(t):
+        arr = arr.cast(pa.date32()).cast(pa.int32())
     return arr.fill_null(0).to_numpy(zero_copy_only=False)
 
 

@@ -10,16 +10,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from shardsmith.backends.arrow import table_digests
-from shardsmith.backends.base import FINITE_PARTIALS, TableBackend, assign_split
+from shardsmith.backends.base import FINITE_PARTIALS, TableBackend, assign_split, fold_ids
 from shardsmith.backends.cpu import arrays, compiled
+from shardsmith.backends.cpu.expr import ArrowColumns, filter_mask
 from shardsmith.backends.cpu.lowering import LOWERINGS
-from shardsmith.inputs.predicate import to_arrow_expression
 from shardsmith.inputs.read import read_parquet, read_text
 from shardsmith.ir import FILE_COL, ROW_COL, SPLIT_COL
 from shardsmith.ir.dtypes import ARROW_TYPES
 from shardsmith.kernels import cpujit
 from shardsmith.kernels import xxhash64 as xx
 from shardsmith.ops import stats as S
+from shardsmith.ops.joins import canonical_key
 
 
 def set_threads(n: int) -> None:
@@ -38,11 +39,20 @@ def value_counts(be, stat, column):
     return (vc.field("values"), vc.field("counts").to_numpy().astype(np.int64), arr.null_count)
 
 
+def keyed_moments(be, stat, frame, files):
+    """The KeyedMoments partial (ops/stats.py): canonical keys (and folds) and float64 values."""
+    groups = {f"{S.KEY}{i}": canonical_key(frame[k]) for i, k in enumerate(stat.keys)}
+    if stat.folds:
+        groups[S.FOLD] = fold_ids(be, frame, files, stat.seed, stat.folds)
+    values = {v: arrays.float_values(frame[v]) for v in stat.values}
+    return S.keyed_partial_tables(stat, groups, frame.num_rows, values)
+
+
 class CpuBackend(TableBackend):
     name = "cpu"
     xp = np
     lowerings = LOWERINGS
-    partials = {**FINITE_PARTIALS, S.ValueCounts: value_counts}
+    partials = {**FINITE_PARTIALS, S.ValueCounts: value_counts, S.KeyedMoments: keyed_moments}
 
     def __init__(self, cpu_kernels: str = "numpy"):
         # numpy, numba or auto (kernels/cpujit.py): where the hash and fused groups may run compiled.
@@ -67,10 +77,9 @@ class CpuBackend(TableBackend):
         n = table.num_rows
         table = table.append_column(FILE_COL, pa.array(np.full(n, part.file_index, dtype=np.int32)))
         table = table.append_column(ROW_COL, pa.array(got.rows))
-        table = table.append_column(SPLIT_COL, pa.array(assign_split(self, table, part.path, split)))
         if source.filter is not None:
-            table = table.filter(to_arrow_expression(source.filter))
-        return table, got.count
+            table = table.filter(pa.array(filter_mask(table, source.filter)))
+        return table.append_column(SPLIT_COL, pa.array(assign_split(self, table, part.path, split))), got.count
 
     # --- hashing ----------------------------------------------------------------------------------
     def hash(self, column, seed) -> np.ndarray:
@@ -127,11 +136,7 @@ class CpuBackend(TableBackend):
     def predicate_mask(self, frame, node) -> np.ndarray:
         """True where the predicate ``node`` (ir/expr.py) is true; false where false or missing
         (the rows ``filter`` would keep)."""
-        n = frame.num_rows
-        marked = frame.select(sorted(node.columns())).append_column("__position", pa.array(np.arange(n)))
-        mask = np.zeros(n, dtype=bool)
-        mask[marked.filter(to_arrow_expression(node))["__position"].to_numpy()] = True
-        return mask
+        return filter_mask(frame, node)
 
     def split_ids(self, frame) -> np.ndarray:
         return frame[SPLIT_COL].to_numpy()
@@ -153,6 +158,10 @@ class CpuBackend(TableBackend):
     def content_digests(self, frame, schema) -> dict[str, int]:
         """The content digest (kernels/digest.py) of every output column, from its Arrow buffers."""
         return table_digests(frame.select([c.name for c in schema.columns]), {c.name: c.dtype for c in schema.columns})
+
+    def expr_columns(self, frame, dates=()):
+        """The frame as the expression evaluator sees it (backends/evaluate.py)."""
+        return ArrowColumns(frame)
 
     def conform(self, frame, schema):
         """Cast the output columns to the planned dtypes (an empty partition infers nothing)."""

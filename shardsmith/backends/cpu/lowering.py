@@ -7,17 +7,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from shardsmith.backends.arrow import cast_each
-from shardsmith.backends.base import lowerings_table
+from shardsmith.backends.base import lowerings_table, row_positions, target_encode_columns
 from shardsmith.backends.cpu import compiled
 from shardsmith.backends.cpu.arrays import from_float, is_numpy_friendly, numeric_values
+from shardsmith.backends.cpu.expr import derive_column, filter_mask
 from shardsmith.errors import ShardsmithError
-from shardsmith.inputs.predicate import to_arrow_expression
 from shardsmith.ir import FILE_COL, ROW_COL, Fused
 from shardsmith.ir.dtypes import ARROW_TYPES, is_float
 from shardsmith.kernels import xxhash64 as xx
 from shardsmith.kernels.lookup import FIRST_ID, NULL_ID, OOV_ID
 from shardsmith.kernels.rounding import missing_inf, round_to
 from shardsmith.ops.categorical import Categorify, HashBucket, HashedCross
+from shardsmith.ops.derive import Derive
+from shardsmith.ops.joins import KEY, Join, canonical_key
+from shardsmith.ops.keyed import GroupbyFeatures, TargetEncode
+from shardsmith.ops.lag import Lag
 from shardsmith.ops.numeric import Cast
 from shardsmith.ops.rows import Drop, Filter, Rename
 
@@ -81,7 +85,78 @@ def _group_params(node: Fused, group, j: int, op, states: dict) -> dict:
 
 @LOWERINGS.register(Filter)
 def run_filter(be, step, frame, state, ctx):
-    return frame.filter(to_arrow_expression(step.op.predicate))
+    return frame.filter(pa.array(filter_mask(frame, step.op.predicate)))
+
+
+@LOWERINGS.register(Derive)
+def run_derive(be, step, frame, state, ctx):
+    op = step.op
+    return _set_columns(frame, {op.out: derive_column(frame, op.node, step.schema[op.out].dtype)})
+
+
+@LOWERINGS.register(Join)
+def run_join(be, step, frame, state, ctx):
+    op = step.op
+    side = state["table"]
+    keys = [canonical_key(frame[c]) for c in op.left_keys()]
+    j = match_rows(keys, [side[f"{KEY}{i}"] for i in range(len(keys))])
+    matched = j >= 0
+    frame = _set_columns(frame, {op.prefix + c: take_rows(side[c], j, matched) for c in op.cols})
+    return frame.filter(pa.array(matched)) if op.how == "inner" and not matched.all() else frame
+
+
+def match_rows(left: list, right: list) -> np.ndarray:
+    """For each row of the ``left`` key columns, the row of the ``right`` ones with equal keys
+    (which are unique), or -1. Keys are in canonical form (ops/joins.canonical_key); a null
+    matches nothing. One key: Arrow's hash lookup (index_in); several: an Arrow hash join."""
+    if len(left) == 1:
+        right_keys = right[0].combine_chunks() if isinstance(right[0], pa.ChunkedArray) else right[0]
+        return pc.index_in(left[0], value_set=right_keys).fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    n = len(left[0])
+    names = [f"k{i}" for i in range(len(left))]
+    lt = pa.table({**dict(zip(names, left)), "__i": pa.array(np.arange(n, dtype=np.int64))})
+    rt = pa.table({**dict(zip(names, right)), "__j": pa.array(np.arange(len(right[0]), dtype=np.int64))})
+    joined = lt.join(rt, keys=names, join_type="inner", use_threads=False)
+    out = np.full(n, -1, dtype=np.int64)
+    out[joined["__i"].to_numpy()] = joined["__j"].to_numpy()  # scattered back: the input order
+    return out
+
+
+def take_rows(column, j: np.ndarray, matched: np.ndarray) -> pa.Array:
+    """``column[j]`` per row, null where ``matched`` is false."""
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if len(column) == 0:
+        return pa.nulls(len(j), column.type)
+    return column.take(pa.array(np.where(matched, j, 0), mask=~matched if not matched.all() else None))
+
+
+@LOWERINGS.register(TargetEncode)
+def run_target_encode(be, step, frame, state, ctx):
+    def lookup(col, table):
+        j = match_rows([canonical_key(frame[col])], [table[f"{KEY}0"]])
+        return j, lambda name: table[name].to_numpy()
+
+    values = target_encode_columns(be, step.op, frame, state, ctx.files, lookup)
+    return _set_columns(frame, {o: pa.array(v.astype(ARROW_TYPES[step.schema[o].dtype].to_pandas_dtype()))
+                                for o, v in values.items()})
+
+
+@LOWERINGS.register(GroupbyFeatures)
+def run_groupby_features(be, step, frame, state, ctx):
+    op = step.op
+    table = state["table"]
+    j = match_rows([canonical_key(frame[k]) for k in op.keys], [table[f"{KEY}{i}"] for i in range(len(op.keys))])
+    matched = j >= 0
+    return _set_columns(frame, {o: take_rows(table[o], j, matched).cast(ARROW_TYPES[step.schema[o].dtype])
+                                for o in op.outputs()})
+
+
+@LOWERINGS.register(Lag)
+def run_lag(be, step, frame, state, ctx):
+    table = state["table"]
+    j = row_positions(np, table["__at"].to_numpy(), frame[FILE_COL].to_numpy(), frame[ROW_COL].to_numpy())
+    matched = j >= 0
+    return _set_columns(frame, {o: take_rows(table[o], j, matched) for o in step.op.outputs()})
 
 
 @LOWERINGS.register(Rename)

@@ -23,7 +23,7 @@ import pyarrow as pa
 from shardsmith import storage
 from shardsmith.backends.base import FINITE_PARTIALS, TableBackend, assign_split
 from shardsmith.backends.gpu import columns as C
-from shardsmith.backends.gpu import digest, expr, transfer, writer
+from shardsmith.backends.gpu import digest, expr, impl, transfer, writer
 from shardsmith.backends.gpu.lowering import LOWERINGS
 from shardsmith.errors import InputError
 from shardsmith.inputs.read import parquet_file, read_text
@@ -37,19 +37,21 @@ from shardsmith.ops import stats as S
 _M64 = (1 << 64) - 1
 _HASH_ENTRY = {C.T.INT8: "i8", C.T.INT16: "i16", C.T.INT32: "i32", C.T.INT64: "i64", C.T.UINT8: "u8",
                C.T.UINT16: "u16", C.T.UINT32: "u32", C.T.UINT64: "u64", C.T.BOOL8: "b8", C.T.FLOAT32: "f32",
-               C.T.FLOAT64: "f64", C.T.TIMESTAMP_DAYS: "i32", C.T.TIMESTAMP_SECONDS: "i64",
-               C.T.TIMESTAMP_MILLISECONDS: "i64", C.T.TIMESTAMP_MICROSECONDS: "i64",
-               C.T.TIMESTAMP_NANOSECONDS: "i64"}
+               C.T.FLOAT64: "f64", C.T.TIMESTAMP_DAYS: "i32", C.T.TIMESTAMP_SECONDS: "ts_s",
+               C.T.TIMESTAMP_MILLISECONDS: "ts_ms", C.T.TIMESTAMP_MICROSECONDS: "i64",
+               C.T.TIMESTAMP_NANOSECONDS: "ts_ns"}  # timestamps by value: kernels/xxhash64.py
 
 
 class GpuBackend(TableBackend):
     name = "gpu"
     xp = cp
     lowerings = LOWERINGS
-    partials = {**FINITE_PARTIALS, S.ValueCounts: lambda be, stat, column: value_counts(column)}
+    partials = {**FINITE_PARTIALS, S.ValueCounts: lambda be, stat, column: value_counts(column),
+                S.KeyedMoments: lambda be, stat, frame, files: impl.keyed_moments(be, stat, frame, files)}
 
     def __init__(self):
         self._vocabularies: dict = {}  # id(vocabulary) -> (vocabulary, device form): see impl.categorify
+        self._tables: dict = {}  # id(side table or per-key state) -> (table, cuDF frame): see impl.device_table
         # One partition's device work at a time per GPU. A GPU worker runs several threads so that
         # host work (shard writes) overlaps; their device work shares one stream, and each
         # device-to-host read synchronises it, so concurrent partitions convoy (seen on an H200:
@@ -83,9 +85,10 @@ class GpuBackend(TableBackend):
         n = len(frame)
         frame[FILE_COL] = C.from_device(cp.full(n, part.file_index, dtype=np.int32))
         frame[ROW_COL] = C.from_device(rows)
-        frame[SPLIT_COL] = C.from_device(assign_split(self, frame, part.path, split))
+        dates = [c for c in columns if dtypes.get(c) == "date"]
         if source.filter is not None:
-            frame = self.filter_mask(frame, expr.keep_mask(source.filter, expr.CudfColumns(frame)))
+            frame = self.filter_mask(frame, expr.filter_mask(frame, source.filter, dates))
+        frame[SPLIT_COL] = C.from_device(assign_split(self, frame, part.path, split, dates))
         return frame, count
 
     def _read_parquet(self, part, columns, storage_options=None):
@@ -190,6 +193,10 @@ class GpuBackend(TableBackend):
     def parquet_bytes(self, frame, sink, schema) -> memoryview:
         """The shard as a Parquet file encoded by cuDF from device memory (output.writer: cudf)."""
         return writer.parquet_bytes(frame, sink, schema)
+
+    def expr_columns(self, frame, dates=()):
+        """The frame as the expression evaluator sees it (backends/evaluate.py)."""
+        return expr.CudfColumns(frame, dates)
 
     def conform(self, frame, schema):
         """The output columns in the planned order and dtypes (dates stay int32 days until to_arrow)."""

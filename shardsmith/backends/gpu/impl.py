@@ -7,19 +7,24 @@ from __future__ import annotations
 
 import threading
 
+import cudf
 import cupy as cp
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from shardsmith.backends.arrow import cast_each
+from shardsmith.backends.base import fold_ids, row_positions, target_encode_columns
 from shardsmith.backends.gpu import columns as C
 from shardsmith.backends.gpu import expr, transfer
 from shardsmith.errors import ShardsmithError
 from shardsmith.ir import FILE_COL, ROW_COL
 from shardsmith.ir.dtypes import ARROW_TYPES
-from shardsmith.kernels import casts, codegen, gpu
+from shardsmith.kernels import casts, codegen, exact, gpu
 from shardsmith.kernels import lookup as L
+from shardsmith.kernels.xxhash64 import timestamp_micros
+from shardsmith.ops import stats as S
+from shardsmith.ops.stats import FOLD, KEY
 
 
 # --- fused elementwise chains: one generated kernel per column group -------------------------------
@@ -139,7 +144,183 @@ def device_vocabulary(be, series, vocab: pa.Table):
 
 # --- row and column ops ----------------------------------------------------------------------------
 def filter_rows(be, step, frame):
-    return be.filter_mask(frame, expr.keep_mask(step.op.predicate, expr.CudfColumns(frame)))
+    return be.filter_mask(frame, expr.filter_mask(frame, step.op.predicate, date_columns(step.schema)))
+
+
+def date_columns(schema, exclude: str | None = None) -> tuple[str, ...]:
+    """The columns of ``schema`` that hold dates (int32 days on the device)."""
+    return tuple(c.name for c in schema.columns if c.dtype == "date" and c.name != exclude)
+
+
+def derive(be, step, frame):
+    op = step.op
+    dates = date_columns(step.schema, exclude=op.out) + tuple(op.date_inputs)
+    return set_columns(frame, {op.out: expr.derive_series(frame, op.node, step.schema[op.out].dtype, dates)})
+
+
+# --- join (and the lookups of fitted per-key state) ------------------------------------------------
+def join(be, step, frame, state):
+    op = step.op
+    side = device_table(be, state["table"])
+    keys = [device_key(frame[c]) for c in op.left_keys()]
+    j = match_rows(keys, [side[f"{KEY}{i}"] for i in range(len(keys))])
+    matched = j >= 0
+    frame = set_columns(frame, {op.prefix + c: take_rows(side[c], j, matched) for c in op.cols})
+    if op.how == "inner" and not bool(matched.all()):
+        frame = be.filter_mask(frame, matched)
+    return frame
+
+
+_tables_lock = threading.Lock()
+
+
+def device_table(be, table: pa.Table):
+    """A host Arrow table (a join's side table, a fitted per-key state) on the device, kept per
+    worker for the next partitions (the state object is the same for every partition of a run)."""
+    with _tables_lock:
+        hit = be._tables.get(id(table))
+        if hit is not None and hit[0] is table:
+            return hit[1]
+    frame = transfer.table_to_frame(table)
+    with _tables_lock:
+        if len(be._tables) > 64:
+            be._tables.clear()
+        be._tables[id(table)] = (table, frame)
+    return frame
+
+
+def device_key(series):
+    """A key column in its canonical form (ops/joins.canonical_key): integers and dates as int64,
+    timestamps as int64 microseconds, strings and bools as they are."""
+    kind = C.kind(series)
+    if kind in ("string", "bool"):
+        return series
+    values, valid = C.values_and_validity(series)
+    tid = C.plc_column(series).type().id()
+    unit = expr.TIMESTAMP_UNITS.get(tid.name)
+    if unit is not None:
+        values = timestamp_micros(values.astype(np.int64), unit, cp)
+    elif values.dtype == np.uint64:
+        values = values.view(np.int64)
+    return C.from_values(values.astype(np.int64), valid)
+
+
+def match_rows(left: list, right: list) -> cp.ndarray:
+    """For each row of the ``left`` key columns, the row of the ``right`` ones with equal keys
+    (unique), or -1: a cuDF merge, whose output order is its own, scattered back by row number."""
+    n, m = len(left[0]), len(right[0])
+    names = [f"k{i}" for i in range(len(left))]
+    lt = cudf.DataFrame({**dict(zip(names, left)), "__i": C.from_device(cp.arange(n, dtype=np.int64))})
+    rt = cudf.DataFrame({**dict(zip(names, right)), "__j": C.from_device(cp.arange(m, dtype=np.int64))})
+    merged = lt.merge(rt, on=names, how="inner")
+    out = cp.full(n, -1, dtype=np.int64)
+    out[C.values(merged["__i"])] = C.values(merged["__j"])
+    return out
+
+
+def take_rows(series, j, matched):
+    """``series[j]`` per row, null where ``matched`` is false."""
+    n = len(j)
+    if len(series) == 0:
+        return transfer.array_to_series(pa.nulls(n, C.arrow_type(series)))
+    idx = cp.where(matched, j, 0)
+    if C.kind(series) == "string":
+        out = series.take(idx).reset_index(drop=True)
+        return out if bool(matched.all()) else out.mask(C.from_device(~matched))
+    values, valid = C.values_and_validity(series)
+    keep = matched if valid is None else matched & valid[idx]
+    nulls = n - int(cp.count_nonzero(keep))
+    return C.from_device(values[idx], C.pack_bits(keep) if nulls else None, nulls,
+                         type_id=C.plc_column(series).type().id())
+
+
+# --- fitted per-key and per-row features --------------------------------------------------------------
+def target_encode(be, step, frame, state, ctx):
+    def lookup(col, table):
+        dev = device_table(be, table)
+        j = match_rows([device_key(frame[col])], [dev[f"{KEY}0"]])
+        return j, lambda name: C.values(dev[name]) if len(dev) else cp.zeros(0)
+
+    values = target_encode_columns(be, step.op, frame, state, ctx.files, lookup)
+    return set_columns(frame, {o: C.from_device(v.astype(ARROW_TYPES[step.schema[o].dtype].to_pandas_dtype()))
+                               for o, v in values.items()})
+
+
+def groupby_features(be, step, frame, state):
+    op = step.op
+    dev = device_table(be, state["table"])
+    j = match_rows([device_key(frame[k]) for k in op.keys], [dev[f"{KEY}{i}"] for i in range(len(op.keys))])
+    matched = j >= 0
+    dtypes = {o: ARROW_TYPES[step.schema[o].dtype].to_pandas_dtype() for o in op.outputs()}
+    return set_columns(frame, {o: take_rows(dev[o], j, matched).astype(d) for o, d in dtypes.items()})
+
+
+def lag(be, step, frame, state):
+    dev = device_table(be, state["table"])
+    at = C.values(dev["__at"]) if len(dev) else cp.zeros(0, dtype=np.int64)
+    j = row_positions(cp, at, C.values(frame[FILE_COL]), C.values(frame[ROW_COL]))
+    matched = j >= 0
+    return set_columns(frame, {o: take_rows(dev[o], j, matched) for o in step.op.outputs()})
+
+
+def float_values(series):
+    """float64 values with NaN where null (booleans as 0 / 1)."""
+    values, valid = C.values_and_validity(series)
+    x = values.astype(np.float64)
+    return x if valid is None else cp.where(valid, x, np.nan)
+
+
+def keyed_moments(be, stat, frame, files) -> dict:
+    """The KeyedMoments partial (ops/stats.py) on the device: the per-row exact decomposition
+    (kernels/exact.decompose) in CuPy, the grouping in cuDF; host Arrow tables of the CPU engine's
+    types come back (the merges are exact, so any grouping gives the same integers)."""
+    group = stat.group_columns()
+    n = len(frame)
+    cols = {f"{KEY}{i}": device_key(frame[k]) for i, k in enumerate(stat.keys)}
+    keep = cp.ones(n, dtype=bool)
+    for series in cols.values():
+        if series.null_count:
+            keep &= C.validity(series)
+    if stat.folds:
+        cols[FOLD] = C.from_device(fold_ids(be, frame, files, stat.seed, stat.folds))
+    rows = cudf.DataFrame({**cols, "__n": C.from_device(cp.ones(n, dtype=np.int64))})
+    sums = []
+    for i, v in enumerate(stat.values):
+        x = float_values(frame[v])
+        finite = cp.isfinite(x)
+        rows[f"{v}#n"] = C.from_device(finite.astype(np.int64))
+        rows[f"{v}#min"] = C.from_values(x, finite)
+        rows[f"{v}#max"] = C.from_values(x, finite)
+        take = cp.flatnonzero(finite & keep)
+        parts = [(i, x[take])] + ([(len(stat.values) + i, x[take] * x[take])] if stat.squares else [])
+        for ci, xs in parts:
+            bins, hi, lo = exact.decompose(xs, cp)
+            everywhere = cp.ones(len(take), dtype=bool)
+            piece = cudf.DataFrame({name: take_rows(s, take, everywhere) for name, s in cols.items()})
+            piece["__col"] = C.from_device(cp.full(len(take), ci, dtype=np.int16))
+            piece["__bin"] = C.from_device(bins.astype(np.int16))
+            piece["__hi"] = C.from_device(hi.astype(np.int64))
+            piece["__lo"] = C.from_device(lo.astype(np.int64))
+            sums.append(piece)
+    rows = rows[C.from_device(keep)] if not bool(keep.all()) else rows
+    out_rows = _grouped(rows, group, stat.row_aggregates())
+    if sums:
+        out_sums = _grouped(cudf.concat(sums, ignore_index=True), [*group, "__col", "__bin"],
+                            {"__hi": "sum", "__lo": "sum"})
+    else:
+        out_sums = S.keyed_partial_tables(stat, {g: out_rows[g].slice(0, 0) for g in group}, 0, {})["sums"]
+    return {"rows": out_rows, "sums": out_sums}
+
+
+def _grouped(frame, by: list[str], aggs: dict) -> pa.Table:
+    """``frame`` grouped by ``by`` with ``aggs``, as a host Arrow table in the CPU engine's types
+    (strings as binary: the canonical form of a string key)."""
+    table = frame.groupby(by, sort=False, dropna=True).agg(aggs).reset_index().to_arrow(preserve_index=False)
+    table = table.select([*by, *aggs])
+    for i, f in enumerate(table.schema):
+        if pa.types.is_string(f.type) or pa.types.is_large_string(f.type):
+            table = table.set_column(i, f.name, table[f.name].cast(pa.binary()))
+    return table.combine_chunks()
 
 
 def rename(frame, mapping: dict):

@@ -11,8 +11,13 @@ from __future__ import annotations
 
 from shardsmith.backends.base import lowerings_table
 from shardsmith.ir import Fused
+from shardsmith.ir.expr_types import host_string_functions
 from shardsmith.kernels.casts import NUMERIC
 from shardsmith.ops.categorical import Categorify, HashBucket, HashedCross
+from shardsmith.ops.derive import Derive
+from shardsmith.ops.joins import Join
+from shardsmith.ops.keyed import GroupbyFeatures, TargetEncode
+from shardsmith.ops.lag import Lag
 from shardsmith.ops.numeric import Cast
 from shardsmith.ops.rows import Drop, Filter, Rename
 
@@ -31,9 +36,45 @@ def run_fused(be, node, frame, states, ctx):
     return _impl().fused(be, node, frame, states, ctx.float_mode)
 
 
-@LOWERINGS.register(Filter)
+def _host_strings_note(op, schema_in) -> str | None:
+    """What part of an expression runs on the host: its string functions (and string-valued
+    if_else / coalesce)."""
+    used = host_string_functions(op.node if hasattr(op, "node") else op.predicate, schema_in)
+    if not used:
+        return None
+    return (f"runs {', '.join(f'{f}()' for f in used)} on the host (pyarrow), so that the CPU engine's Unicode "
+            "rules define them")
+
+
+@LOWERINGS.register(Filter, note=_host_strings_note)
 def run_filter(be, step, frame, state, ctx):
     return _impl().filter_rows(be, step, frame)
+
+
+@LOWERINGS.register(Derive, note=_host_strings_note)
+def run_derive(be, step, frame, state, ctx):
+    return _impl().derive(be, step, frame)
+
+
+@LOWERINGS.register(Join)
+def run_join(be, step, frame, state, ctx):
+    """Keys matched by a cuDF merge, scattered back so that rows keep their input order."""
+    return _impl().join(be, step, frame, state)
+
+
+@LOWERINGS.register(TargetEncode)
+def run_target_encode(be, step, frame, state, ctx):
+    return _impl().target_encode(be, step, frame, state, ctx)
+
+
+@LOWERINGS.register(GroupbyFeatures)
+def run_groupby_features(be, step, frame, state, ctx):
+    return _impl().groupby_features(be, step, frame, state)
+
+
+@LOWERINGS.register(Lag)
+def run_lag(be, step, frame, state, ctx):
+    return _impl().lag(be, step, frame, state)
 
 
 @LOWERINGS.register(Rename)

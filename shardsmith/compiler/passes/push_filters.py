@@ -37,6 +37,6 @@ def push_filters(graph: Graph) -> Graph:
     pred = terms[0] if len(terms) == 1 else Expr("and", tuple(terms))
     source = replace(graph.source, filter=pred, filter_keys=graph.source.filter_keys + tuple(keys))
     if source.format == "parquet":
-        kept_groups = row_groups_passing(source.files, source.filter, source.storage_options)
+        kept_groups = row_groups_passing(source.files, source.filter, source.schema, source.storage_options)
         source = replace(source, row_groups=kept_groups)
     return replace(graph, source=source, steps=tuple(kept))

@@ -92,6 +92,16 @@ SS_DEV ss_u64 ss_float_word(double v) {
 #define SS_WORD_BOOL(x) ((ss_u64)((x) != 0))
 #define SS_WORD_FLOAT(x) ss_float_word((double)(x))
 #define SS_WORD_HALF(x) ss_float_word(ss_f16_to_f64(x))
+// Timestamps hash as canonical microseconds (kernels/xxhash64.py timestamp_micros): seconds and
+// milliseconds scale up (wrapping like int64), nanoseconds are floored to microseconds.
+#define SS_WORD_TS_S(x) ((ss_u64)(x) * 1000000ULL)
+#define SS_WORD_TS_MS(x) ((ss_u64)(x) * 1000ULL)
+SS_DEV ss_u64 ss_floor_div_1000(ss_i64 x) {
+  ss_i64 q = x / 1000;
+  if (x % 1000 < 0) --q;
+  return (ss_u64)q;
+}
+#define SS_WORD_TS_NS(x) ss_floor_div_1000((ss_i64)(x))
 
 // One hash kernel per fixed-width type: out[i] = hash(x[i], seeds ? seeds[i] : seed), nulls from the
 // bitmask ``mask`` (none: 0) at bit ``moff + i``. ``out`` may be ``seeds`` (a chained hash in place).
@@ -118,6 +128,9 @@ SS_HASH_FIXED(b8, unsigned char, SS_WORD_BOOL)
 SS_HASH_FIXED(f16, unsigned short, SS_WORD_HALF)
 SS_HASH_FIXED(f32, float, SS_WORD_FLOAT)
 SS_HASH_FIXED(f64, double, SS_WORD_FLOAT)
+SS_HASH_FIXED(ts_s, long long, SS_WORD_TS_S)
+SS_HASH_FIXED(ts_ms, long long, SS_WORD_TS_MS)
+SS_HASH_FIXED(ts_ns, long long, SS_WORD_TS_NS)
 
 // Strings: ``offsets`` points at the column's first offset (offsets are absolute positions in
 // ``chars``), so row i is chars[offsets[i] .. offsets[i + 1]).
