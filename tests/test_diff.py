@@ -30,8 +30,8 @@ def base(tmp_path_factory, demo_dir):
 
 def test_the_same_content_across_workers_and_partitions(base, demo_dir, tmp_path):
     other = run_compile(f"{demo_dir}/*.parquet", tmp_path / "b", *COMMON, "engine.n_workers=2",
-                        "engine.partition_bytes=1MB", engine="cpu")
-    small = run_compile(f"{demo_dir}/*.parquet", tmp_path / "c", *COMMON, "engine.partition_bytes=100KB")
+                        "engine.partition_bytes=3MB", engine="cpu")
+    small = run_compile(f"{demo_dir}/*.parquet", tmp_path / "c", *COMMON, "engine.partition_bytes=300KB")
     plans = {base["plan"]["partitions"], other.manifest["plan"]["partitions"], small.manifest["plan"]["partitions"]}
     assert len(plans) == 3
     for res in (other, small):

@@ -217,10 +217,10 @@ def test_the_writer_and_float_mode_each_engine_gets(data):
     assert "  Parquet written by cuDF, from device memory (output.writer: auto); identity by content digests" in text
     assert "  float_mode fast: float32 chains computed in float32 arithmetic, not bit-identical" in text
     # The dataset key follows the files: auto and arrow on the CPU write the same ones.
-    resolved = {"output": {"dir": "x", "writer": "auto"}, "engine": {}}
+    resolved = {"output": {"dir": "x", "writer": "auto"}, "engine": {}, "source": {"paths": ["in"]}}
     arrow = {**resolved, "output": {"dir": "x", "writer": "arrow"}}
-    assert dataset_key(resolved, [], [], "arrow") == dataset_key(arrow, [], [], "arrow")
-    assert len({dataset_key(resolved, [], [], w, m) for w, m in
+    assert dataset_key(resolved, [], [], writer="arrow") == dataset_key(arrow, [], [], writer="arrow")
+    assert len({dataset_key(resolved, [], [], writer=w, float_mode=m) for w, m in
                 (("arrow", "exact"), ("cudf", "exact"), ("cudf", "fast"))}) == 3
 
 
