@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     ap.add_argument("--singles", type=int, default=2000, help="one-row calls timed")
     ap.add_argument("--batch", type=int, default=10_000)
     ap.add_argument("--batches", type=int, default=20, help="batch calls timed")
-    ap.add_argument("--kernels", default="numpy", choices=("numpy", "numba"))
+    ap.add_argument("--kernels", default="auto", choices=("auto", "numpy", "numba"))
     ap.add_argument("--profile", action="store_true", help="print where one-row calls spend their time")
     ap.add_argument("--out", help="write the results as JSON here")
     args = ap.parse_args(argv)
