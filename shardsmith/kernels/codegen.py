@@ -150,13 +150,20 @@ def _render(ops: tuple, layout: ParamLayout, src_dtype: str, dtypes: tuple[str, 
     return KernelSource(f"{name}.cu", text, (name,))
 
 
+def _stage_names(layout: ParamLayout, j: int, scalar: str) -> dict[str, str]:
+    """Stage ``j``'s parameter names as CUDA expressions: scalars through ``scalar`` (a format of
+    their slot in ``p``), arrays as pointers into ``B`` with their lengths from ``bo``."""
+    names = {name: scalar.format(slot) for name, slot in layout.scalars[j]}
+    for name, pair in layout.arrays[j]:
+        names[name] = f"(B + bo[{2 * pair}])"
+        names[f"{name}_len"] = f"bo[{2 * pair + 1}]"
+    return names
+
+
 def _chain_function(ops, layout: ParamLayout, dtypes: tuple[str, ...]) -> str:
     lines = ["SS_DEV double ss_chain(double v, const double* p, const double* B, const ss_i64* bo) {"]
     for j, (op, dtype) in enumerate(zip(ops, dtypes)):
-        names = {name: f"p[{slot}]" for name, slot in layout.scalars[j]}
-        for name, pair in layout.arrays[j]:
-            names[name] = f"(B + bo[{2 * pair}])"
-            names[f"{name}_len"] = f"bo[{2 * pair + 1}]"
+        names = _stage_names(layout, j, "p[{}]")
         lines.append(f"  // stage {j}: {op.op_name} -> {dtype}")
         lines.append(f"  v = {op.cuda('v', names)};")
         lines.append(f"  v = {C_TYPES[dtype][3]}(v);")
@@ -172,10 +179,7 @@ def _fast_chain_function(ops, layout: ParamLayout, dtypes: tuple[str, ...]) -> s
              "  // engine.float_mode fast: float32 arithmetic, not bit-identical with the CPU engine",
              "  float v = (float)x;"]
     for j, (op, dtype) in enumerate(zip(ops, dtypes)):
-        names = {name: f"((float)p[{slot}])" for name, slot in layout.scalars[j]}
-        for name, pair in layout.arrays[j]:
-            names[name] = f"(B + bo[{2 * pair}])"
-            names[f"{name}_len"] = f"bo[{2 * pair + 1}]"
+        names = _stage_names(layout, j, "((float)p[{}])")
         lines.append(f"  // stage {j}: {op.op_name} -> {dtype}")
         lines.append(f"  v = {op.cuda('v', names)};")
         lines.append("  v = (float)ss_no_inf((double)v);  // an infinite result is missing, as in exact mode")

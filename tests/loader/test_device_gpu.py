@@ -5,9 +5,7 @@ The datasets are written by ``synthetic.py`` (no compile: the GPU machine has no
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,30 +17,24 @@ from shardsmith.shards.loader import gather  # noqa: E402
 from shardsmith.shards.loader.device import CudaLane, Staging  # noqa: E402
 from shardsmith.shards.loader.layout import BatchSpec  # noqa: E402
 from shardsmith.shards.loader.permute import hash_permutation_tensor  # noqa: E402
+from tests.loader import synthetic  # noqa: E402
 
 pytestmark = [pytest.mark.gpu(needs="cuda"),
               pytest.mark.skipif(not torch.cuda.is_available(), reason="torch sees no CUDA device"),
               pytest.mark.filterwarnings("ignore:This DataLoader will create:UserWarning")]
 
 
-def _synthetic():
-    spec = importlib.util.spec_from_file_location("_synthetic", Path(__file__).with_name("synthetic.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def dataset_dir(tmp_path_factory):
     """24,000 rows, shards of 5,000, row groups of 1,000, tar samples of 300 rows (straddling them)."""
-    return _synthetic().write(str(tmp_path_factory.mktemp("cuda-ds")), 24_000, shard_rows=5_000,
+    return synthetic.write(str(tmp_path_factory.mktemp("cuda-ds")), 24_000, shard_rows=5_000,
                               row_group_rows=1_000, rows_per_sample=300)
 
 
 @pytest.fixture(scope="module")
 def per_row_dir(tmp_path_factory):
     """One tar sample per row (the other WebDataset layout)."""
-    return _synthetic().write(str(tmp_path_factory.mktemp("cuda-ds-rows")), 6_000, shard_rows=2_500,
+    return synthetic.write(str(tmp_path_factory.mktemp("cuda-ds-rows")), 6_000, shard_rows=2_500,
                               row_group_rows=1_000, rows_per_sample=1)
 
 

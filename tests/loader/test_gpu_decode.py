@@ -5,9 +5,6 @@ stack (the device is CUDA), and in CI on the emulated GPU (tests/fakegpu.py, sta
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -16,21 +13,15 @@ torch = pytest.importorskip("torch")
 cudf = pytest.importorskip("cudf")
 from shardsmith.errors import InputError, ShardsmithError  # noqa: E402
 from shardsmith.shards import ShardDataset, ShardLoader  # noqa: E402
+from tests.loader import synthetic  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 pytestmark = pytest.mark.filterwarnings("ignore:This DataLoader will create:UserWarning")
 
 
-def _synthetic():
-    spec = importlib.util.spec_from_file_location("_synthetic", Path(__file__).with_name("synthetic.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    return _synthetic().write(str(tmp_path_factory.mktemp("cudf-ds")), 12_000, shard_rows=5_000, row_group_rows=1_000,
+    return synthetic.write(str(tmp_path_factory.mktemp("cudf-ds")), 12_000, shard_rows=5_000, row_group_rows=1_000,
                               formats=("parquet", "webdataset"), rows_per_sample=300)
 
 
@@ -55,7 +46,7 @@ def _with_nulls(root, ints_too: bool):
     x = pa.array(rng.random(3000).astype(np.float32), mask=rng.random(3000) < 0.2)
     k = pa.array(rng.integers(0, 9, 3000).astype(np.int64), mask=(rng.random(3000) < 0.1) if ints_too else None)
     t = pa.table({"y": pa.array(rng.integers(0, 2, 3000).astype(np.int8)), "x": x, "k": k})
-    return _synthetic().write_tables(str(root), [t.slice(0, 1700), t.slice(1700)], {"y": "label"}, 500)
+    return synthetic.write_tables(str(root), [t.slice(0, 1700), t.slice(1700)], {"y": "label"}, 500)
 
 
 def test_float_nulls_are_nan_and_integer_nulls_are_refused_as_on_the_host(tmp_path):

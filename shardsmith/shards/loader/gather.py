@@ -190,6 +190,12 @@ def local_batches(plan: od.EpochPlan, spec: BatchSpec, source, lane, ids: np.nda
         parts, n = read_block(source, plan, j, lock), plan.block_rows(j)
         return staged_upload(staging, lane, spec, plan, j, lambda slot: spec.pack(parts, slot.numpy(), n))
 
+    yield from scheduled_batches(plan, spec, lane, ids, make, depth)
+
+
+def scheduled_batches(plan: od.EpochPlan, spec: BatchSpec, lane, ids: np.ndarray, make, depth: int):
+    """The batches ``ids`` gathered on the device from blocks that ``make(j)`` brings there,
+    ``depth`` blocks ahead; the feed is closed however the caller stops."""
     schedule = od.block_schedule(plan, ids, CAPACITY)
     feed = BlockFeed(od.loads(schedule), make, depth)
     gather = DeviceBatches(plan, spec, lane)

@@ -15,8 +15,7 @@ import torch
 
 from shardsmith.errors import InputError, ShardsmithError
 from shardsmith.shards import order as od
-from shardsmith.shards.loader.blocks import BlockFeed
-from shardsmith.shards.loader.gather import CAPACITY, DeviceBatches, DeviceBlock, permute
+from shardsmith.shards.loader.gather import DeviceBlock, permute, scheduled_batches
 from shardsmith.shards.loader.layout import BatchSpec
 
 
@@ -83,12 +82,5 @@ def decoded_block(cudf, source, plan: od.EpochPlan, spec: BatchSpec, lane, j: in
 def cudf_batches(plan: od.EpochPlan, spec: BatchSpec, source, lane, ids: np.ndarray, readahead: bool):
     """The batches ``ids``, their blocks decoded by cuDF one block ahead on a thread."""
     cudf = cudf_module()
-    schedule = od.block_schedule(plan, ids, CAPACITY)
-    feed = BlockFeed(od.loads(schedule),
-                     lambda j: decoded_block(cudf, source, plan, spec, lane, j), 1 if readahead else 0)
-    gather = DeviceBatches(plan, spec, lane)
-    try:
-        for steps in schedule:
-            yield gather.batch(steps, feed)
-    finally:
-        feed.close()
+    yield from scheduled_batches(plan, spec, lane, ids, lambda j: decoded_block(cudf, source, plan, spec, lane, j),
+                                 1 if readahead else 0)
