@@ -16,6 +16,7 @@ from shardsmith.errors import ConfigError, ShardsmithError, error_lines
 from shardsmith.profiling.sweep import job_config, job_finish
 from shardsmith.runtime import compile_dataset
 from shardsmith.runtime.driver import prepare
+from shardsmith.runtime.target import check_output
 
 USAGE = "shardsmith compile [key=value ...] [-m] [--config-dir DIR] [--config-name NAME] [--cfg job]"
 DESCRIPTION = """Compile the configured graph into shards. Hydra runs it: every key below can be overridden
@@ -86,11 +87,12 @@ def _parser():
 def _check_early(overrides: list[str], name: str, extra_dir: str | None) -> None:
     """Compose the config as Hydra will (deletions and hydra.searchpath included) and plan it (the
     inputs' metadata, every op's parameters and columns, the engine), so that a wrong key, value,
-    op or input fails with one line before Hydra sets up a run directory."""
+    op, input or output location fails with one line before Hydra sets up a run directory."""
     try:
         cfg = compose(overrides, name, extra_dir)
     except ConfigError as exc:
         if "HydraConfig was not set" not in str(exc):  # ${hydra:...} resolves only inside the run
             raise
         return
-    prepare(cfg)
+    graph = prepare(cfg).graph
+    check_output(graph.sink.dir, [f.path for f in graph.source.files])

@@ -27,6 +27,14 @@ def is_tmp(name: str) -> bool:
     return bool(TMP.search(name))
 
 
+def check_output(sink_dir: str, inputs) -> None:
+    """:func:`check_location` of a config's ``output.dir`` as the compile's output will see it
+    (an object-store prefix, or a local path with ``file://`` removed): for the command line's early
+    check, so that a refused location fails before Hydra makes a run directory."""
+    final = sink_dir.rstrip("/") if storage.is_url(sink_dir) else os.path.normpath(storage.local(sink_dir))
+    check_location(final, inputs)
+
+
 def check_location(final: str, inputs) -> None:
     """Refuse, naming the reason, an output location that may never be written or replaced."""
     if storage.is_url(final):
