@@ -296,13 +296,17 @@ def summarize(results: dict, rows: int) -> str:
                      f"{rows / m['wall_s']:,.0f} | {m['cpu_s']:.1f} ({m['user_s']:.1f} + {m['sys_s']:.1f}) | "
                      f"{m['minor_faults'] / 1e6:.2f} M | {m['peak_tree_rss'] / 2**30:.2f} GiB | "
                      f"{m['ru_maxrss'] / 2**30:.2f} GiB | {m['load_before']:.1f} |")
-    lines += ["", "| shardsmith engine | vs pandas: speed | vs polars: speed | vs polars: CPU time | "
-              "vs pandas: peak RSS | vs polars: peak RSS |", "|---|---:|---:|---:|---:|---:|"]
-    for impl in IMPLS[:2]:
+    peers = [p for p in ("pandas", "polars") if p in med]  # an --only subset compares with those it ran
+    if not peers:
+        return "\n".join(lines)
+    heads = ([f"vs {p}: speed" for p in peers] + (["vs polars: CPU time"] if "polars" in med else [])
+             + [f"vs {p}: peak RSS" for p in peers])
+    lines += ["", "| shardsmith engine | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(heads)]
+    for impl in (i for i in IMPLS[:2] if i in med):
         m = med[impl]
-        cells = [f"{med[p]['wall_s'] / m['wall_s']:.2f}x" for p in ("pandas", "polars")]
-        cells.append(f"{med['polars']['cpu_s'] / m['cpu_s']:.2f}x")
-        cells += [f"{m['peak_tree_rss'] / med[p]['peak_tree_rss']:.2f}x" for p in ("pandas", "polars")]
+        cells = [f"{med[p]['wall_s'] / m['wall_s']:.2f}x" for p in peers]
+        cells += [f"{med['polars']['cpu_s'] / m['cpu_s']:.2f}x"] if "polars" in med else []
+        cells += [f"{m['peak_tree_rss'] / med[p]['peak_tree_rss']:.2f}x" for p in peers]
         lines.append(f"| {impl} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -374,7 +378,7 @@ def main(argv=None) -> None:
     results = alternate(impls, args.reps, lambda impl: command(impl, data, outs[impl], shard_rows), outs, work,
                         args.sample, args.cores)
     agreement = check_agreement(outs, args.tol) if impls == list(IMPLS) else None
-    summary = summarize(results, args.rows) if impls == list(IMPLS) else ""
+    summary = summarize(results, args.rows)
     cores = args.cores or len(os.sched_getaffinity(0))
     summary = f"{args.rows:,} rows on {cores} core(s)\n\n{summary}"
     report = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "rows": args.rows,
