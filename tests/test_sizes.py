@@ -1,5 +1,7 @@
-"""Sizes in the config are read without importing dask (a quarter second of every `plan`), in the
-syntax dask's ``parse_bytes`` reads: the two must agree wherever dask gives a positive size."""
+"""Sizes in the config are read without importing dask (0.13-0.19 s of every `plan`), in the
+syntax dask's ``parse_bytes`` reads: the two agree on every size below. Stricter than dask where
+dask reads a unit with no number as one of it (``parse_bytes("MB") == 1_000_000``,
+``parse_bytes("") == 1``): a config that says ``partition_bytes: MB`` is a mistake to name."""
 
 from __future__ import annotations
 
