@@ -24,7 +24,6 @@ every step on a machine without a GPU (the device path's CPU stand-in; no figure
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -41,10 +40,11 @@ DEFAULT_DATA = "/tmp/shardsmith-loader-device"
 
 
 def _synthetic():
-    spec = importlib.util.spec_from_file_location("_synthetic", os.path.join(ROOT, "tests", "loader", "synthetic.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    # An importable module (not one loaded from its file path): the writer sends its shard function
+    # to a process pool, which must import it by name. main() puts ROOT on sys.path.
+    from tests.loader import synthetic  # lazy: the data step alone needs it
+
+    return synthetic
 
 
 def _sync(device: str) -> None:
