@@ -343,6 +343,8 @@ class Series:
 
     @classmethod
     def from_pylibcudf(cls, col, metadata=None):
+        if col.type().id() == TypeId.TIMESTAMP_DAYS:  # cuDF has no day timestamps: it makes them seconds
+            col = column_from_arrow(column_to_arrow(col))  # (date32 -> timestamp[s], as cuDF does; seen on an H200)
         return cls(col)
 
     @classmethod
@@ -542,10 +544,12 @@ class DataFrame:
         return _GroupBy(self._cols[key])
 
     def to_parquet(self, path, compression="snappy", index=None, statistics="ROWGROUP", row_group_size_rows=None,
-                   output_as_binary=None, **kwargs):
+                   output_as_binary=None, force_nullable_schema=False, **kwargs):
         """cuDF's Parquet writer, emulated through pyarrow, but with encoding choices of its own (data
         pages v2, no Arrow schema in the footer, its default row group size) so that, as with the real
-        one, the file's bytes differ from the arrow writer's while the values do not."""
+        one, the file's bytes differ from the arrow writer's while the values do not. As the real one
+        (seen on an H200), a column without nulls is written ``not null`` unless
+        ``force_nullable_schema``."""
         unknown = set(kwargs) - set(TO_PARQUET_PARAMETERS)
         if unknown:
             raise TypeError(f"to_parquet() got unexpected keyword arguments {sorted(unknown)}")
@@ -555,6 +559,8 @@ class DataFrame:
         table = self.to_arrow()
         for name in output_as_binary or ():
             table = table.set_column(table.column_names.index(name), name, table[name].cast(pa.binary()))
+        if not force_nullable_schema:
+            table = table.cast(pa.schema([f.with_nullable(table[f.name].null_count > 0) for f in table.schema]))
         pq.write_table(table, path, compression=codec or "none", row_group_size=row_group_size_rows or 1_000_000,
                        write_statistics=statistics != "NONE", data_page_version="2.0", store_schema=False)
 
@@ -564,7 +570,7 @@ TO_PARQUET_PARAMETERS = (
     "engine", "compression", "index", "partition_cols", "partition_file_name", "partition_offsets", "statistics",
     "metadata_file_path", "int96_timestamps", "row_group_size_bytes", "row_group_size_rows", "max_page_size_bytes",
     "max_page_size_rows", "storage_options", "return_metadata", "use_dictionary", "header_version",
-    "skip_compression", "column_encoding", "column_type_length", "output_as_binary")
+    "skip_compression", "column_encoding", "column_type_length", "output_as_binary", "force_nullable_schema")
 
 
 def concat(frames, ignore_index=False):

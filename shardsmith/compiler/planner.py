@@ -128,7 +128,7 @@ def physical_plan(graph: Graph, engine: EngineConfig, kind: str = "cpu", device_
     return Plan(graph, parts, tuple(p for p, _ in fits), tuple(c for _, c in fits), transform_program(graph),
                 shard_rows(graph), pruned, tuple(f.path for f in graph.source.files),
                 cpujit.choose(engine.cpu_kernels, graph.source.rows, processes),
-                parquet_writer(graph.sink, kind), engine.float_mode if kind == "gpu" else "exact",
+                parquet_writer(graph.sink, kind, graph.schema), engine.float_mode if kind == "gpu" else "exact",
                 reads=reads, executor=executor, threads=threads, decoded_bytes=projected, read_prefix=prefix,
                 fit_after_read=after, transform_after_read=transform_program(graph, k))
 
@@ -153,15 +153,21 @@ CPU_KERNELS_TEXT = {"numba": "compiled (Numba)", "numpy": "NumPy",
                     "auto": "compiled (Numba) once built, NumPy meanwhile"}
 
 
-def parquet_writer(sink, kind: str) -> str:
+def parquet_writer(sink, kind: str, schema=None) -> str:
     """``output.writer`` on the engine ``kind``: auto is cuDF's writer on the GPU engine (from device
-    memory) unless the output asks for what it lacks (gzip, a compression level), pyarrow on the CPU."""
+    memory) unless the output asks for what it lacks (gzip, a compression level) or holds a date
+    column, pyarrow on the CPU. cuDF has no date type: its DataFrame turns day timestamps into
+    second timestamps, so its writer would store a date as a timestamp (seen on an H200)."""
     if sink.writer == "cudf" and kind != "gpu":
         raise ConfigError("cudf writes Parquet from GPU memory, and the GPU engine cannot run here (engine.kind "
                           "auto chose the CPU); use auto or arrow", "output.writer")
+    dates = [c.name for c in schema.columns if c.dtype == "date"] if schema is not None else []
+    if sink.writer == "cudf" and dates and "parquet" in sink.formats:
+        raise ConfigError(f"cuDF's Parquet writer has no date type and would write column {dates[0]!r} as a "
+                          "timestamp; use output.writer=auto or arrow", "output.writer")
     if sink.writer != "auto":
         return sink.writer
-    cudf_can = sink.compression != "gzip" and sink.compression_level is None
+    cudf_can = sink.compression != "gzip" and sink.compression_level is None and not dates
     return "cudf" if kind == "gpu" and cudf_can else "arrow"
 
 

@@ -230,3 +230,19 @@ def test_auto_engine_with_the_cudf_writer_is_one_error_where_it_chose_the_cpu(da
     with pytest.raises(ConfigError, match="output.writer: cudf writes Parquet from GPU memory, and the GPU engine "
                                           "cannot run here"):
         _plan(cfg)
+
+
+def test_an_output_with_a_date_column_is_written_by_pyarrow(data):
+    """cuDF has no date type (its DataFrame turns day timestamps into second timestamps, seen on an
+    H200): auto keeps pyarrow for an output holding a date, and cudf asked for is one error."""
+    (data / "dated").mkdir()
+    pq.write_table(pa.table({"d": pa.array([0, None, 9000], pa.date32())}), data / "dated" / "in.parquet")
+    assert _plan(_cfg(data / "dated", [], kind="gpu")).writer == "arrow"  # a date read and kept
+    dated = [{"op": "derive", "out": "day", "expr": "coalesce(d, '2000-01-02')"}, {"op": "drop", "cols": ["d"]}]
+    assert _plan(_cfg(data / "dated", dated, kind="gpu")).writer == "arrow"  # a date derived
+    assert _plan(_cfg(data, [], kind="gpu")).writer == "cudf"
+    cfg = _cfg(data / "dated", dated, kind="gpu")
+    cfg = dataclasses.replace(cfg, output=dataclasses.replace(cfg.output, writer="cudf"))
+    with pytest.raises(ConfigError, match="output.writer: cuDF's Parquet writer has no date type and would write "
+                                          "column 'day' as a timestamp; use output.writer=auto or arrow"):
+        _plan(cfg)
