@@ -34,6 +34,7 @@ import pyarrow as pa
 from shardsmith.backends import get_backend
 from shardsmith.backends.base import TaskContext
 from shardsmith.backends.cpu.expr import filter_mask
+from shardsmith.backends.cpu.rows import ARRAYISH, RowProgram
 from shardsmith.compiler.build import build_on
 from shardsmith.compiler.config import from_dict
 from shardsmith.compiler.passes import optimize
@@ -49,6 +50,11 @@ from shardsmith.shards.state import load_states
 
 BATCH = "<batch>"  # the "file" quarantine records name
 _QUARANTINE_SCHEMA = pa.schema([(c, pa.int64() if c == "_row" else pa.string()) for c in QUARANTINE_COLUMNS])
+_NO_QUARANTINE = _QUARANTINE_SCHEMA.empty_table()
+# Batches of up to this many rows take the row path (backends/cpu/rows.py) where the graph has one:
+# below it, the fixed costs of a table per step outweigh the row path's per-value Python work
+# (measured on the demo pipeline: bench/serve/run.py, BENCHMARKS.md "Serving").
+ROW_PATH_ROWS = 64
 
 
 @dataclass
@@ -92,6 +98,8 @@ class Transform:
         self._inputs_checked = self.graph.checks_at("input")
         self._outputs_checked = self.graph.checks_at("output")
         self.manifest = manifest
+        plain = self._filter is None and not self._inputs_checked and not self._outputs_checked
+        self.rows = RowProgram.of(self.program, self.states, self._types, self.backend) if plain else None
 
     @classmethod
     def load(cls, manifest: str, kernels: str = "auto") -> Transform:
@@ -107,6 +115,11 @@ class Transform:
         return self.graph.schema
 
     def __call__(self, batch) -> Result:
+        few = self._row_columns(batch) if self.rows is not None else None
+        if few is not None:  # the row path: the same values, without a table per step
+            cols, n = few
+            return Result(self.rows(cols, n, self.graph.schema), np.arange(n, dtype=np.int64),
+                          np.zeros(0, np.int64), _NO_QUARANTINE)
         frame = self._frame(batch)
         n = frame.num_rows
         be, ctx = self.backend, TaskContext(0, (BATCH,))
@@ -118,15 +131,37 @@ class Transform:
         if self._outputs_checked:
             frame, _ = check_stage(be, frame, self._outputs_checked, ctx, only_quarantine=True)
         rows = frame[ROW_COL].to_numpy()
-        quarantined = pa.concat_tables(ctx.quarantined) if ctx.quarantined else _QUARANTINE_SCHEMA.empty_table()
+        quarantined = pa.concat_tables(ctx.quarantined) if ctx.quarantined else _NO_QUARANTINE
         gone = np.ones(n, dtype=bool)
         gone[rows] = False
         gone[quarantined["_row"].to_numpy()] = False
         return Result(be.conform(frame, self.graph.schema), rows, np.flatnonzero(gone), quarantined)
 
+    def _row_columns(self, batch) -> tuple[dict, int] | None:
+        """A batch of at most ROW_PATH_ROWS rows as the row path's input columns, or None."""
+        if isinstance(batch, dict):
+            few = self.rows.columns(batch)
+            return few if few is not None and few[1] <= ROW_PATH_ROWS else None
+        n = len(batch) if hasattr(batch, "__len__") else ROW_PATH_ROWS + 1
+        if n > ROW_PATH_ROWS:
+            return None
+        arrays, n = self._inputs(batch)
+        return {name: col.to_pylist() for name, col in zip(self._types, arrays)}, n
+
     def _frame(self, batch) -> pa.Table:
         """The batch as the compile's reader would give it: the input columns in their dtypes, and
         the hidden columns (file 0, the row's position, split 0)."""
+        arrays, n = self._inputs(batch)
+        names = [*self._types, FILE_COL, ROW_COL, SPLIT_COL]
+        # Split -1: a served row is in no split of the dataset, so fitted ops treat it as new data
+        # (target_encode gives it the full-fit encoding, as the rows outside the fit split).
+        hidden = [pa.array(np.zeros(n, np.int32)), pa.array(np.arange(n, dtype=np.int64)),
+                  pa.array(np.full(n, -1, np.int8))]
+        return pa.Table.from_arrays([*arrays, *hidden], names=names)
+
+    def _inputs(self, batch) -> tuple[list, int]:
+        """The input columns in their dtypes (an error names a missing or unconvertible one) and
+        the row count."""
         table = _as_table(batch, self._types)
         present = set(table.column_names)
         arrays = []
@@ -141,13 +176,7 @@ class Transform:
                     raise InputError(f"column '{name}' is {col.type}, which does not convert to {want}: "
                                      f"{str(exc).splitlines()[0]}", "batch") from None
             arrays.append(col)
-        n = table.num_rows
-        names = [*self._types, FILE_COL, ROW_COL, SPLIT_COL]
-        # Split -1: a served row is in no split of the dataset, so fitted ops treat it as new data
-        # (target_encode gives it the full-fit encoding, as the rows outside the fit split).
-        hidden = [pa.array(np.zeros(n, np.int32)), pa.array(np.arange(n, dtype=np.int64)),
-                  pa.array(np.full(n, -1, np.int8))]
-        return pa.Table.from_arrays([*arrays, *hidden], names=names)
+        return arrays, table.num_rows
 
 
 # Ops whose state is per row of the compiled dataset, so that it has no value for a new row.
@@ -178,8 +207,7 @@ def _as_table(batch, types: dict) -> pa.Table:
 
 def _dict_table(batch: dict, types: dict) -> pa.Table:
     """A dict of lists (or arrays), or of scalars (one row), in the input dtypes."""
-    arrayish = (list, tuple, np.ndarray, pa.Array, pa.ChunkedArray)
-    one = not any(isinstance(v, arrayish) for v in batch.values())
+    one = not any(isinstance(v, ARRAYISH) for v in batch.values())
     columns = {}
     for k, v in batch.items():
         if isinstance(v, (pa.Array, pa.ChunkedArray)):

@@ -43,14 +43,16 @@ def run_fused(be, node: Fused, frame: pa.Table, states: dict, ctx) -> pa.Table:
 def _fused_numpy(node: Fused, group, frame: pa.Table, states: dict) -> dict:
     """The group in one blocked pass: every op of the chain on a cache-sized block of rows and
     columns, then the next block; one read of the inputs, one write of the outputs."""
-    n = frame.num_rows
-    ops = [node.steps[pos].op for pos, _ in group.chains[0].stages]
-    params = [_group_params(node, group, j, op, states) for j, op in enumerate(ops)]
-    dtypes = group.chains[0].dtypes
-    # Rounding is idempotent: skip it after an op that cannot leave the dtype's values.
-    rounding = [None if op.keeps_values(d_in, dt, p) else dt
-                for op, p, d_in, dt in zip(ops, params, (group.src_dtype, *dtypes), dtypes)]
-    srcs = [numeric_values(frame[c]) for c in group.srcs]
+    outs = fused_values(node, group, [numeric_values(frame[c]) for c in group.srcs], frame.num_rows, states)
+    return {out: from_float(outs[i], group.chains[0].dtypes[-1]) for i, out in enumerate(group.outs)}
+
+
+def fused_values(node: Fused, group, srcs: list, n: int, states: dict, plan: tuple | None = None) -> np.ndarray:
+    """The NumPy reference of a group on its source columns (arrays that read as float64, NaN for
+    missing): a (columns, rows) array of the results, float32 for a float32 chain, NaN for missing.
+    The serving row path (backends/cpu/rows.py) calls it on arrays of a few rows, with the
+    group's ``fused_plan`` made once."""
+    ops, params, dtypes, rounding = plan if plan is not None else fused_plan(node, group, states)
     float_src = is_float(group.src_dtype)  # integers hold no infinity
     # A float32 result is exactly representable once rounded: stored as float32 straight away.
     outs = np.empty((len(srcs), n), dtype=np.float32 if dtypes[-1] == "float32" else np.float64)
@@ -68,7 +70,19 @@ def _fused_numpy(node: Fused, group, frame: pa.Table, states: dict) -> dict:
                 if dt is not None:
                     x = round_to(x, dt)
         outs[:, start : start + rows] = x.T
-    return {out: from_float(outs[i], dtypes[-1]) for i, out in enumerate(group.outs)}
+    return outs
+
+
+def fused_plan(node: Fused, group, states: dict) -> tuple:
+    """A group's chain: its ops, their parameters over the group's columns, the dtypes and the
+    rounding after each op (None where the op cannot leave the dtype's values)."""
+    ops = [node.steps[pos].op for pos, _ in group.chains[0].stages]
+    params = [_group_params(node, group, j, op, states) for j, op in enumerate(ops)]
+    dtypes = group.chains[0].dtypes
+    # Rounding is idempotent: skip it after an op that cannot leave the dtype's values.
+    rounding = [None if op.keeps_values(d_in, dt, p) else dt
+                for op, p, d_in, dt in zip(ops, params, (group.src_dtype, *dtypes), dtypes)]
+    return ops, params, dtypes, rounding
 
 
 def _group_params(node: Fused, group, j: int, op, states: dict) -> dict:
