@@ -99,7 +99,8 @@ class Transform:
         self._outputs_checked = self.graph.checks_at("output")
         self.manifest = manifest
         plain = self._filter is None and not self._inputs_checked and not self._outputs_checked
-        self.rows = RowProgram.of(self.program, self.states, self._types, self.backend) if plain else None
+        self.rows = RowProgram.of(self.program, self.states, self._types, self.backend,
+                                     self.graph.schema) if plain else None
 
     @classmethod
     def load(cls, manifest: str, kernels: str = "auto") -> Transform:
@@ -118,7 +119,7 @@ class Transform:
         few = self._row_columns(batch) if self.rows is not None else None
         if few is not None:  # the row path: the same values, without a table per step
             cols, n = few
-            return Result(self.rows(cols, n, self.graph.schema), np.arange(n, dtype=np.int64),
+            return Result(self.rows(cols, n), np.arange(n, dtype=np.int64),
                           np.zeros(0, np.int64), _NO_QUARANTINE)
         frame = self._frame(batch)
         n = frame.num_rows

@@ -47,11 +47,11 @@ def _fused_numpy(node: Fused, group, frame: pa.Table, states: dict) -> dict:
     return {out: from_float(outs[i], group.chains[0].dtypes[-1]) for i, out in enumerate(group.outs)}
 
 
-def fused_values(node: Fused, group, srcs: list, n: int, states: dict, plan: tuple | None = None) -> np.ndarray:
+def fused_values(node: Fused, group, srcs, n: int, states: dict, plan: tuple | None = None) -> np.ndarray:
     """The NumPy reference of a group on its source columns (arrays that read as float64, NaN for
-    missing): a (columns, rows) array of the results, float32 for a float32 chain, NaN for missing.
-    The serving row path (backends/cpu/rows.py) calls it on arrays of a few rows, with the
-    group's ``fused_plan`` made once."""
+    missing; or one (columns, rows) array of them): a (columns, rows) array of the results, float32
+    for a float32 chain, NaN for missing. The serving row path (backends/cpu/rows.py) calls it on
+    arrays of a few rows, with the group's ``fused_plan`` made once."""
     ops, params, dtypes, rounding = plan if plan is not None else fused_plan(node, group, states)
     float_src = is_float(group.src_dtype)  # integers hold no infinity
     # A float32 result is exactly representable once rounded: stored as float32 straight away.
@@ -60,8 +60,11 @@ def fused_values(node: Fused, group, srcs: list, n: int, states: dict, plan: tup
     for start in range(0, n, BLOCK_ROWS):
         rows = min(BLOCK_ROWS, n - start)
         x = block[:rows]
-        for i, src in enumerate(srcs):
-            x[:, i] = src[start : start + rows]
+        if isinstance(srcs, np.ndarray):  # (columns, rows): one copy
+            x[:] = srcs[:, start : start + rows].T
+        else:
+            for i, src in enumerate(srcs):
+                x[:, i] = src[start : start + rows]
         if float_src:
             missing_inf(x)  # infinities are missing to every elementwise op (ops/numeric.py)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # those results are missing

@@ -60,18 +60,21 @@ def _plain(values: list, check: tuple) -> bool:
 
 
 class RowProgram:
-    """A transform program's row form over the input columns ``types`` (name: Arrow type)."""
+    """A transform program's row form over the input columns ``types`` (name: Arrow type), giving
+    tables of the output ``schema`` (the graph's)."""
 
-    def __init__(self, program: tuple, states: dict, types: dict, be):
+    def __init__(self, program: tuple, states: dict, types: dict, be, schema):
         self.program, self.states, self.types, self.be = program, states, types, be
         self.checks = {name: _plain_check(t) for name, t in types.items()}
         self.vocabs: dict = {}  # (step key, column): {value: position}
         self.plans: dict = {}  # id(fused group): lowering.fused_plan
+        self.names = [c.name for c in schema.columns]
+        self.out_types = [ARROW_TYPES.get(c.dtype) for c in schema.columns]
 
     @classmethod
-    def of(cls, program: tuple, states: dict, types: dict, be) -> RowProgram | None:
+    def of(cls, program: tuple, states: dict, types: dict, be, schema) -> RowProgram | None:
         """The row form of ``program``, or None when an item or an input type has none."""
-        rows = cls(program, states, types, be)
+        rows = cls(program, states, types, be, schema)
         if any(check is None for check in rows.checks.values()):
             return None
         for item in program:
@@ -111,15 +114,15 @@ class RowProgram:
         lengths = {len(v) for v in cols.values()}
         return (cols, lengths.pop() if lengths else 0) if len(lengths) <= 1 else None
 
-    def __call__(self, cols: dict, n: int, schema) -> pa.Table:
-        """The program's output (``schema``: the graph's) for input ``cols`` of ``n`` rows."""
+    def __call__(self, cols: dict, n: int) -> pa.Table:
+        """The program's output table for input ``cols`` of ``n`` rows."""
         frame = _Row(cols, dict(self.types), n)
         for item in self.program:
             if isinstance(item, Fused):
                 self._fused(item, frame)
             else:
                 getattr(self, "_" + type(item.op).__name__.lower())(item, frame)
-        return frame.table(schema)
+        return frame.table(self.names, self.out_types)
 
     def _fused(self, node: Fused, frame: _Row) -> None:
         for group in node.groups:
@@ -179,15 +182,16 @@ class _Row:
         for i, name in enumerate(names):
             self.put(name, (block, i), dtype)
 
-    def float_block(self, names) -> list:
-        """float64-readable values, NaN for missing (arrays.numeric_values), of each column."""
+    def float_block(self, names) -> list | np.ndarray:
+        """float64-readable values, NaN for missing (arrays.numeric_values), of each column: a list
+        of arrays, or one (columns, rows) array for input columns of one float type."""
         cols = [self.cols[c] for c in names]
         t = self.types[names[0]] if names else None
         if all(type(v) is list for v in cols) and all(self.types[c] == t for c in names) and pa.types.is_floating(t):
             # As Arrow converts a Python float to the column's type (a C cast); NumPy widens it later.
             with np.errstate(over="ignore"):
-                return list(np.array([[np.nan if x is None else x for x in v] for v in cols],
-                                     dtype=t.to_pandas_dtype()).reshape(len(cols), self.n))
+                return np.array([[np.nan if x is None else x for x in v] for v in cols],
+                                dtype=t.to_pandas_dtype()).reshape(len(cols), self.n)
         return [self._floats(c) for c in names]
 
     def _floats(self, name: str) -> np.ndarray:
@@ -210,14 +214,17 @@ class _Row:
             return pa.array(v, type=t)
         return v
 
-    def table(self, schema) -> pa.Table:
-        """The output columns in the schema's types, as the backend's ``conform`` casts them."""
+    def table(self, names: list, types: list) -> pa.Table:
+        """The output columns ``names`` in the Arrow ``types`` (None: as they are), as the
+        backend's ``conform`` casts them."""
         arrays = []
-        for c in schema.columns:
-            a = self.arrow(c.name)
-            want = ARROW_TYPES.get(c.dtype, a.type)
-            arrays.append(a if a.type == want else a.cast(want))
-        return pa.Table.from_arrays(arrays, names=[c.name for c in schema.columns])
+        for name, want in zip(names, types):
+            a = self.arrow(name)
+            declared = self.types[name]
+            if want is not None and (ARROW_TYPES[declared] if type(declared) is str else declared) != want:
+                a = a.cast(want)
+            arrays.append(a)
+        return pa.Table.from_arrays(arrays, names=names)
 
 
 class _Block:
