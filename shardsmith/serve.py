@@ -26,6 +26,7 @@ a dataset with a lag step is an error naming the step.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,6 +56,10 @@ _NO_QUARANTINE = _QUARANTINE_SCHEMA.empty_table()
 # below it, the fixed costs of a table per step outweigh the row path's per-value Python work
 # (measured on the demo pipeline: bench/serve/run.py, BENCHMARKS.md "Serving").
 ROW_PATH_ROWS = 64
+# A bigger batch is cut into row ranges of at least this many rows, run on ``threads`` threads (the
+# compiled kernels, Arrow and NumPy's big loops release the GIL); below it a thread's hand-off costs
+# more than it saves.
+PART_ROWS = 4096
 
 
 @dataclass
@@ -77,7 +82,7 @@ class Result:
 class Transform:
     """A dataset's fitted graph, ready to apply to batches (see the module docstring)."""
 
-    def __init__(self, manifest: dict, kernels: str = "auto"):
+    def __init__(self, manifest: dict, kernels: str = "auto", threads: int | None = None):
         cfg = from_dict(manifest["config"]["resolved"])
         if "input_schema" not in manifest:
             raise InputError("this manifest records no input schema (written by an older shardsmith): "
@@ -99,17 +104,25 @@ class Transform:
         self._outputs_checked = self.graph.checks_at("output")
         self.manifest = manifest
         plain = self._filter is None and not self._inputs_checked and not self._outputs_checked
+        # Quarantine records list each step's rows in order; row ranges on threads would interleave them.
+        self._parts_ok = not self._inputs_checked and not self._outputs_checked and not any(
+            getattr(s.op, "on_error", None) == "quarantine" for s in self.graph.flat_steps())
+        self.threads = max(1, threads or 1)
+        self._pool = None
         self.rows = RowProgram.of(self.program, self.states, self._types, self.backend,
                                      self.graph.schema) if plain else None
 
     @classmethod
-    def load(cls, manifest: str, kernels: str = "auto") -> Transform:
+    def load(cls, manifest: str, kernels: str = "auto", threads: int | None = None) -> Transform:
         """The fitted graph of the dataset at ``manifest`` (its manifest.json or directory).
         ``kernels``: the CPU backend's path: ``auto`` (the default: Numba's compiled kernels once
         they are built, on a background thread, NumPy until then; a serving process lives long
         enough to gain from them: 2.7x the batch throughput of NumPy on the demo pipeline),
-        ``numba`` (wait for the compiled kernels) or ``numpy``. The values are the same bits."""
-        return cls(read_manifest(manifest) if isinstance(manifest, (str, os.PathLike)) else manifest, kernels)
+        ``numba`` (wait for the compiled kernels) or ``numpy``. The values are the same bits.
+        ``threads``: how many threads a batch of 2 x PART_ROWS rows or more is cut over, in row
+        ranges (default 1: the calling thread; on a machine whose cores other processes keep busy,
+        two threads were slower, BENCHMARKS.md "Serving"). The values are the same."""
+        return cls(read_manifest(manifest) if isinstance(manifest, (str, os.PathLike)) else manifest, kernels, threads)
 
     @property
     def output_schema(self) -> Schema:
@@ -123,6 +136,24 @@ class Transform:
                           np.zeros(0, np.int64), _NO_QUARANTINE)
         frame = self._frame(batch)
         n = frame.num_rows
+        parts = min(self.threads, n // PART_ROWS) if self._parts_ok else 1
+        if parts > 1:  # row ranges side by side: every served op is per row, so the same values
+            cuts = [n * i // parts for i in range(parts + 1)]
+            done = list(self._executor().map(self._apply, [frame.slice(a, b - a) for a, b in zip(cuts, cuts[1:])]))
+        else:
+            done = [self._apply(frame)]
+        table = pa.concat_tables([d[0] for d in done]) if len(done) > 1 else done[0][0]
+        rows = np.concatenate([d[1] for d in done]) if len(done) > 1 else done[0][1]
+        records = [q for d in done for q in d[2]]
+        quarantined = pa.concat_tables(records) if records else _NO_QUARANTINE
+        gone = np.ones(n, dtype=bool)
+        gone[rows] = False
+        gone[quarantined["_row"].to_numpy()] = False
+        return Result(table, rows, np.flatnonzero(gone), quarantined)
+
+    def _apply(self, frame: pa.Table) -> tuple[pa.Table, np.ndarray, list]:
+        """The filter, the checks and the program on a frame of the batch: (the output table, each
+        output row's position in the batch, the quarantine records)."""
         be, ctx = self.backend, TaskContext(0, (BATCH,))
         if self._filter is not None:
             frame = frame.filter(pa.array(filter_mask(frame, self._filter)))
@@ -131,12 +162,12 @@ class Transform:
         frame = run_program(be, self.program, frame, self.states, ctx)
         if self._outputs_checked:
             frame, _ = check_stage(be, frame, self._outputs_checked, ctx, only_quarantine=True)
-        rows = frame[ROW_COL].to_numpy()
-        quarantined = pa.concat_tables(ctx.quarantined) if ctx.quarantined else _NO_QUARANTINE
-        gone = np.ones(n, dtype=bool)
-        gone[rows] = False
-        gone[quarantined["_row"].to_numpy()] = False
-        return Result(be.conform(frame, self.graph.schema), rows, np.flatnonzero(gone), quarantined)
+        return be.conform(frame, self.graph.schema), frame[ROW_COL].to_numpy(), ctx.quarantined
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="shardsmith-serve")
+        return self._pool
 
     def _row_columns(self, batch) -> tuple[dict, int] | None:
         """A batch of at most ROW_PATH_ROWS rows as the row path's input columns, or None."""

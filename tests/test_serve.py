@@ -79,6 +79,10 @@ def _check_parity(res, raw: pa.Table) -> Transform:
     kept = len(out.rows) + len(out.filtered) + out.quarantined.num_rows
     assert kept == raw.num_rows and len(out.filtered) == res.manifest["rows"]["filtered"]
     assert np.all(np.diff(out.rows) > 0)  # input order
+    # Row ranges on two threads (a batch of 2 x PART_ROWS rows or more): the same result.
+    two = Transform.load(res.path, threads=2)(raw)
+    assert two.table.equals(out.table) and two.quarantined.equals(out.quarantined)
+    assert np.array_equal(two.rows, out.rows) and np.array_equal(two.filtered, out.filtered)
     # A few rows at a time, and one row: the same values as the shards' rows for them.
     position = {int(r): i for i, r in enumerate(out.rows)}
     for start in (0, 37, 4000):
