@@ -20,14 +20,15 @@ from shardsmith.serve import ROW_PATH_ROWS, Transform
 from tests.conftest import read_split, run_compile
 from tests.test_serve import ONE_SPLIT
 
-# Every op with a row form, in one graph: categorify before the cross, so the cross hashes ids.
+# Every op with a row form, in one graph, some reading others' results (ids, buckets, scaled floats)
+# at offsets in the row path's shared arrays.
 ROW_GRAPH = ("[{op: clip, cols: [I1], lower: 1, upper: 50}, {op: log1p, cols: [I2]},"
              " {op: normalize, cols: [I3, I4]}, {op: normalize_minmax, cols: [I5]},"
              " {op: bucketize, cols: [I6], boundaries: [0, 1, 10]}, {op: bucketize, cols: [I11], quantiles: 4},"
              " {op: fill_missing, cols: [I7], value: -1}, {op: fill_missing, cols: [I12], strategy: mean},"
-             " {op: categorify, cols: [C1, C5, label], freq_threshold: 2},"
-             " {op: hash_bucket, cols: [C2, I8], num_buckets: 1000, seed: 3},"
-             " {op: hashed_cross, cols: [C1, C7, I9], num_buckets: 5000, out: X},"
+             " {op: categorify, cols: [C1, C5, label, I6], freq_threshold: 2},"
+             " {op: hash_bucket, cols: [C2, I8, I4], num_buckets: 1000, seed: 3},"
+             " {op: hashed_cross, cols: [C5, C7, I9, I11], num_buckets: 5000, out: X},"
              " {op: rename, mapping: {I10: ten, C3: three}}, {op: drop, cols: [C26]}]")
 AWKWARD_FLOATS = [None, float("nan"), float("inf"), float("-inf"), 1e300, -1e300, -0.0, 0.0, 3, -7, 2 ** 24,
                   1e-45, 3.4028235e38, 0.1, 123456.789]
