@@ -44,6 +44,7 @@ from shardsmith.errors import InputError, PlanError
 from shardsmith.inputs.rows import QUARANTINE_COLUMNS
 from shardsmith.ir import FILE_COL, ROW_COL, SPLIT_COL, Column, Schema
 from shardsmith.ir.dtypes import ARROW_TYPES
+from shardsmith.kernels import cpujit
 from shardsmith.runtime.quality import check_stage
 from shardsmith.runtime.tasks import run_program
 from shardsmith.shards.manifest import read_manifest
@@ -123,6 +124,17 @@ class Transform:
         ranges (default 1: the calling thread; on a machine whose cores other processes keep busy,
         two threads were slower, BENCHMARKS.md "Serving"). The values are the same."""
         return cls(read_manifest(manifest) if isinstance(manifest, (str, os.PathLike)) else manifest, kernels, threads)
+
+    def warm(self, batch, timeout: float | None = 60) -> bool:
+        """Serve ``batch`` (a few rows) by every path it could take, and wait up to ``timeout``
+        seconds for the compiled kernels that asks for, which ``kernels="auto"`` builds on a
+        background thread (holding the GIL for stretches of a second): a server's first requests
+        then run at full speed. Whether the kernels are all built."""
+        self._apply(self._frame(batch))  # the lowerings, whatever the batch's size
+        few = self._row_columns(batch) if self.rows is not None else None
+        if few is not None:
+            self.rows(*few)
+        return cpujit.wait_built(timeout)
 
     @property
     def output_schema(self) -> Schema:

@@ -120,3 +120,9 @@ def test_batch_size_and_values_choose_the_path(served):
     with pytest.raises(InputError, match="batch: column 'I13' is missing"):
         t({k: v for k, v in row.items() if k != "I13"})
     assert t({k: v for k, v in row.items() if k != "C26"}).table.num_rows == 1  # dropped: not read
+
+
+def test_warm_builds_the_kernels_both_paths_ask_for(served):
+    t, ref, table = served
+    assert t.warm(table.slice(0, 5), timeout=120)  # kernels=auto: built (or loaded) on the background thread
+    _same(t(table.slice(0, 5)), ref(table.slice(0, 5)))
