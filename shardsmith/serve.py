@@ -127,14 +127,20 @@ class Transform:
 
     def warm(self, batch, timeout: float | None = 60) -> bool:
         """Serve ``batch`` (a few rows) by every path it could take, and wait up to ``timeout``
-        seconds for the compiled kernels that asks for, which ``kernels="auto"`` builds on a
-        background thread (holding the GIL for stretches of a second): a server's first requests
-        then run at full speed. Whether the kernels are all built."""
-        self._apply(self._frame(batch))  # the lowerings, whatever the batch's size
-        few = self._row_columns(batch) if self.rows is not None else None
-        if few is not None:
-            self.rows(*few)
-        return cpujit.wait_built(timeout)
+        seconds (each round) for the compiled kernels that asks for, which ``kernels="auto"``
+        builds on a background thread (holding the GIL for stretches of a second): a server's
+        first requests then run at full speed. Whether the kernels are all built."""
+        asked = -1
+        for _ in range(4):  # a kernel once built can ask for another (a vocabulary's hash table)
+            self._apply(self._frame(batch))  # the lowerings, whatever the batch's size
+            few = self._row_columns(batch) if self.rows is not None else None
+            if few is not None:
+                self.rows(*few)
+            n = cpujit.wait_built(timeout)
+            if n is None or n == asked:
+                return n is not None
+            asked = n
+        return True
 
     @property
     def output_schema(self) -> Schema:

@@ -145,13 +145,13 @@ def compiled(how: str, key, build):
     return future.result()
 
 
-def wait_built(timeout: float | None = None) -> bool:
+def wait_built(timeout: float | None = None) -> int | None:
     """Wait (up to ``timeout`` seconds) until every kernel asked for so far is built or failed,
-    for a long-lived process that warms up before its work (shardsmith/serve.py ``warm``);
-    whether they all are."""
+    for a long-lived process that warms up before its work (shardsmith/serve.py ``warm``): how
+    many kernels were asked for, or None when the time ran out."""
     with _lock:
         futures = list(_builder.futures.values())
-    return not wait(futures, timeout).not_done
+    return None if wait(futures, timeout).not_done else len(futures)
 
 
 class _Builder:
