@@ -10,7 +10,8 @@ vocabulary (the ids of kernels/lookup.py: FIRST_ID + position, OOV_ID when absen
 null). Only the ops listed in ``ROW_OPS`` and plain input types have a row form; a program with
 anything else is served by the lowerings (``RowProgram.of`` returns None), as is a batch whose
 values are not plain Python values of the column's type (``RowProgram.columns`` returns None).
-tests/test_serve.py checks every row form against the lowerings, value for value.
+tests/test_serve_rows.py checks the row forms against the lowerings bit for bit, on awkward values
+too, and tests/test_serve.py both paths against the compiled shards for every op.
 """
 
 from __future__ import annotations
@@ -196,7 +197,7 @@ class _Row:
 
     def _floats(self, name: str) -> np.ndarray:
         v, t = self.cols[name], self.types[name]
-        if type(v) is tuple and t in ("float32", "float64"):
+        if type(v) is tuple and isinstance(t, str) and t in ("float32", "float64"):
             return v[0].values[v[1]]  # a fused group's results: NaN already stands for missing
         return numeric_values(self.arrow(name))
 
@@ -242,9 +243,7 @@ class _Block:
         return self.flat.slice(i * n, n)
 
 
-def _kind(t: pa.DataType | str | None) -> str | None:
-    if isinstance(t, str):  # a fused group's dtype
-        return "int" if t.startswith(("int", "uint")) else None
+def _kind(t: pa.DataType | None) -> str | None:
     if t is not None and pa.types.is_integer(t):
         return "int"
     if t is not None and (pa.types.is_string(t) or pa.types.is_large_string(t)):
