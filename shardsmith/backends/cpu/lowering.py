@@ -9,7 +9,7 @@ import pyarrow.compute as pc
 from shardsmith.backends.arrow import cast_each
 from shardsmith.backends.base import lowerings_table, row_positions, target_encode_columns
 from shardsmith.backends.cpu import compiled
-from shardsmith.backends.cpu.arrays import from_float, is_numpy_friendly, numeric_values
+from shardsmith.backends.cpu.arrays import from_float, is_numpy_friendly, numeric_values, one_array
 from shardsmith.backends.cpu.expr import derive_column, filter_mask
 from shardsmith.errors import ShardsmithError
 from shardsmith.ir import FILE_COL, ROW_COL, Fused
@@ -127,7 +127,7 @@ def match_rows(left: list, right: list) -> np.ndarray:
     (which are unique), or -1. Keys are in canonical form (ops/joins.canonical_key); a null
     matches nothing. One key: Arrow's hash lookup (index_in); several: an Arrow hash join."""
     if len(left) == 1:
-        right_keys = right[0].combine_chunks() if isinstance(right[0], pa.ChunkedArray) else right[0]
+        right_keys = one_array(right[0])
         return pc.index_in(left[0], value_set=right_keys).fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
     n = len(left[0])
     names = [f"k{i}" for i in range(len(left))]
@@ -141,7 +141,7 @@ def match_rows(left: list, right: list) -> np.ndarray:
 
 def take_rows(column, j: np.ndarray, matched: np.ndarray) -> pa.Array:
     """``column[j]`` per row, null where ``matched`` is false."""
-    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    column = one_array(column)
     if len(column) == 0:
         return pa.nulls(len(j), column.type)
     return column.take(pa.array(np.where(matched, j, 0), mask=~matched if not matched.all() else None))
@@ -196,7 +196,7 @@ def run_categorify(be, step, frame, state, ctx):
         if ids is not None:
             new[o] = pa.array(ids, type=pa.int32())
             continue
-        col = frame[c].combine_chunks()
+        col = one_array(frame[c])
         if pa.types.is_dictionary(col.type):
             col = col.dictionary_decode()
         if vocab.num_rows == 0:
@@ -282,7 +282,7 @@ def run_cast(be, step, frame, state, ctx):
     target = ARROW_TYPES[op.dtype]
     new, bad = {}, np.zeros(frame.num_rows, dtype=bool)
     for c, o in op.pairs():
-        col = frame[c].combine_chunks()
+        col = one_array(frame[c])
         try:
             new[o] = pc.cast(col, target, safe=True)
             continue
