@@ -57,10 +57,6 @@ _NO_QUARANTINE = _QUARANTINE_SCHEMA.empty_table()
 # below it, the fixed costs of a table per step outweigh the row path's per-value Python work
 # (measured on the demo pipeline: bench/serve/run.py, BENCHMARKS.md "Serving").
 ROW_PATH_ROWS = 64
-# A bigger batch is cut into row ranges of at least this many rows, run on ``threads`` threads (the
-# compiled kernels, Arrow and NumPy's big loops release the GIL); below it a thread's hand-off costs
-# more than it saves.
-PART_ROWS = 4096
 
 
 @dataclass
@@ -105,9 +101,6 @@ class Transform:
         self._outputs_checked = self.graph.checks_at("output")
         self.manifest = manifest
         plain = self._filter is None and not self._inputs_checked and not self._outputs_checked
-        # Quarantine records list each step's rows in order; row ranges on threads would interleave them.
-        self._parts_ok = not self._inputs_checked and not self._outputs_checked and not any(
-            getattr(s.op, "on_error", None) == "quarantine" for s in self.graph.flat_steps())
         self.threads = max(1, threads or 1)
         self._pool = None
         self.rows = RowProgram.of(self.program, self.states, self._types, self.backend,
@@ -120,9 +113,11 @@ class Transform:
         they are built, on a background thread, NumPy until then; a serving process lives long
         enough to gain from them: 2.7x the batch throughput of NumPy on the demo pipeline),
         ``numba`` (wait for the compiled kernels) or ``numpy``. The values are the same bits.
-        ``threads``: how many threads a batch of 2 x PART_ROWS rows or more is cut over, in row
-        ranges (default 1: the calling thread; on a machine whose cores other processes keep busy,
-        two threads were slower, BENCHMARKS.md "Serving"). The values are the same."""
+        ``threads``: how many threads run a batch's independent columns side by side (the fused
+        group's and the vocabulary lookups' compiled kernels, which release the GIL), for batches
+        of lowering.COLUMN_POOL_ROWS rows or more. Default 1, the calling thread: on the shared
+        2-vCPU machine, whose cores other processes kept busy, two threads gained nothing sure
+        (BENCHMARKS.md "Serving"). The values are the same."""
         return cls(read_manifest(manifest) if isinstance(manifest, (str, os.PathLike)) else manifest, kernels, threads)
 
     def warm(self, batch, timeout: float | None = 60) -> bool:
@@ -154,15 +149,7 @@ class Transform:
                           np.zeros(0, np.int64), _NO_QUARANTINE)
         frame = self._frame(batch)
         n = frame.num_rows
-        parts = min(self.threads, n // PART_ROWS) if self._parts_ok else 1
-        if parts > 1:  # row ranges side by side: every served op is per row, so the same values
-            cuts = [n * i // parts for i in range(parts + 1)]
-            done = list(self._executor().map(self._apply, [frame.slice(a, b - a) for a, b in zip(cuts, cuts[1:])]))
-        else:
-            done = [self._apply(frame)]
-        table = pa.concat_tables([d[0] for d in done]) if len(done) > 1 else done[0][0]
-        rows = np.concatenate([d[1] for d in done]) if len(done) > 1 else done[0][1]
-        records = [q for d in done for q in d[2]]
+        table, rows, records = self._apply(frame)
         quarantined = pa.concat_tables(records) if records else _NO_QUARANTINE
         gone = np.ones(n, dtype=bool)
         gone[rows] = False
@@ -170,9 +157,10 @@ class Transform:
         return Result(table, rows, np.flatnonzero(gone), quarantined)
 
     def _apply(self, frame: pa.Table) -> tuple[pa.Table, np.ndarray, list]:
-        """The filter, the checks and the program on a frame of the batch: (the output table, each
+        """The filter, the checks and the program on the batch's frame: (the output table, each
         output row's position in the batch, the quarantine records)."""
         be, ctx = self.backend, TaskContext(0, (BATCH,))
+        ctx.column_pool = self._executor() if self.threads > 1 else None
         if self._filter is not None:
             frame = frame.filter(pa.array(filter_mask(frame, self._filter)))
         if self._inputs_checked:

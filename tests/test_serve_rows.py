@@ -126,3 +126,16 @@ def test_warm_builds_the_kernels_both_paths_ask_for(served):
     t, ref, table = served
     assert t.warm(table.slice(0, 5), timeout=120)  # kernels=auto: built (or loaded) on the background thread
     _same(t(table.slice(0, 5)), ref(table.slice(0, 5)))
+
+
+def test_two_threads_run_a_batchs_columns_side_by_side(served):
+    t, ref, table = served
+    two = Transform(t.manifest, threads=2)
+    assert two.warm(table.slice(0, 5), timeout=120)
+    pool, big = two._executor(), table.slice(0, 5000)
+    with mock.patch.object(pool, "map", wraps=pool.map) as spread:
+        _same(two(big), ref(big))
+        used = spread.call_count
+        assert used >= 2  # the fused groups' kernels and categorify's lookups
+        _same(two(table.slice(0, 4000)), ref(table.slice(0, 4000)))  # under COLUMN_POOL_ROWS: in order
+        assert spread.call_count == used

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -34,8 +36,9 @@ def run_fused(be, node: Fused, frame: pa.Table, states: dict, ctx) -> pa.Table:
     """Each column group as one compiled loop (engine.cpu_kernels, backends/cpu/compiled.py), or
     where that cannot run, the NumPy reference: the same bits either way."""
     new = {}
+    each = functools.partial(each_column, ctx, frame)
     for group in node.groups:
-        out = compiled.fused_group(be.kernels, node, group, frame, states) if be.kernels != "numpy" else None
+        out = compiled.fused_group(be.kernels, node, group, frame, states, each) if be.kernels != "numpy" else None
         new.update(out if out is not None else _fused_numpy(node, group, frame, states))
     return _set_columns(frame, new)
 
@@ -190,9 +193,14 @@ def run_drop(be, step, frame, state, ctx):
 @LOWERINGS.register(Categorify)
 def run_categorify(be, step, frame, state, ctx):
     new = {}
-    for c, o in step.op.pairs():
+    pairs = step.op.pairs()
+    if be.kernels != "numpy":
+        compiled_ids = each_column(ctx, frame, [c for c, _ in pairs],
+                                   lambda c: compiled.categorify_ids(be.kernels, frame[c], state[c]["vocab"]))
+    else:
+        compiled_ids = [None] * len(pairs)
+    for (c, o), ids in zip(pairs, compiled_ids):
         vocab = state[c]["vocab"]
-        ids = compiled.categorify_ids(be.kernels, frame[c], vocab) if be.kernels != "numpy" else None
         if ids is not None:
             new[o] = pa.array(ids, type=pa.int32())
             continue
@@ -208,6 +216,19 @@ def run_categorify(be, step, frame, state, ctx):
             ids[np.asarray(col.is_null())] = NULL_ID
         new[o] = pa.array(ids, type=pa.int32())
     return _set_columns(frame, new)
+
+
+COLUMN_POOL_ROWS = 4096  # rows: below this, handing a column to another thread costs more than it saves
+
+
+def each_column(ctx, frame, cols: list, fn) -> list:
+    """``fn(c)`` for each column: on the context's column pool (TaskContext.column_pool) when the
+    frame is big enough to repay the hand-off, else one after another here. The same results
+    either way: each column's work reads only that column."""
+    pool = getattr(ctx, "column_pool", None)  # callers without a context (tests) run in order
+    if pool is not None and len(cols) > 1 and frame.num_rows >= COLUMN_POOL_ROWS:
+        return list(pool.map(fn, cols))
+    return [fn(c) for c in cols]
 
 
 _INDEX_CACHE: dict = {}
