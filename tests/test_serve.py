@@ -40,6 +40,10 @@ CASES = {
     "groupby_features": "[{op: groupby_features, keys: [C2], cols: [I1, I2],"
                         " stats: [count, sum, mean, std, min, max]}]",
 }
+# Ops with a row form (backends/cpu/rows.py): a served batch of a few rows skips the lowerings;
+# the checks below cover both paths (tests/test_serve_rows.py compares them on awkward values).
+ROW_FORM_OPS = {"fill_missing", "clip", "log1p", "normalize", "normalize_minmax", "bucketize", "categorify",
+                "hash_bucket", "hashed_cross", "rename", "drop"}
 # Ops whose serving is tested below with data of their own: join (a side table), target_encode
 # (a served row gets the full-fit encoding, so parity is with the rows outside the fit split), lag
 # (refused, naming the step).
@@ -63,7 +67,7 @@ def _quarantine(res) -> pa.Table | None:
     return pa.concat_tables([pq.read_table(os.path.join(root, s["path"])) for s in shards]) if shards else None
 
 
-def _check_parity(res, raw: pa.Table) -> None:
+def _check_parity(res, raw: pa.Table) -> Transform:
     t = Transform.load(res.path)
     out = t(raw)
     shards = read_split(res)
@@ -75,6 +79,10 @@ def _check_parity(res, raw: pa.Table) -> None:
     kept = len(out.rows) + len(out.filtered) + out.quarantined.num_rows
     assert kept == raw.num_rows and len(out.filtered) == res.manifest["rows"]["filtered"]
     assert np.all(np.diff(out.rows) > 0)  # input order
+    # Row ranges on two threads (a batch of 2 x PART_ROWS rows or more): the same result.
+    two = Transform.load(res.path, threads=2)(raw)
+    assert two.table.equals(out.table) and two.quarantined.equals(out.quarantined)
+    assert np.array_equal(two.rows, out.rows) and np.array_equal(two.filtered, out.filtered)
     # A few rows at a time, and one row: the same values as the shards' rows for them.
     position = {int(r): i for i, r in enumerate(out.rows)}
     for start in (0, 37, 4000):
@@ -83,13 +91,15 @@ def _check_parity(res, raw: pa.Table) -> None:
         assert part.table.equals(shards.take(want)) if want else part.table.num_rows == 0
     one = t(raw.slice(11, 1).to_pylist()[0])
     assert one.table.equals(shards.take([position[11]])) if 11 in position else one.table.num_rows == 0
+    return t
 
 
 @pytest.mark.parametrize("op", sorted(CASES))
 def test_serving_matches_the_shards(op, raw, tmp_path):
     path, table = raw
     res = run_compile(path, tmp_path / op, f"graph={CASES[op]}", *ONE_SPLIT)
-    _check_parity(res, table)
+    t = _check_parity(res, table)
+    assert (t.rows is not None) == (op in ROW_FORM_OPS)  # filters, casts, derive, keyed ops: the lowerings
     if op == "filter":
         assert res.manifest["rows"]["filtered"] > 100  # both filters removed rows, and serving says which
     if op == "cast":

@@ -251,6 +251,10 @@ class TaskContext:
     files: tuple[str, ...] = ()
     quarantined: list = field(default_factory=list)
     float_mode: str = "exact"  # the generated kernels' arithmetic (engine.float_mode; kernels/codegen.py)
+    # An executor on which a lowering may run its independent columns' kernels side by side (the
+    # compiled ones release the GIL): serving sets it (shardsmith/serve.py); tasks have the cores'
+    # other tasks instead.
+    column_pool: object = None
 
     def quarantine(self, frame, mask, step_key: str, column: str, values: list[str], reason: str) -> None:
         """Record the rows of ``frame`` selected by the host boolean ``mask``."""

@@ -23,7 +23,7 @@ import queue
 import sys
 import tempfile
 import threading
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from pathlib import Path
 
 from shardsmith.errors import ShardsmithError
@@ -143,6 +143,15 @@ def compiled(how: str, key, build):
         _warn_once(key, future.exception())
         return None
     return future.result()
+
+
+def wait_built(timeout: float | None = None) -> int | None:
+    """Wait (up to ``timeout`` seconds) until every kernel asked for so far is built or failed,
+    for a long-lived process that warms up before its work (shardsmith/serve.py ``warm``): how
+    many kernels were asked for, or None when the time ran out."""
+    with _lock:
+        futures = list(_builder.futures.values())
+    return None if wait(futures, timeout).not_done else len(futures)
 
 
 class _Builder:

@@ -25,8 +25,16 @@ def normalize_types(table: pa.Table) -> pa.Table:
     return table
 
 
+def one_array(column) -> pa.Array:
+    """A column as one array: a chunked column of one chunk is that chunk (``combine_chunks``
+    would copy it), several are concatenated."""
+    if not isinstance(column, pa.ChunkedArray):
+        return column
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+
+
 def plain(column) -> pa.Array:
-    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    arr = one_array(column)
     if pa.types.is_dictionary(arr.type):
         arr = arr.dictionary_decode()
     return arr
@@ -84,7 +92,7 @@ def from_float(values: np.ndarray, dtype: str) -> pa.Array:
 def numeric_values(column) -> np.ndarray:
     """The column as a NumPy array that reads as float64 with NaN for missing, copying only when
     needed (a float column without nulls is used in place)."""
-    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    arr = one_array(column)
     if pa.types.is_floating(arr.type):
         return arr.to_numpy(zero_copy_only=False)  # nulls come back as NaN
     return float_values(arr)

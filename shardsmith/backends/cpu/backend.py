@@ -166,4 +166,5 @@ class CpuBackend(TableBackend):
     def conform(self, frame, schema):
         """Cast the output columns to the planned dtypes (an empty partition infers nothing)."""
         fields = [pa.field(c.name, ARROW_TYPES.get(c.dtype, frame.schema.field(c.name).type)) for c in schema.columns]
-        return frame.select([c.name for c in schema.columns]).cast(pa.schema(fields))
+        out, want = frame.select([c.name for c in schema.columns]), pa.schema(fields)
+        return out if out.schema.equals(want, check_metadata=True) else out.cast(want)  # a cast per column costs

@@ -33,8 +33,10 @@ NO_BYTES = _readonly(np.zeros(0, dtype=np.uint8))  # no validity bitmap (every r
 
 
 # --- fused elementwise groups ---------------------------------------------------------------------
-def fused_group(how: str, node, group, frame: pa.Table, states: dict) -> dict | None:
-    """Every column of ``group`` through its chain's compiled kernel: {output name: Arrow array}."""
+def fused_group(how: str, node, group, frame: pa.Table, states: dict, each=None) -> dict | None:
+    """Every column of ``group`` through its chain's compiled kernel: {output name: Arrow array}.
+    ``each(columns, fn)``, when given, runs ``fn`` over the columns' positions (side by side:
+    lowering.each_column); else one after another."""
     ops = tuple(node.steps[pos].op for pos, _ in group.chains[0].stages)
     dtypes = tuple(group.chains[0].dtypes)
     if NF.unsupported(ops, dtypes) is not None:
@@ -47,8 +49,12 @@ def fused_group(how: str, node, group, frame: pa.Table, states: dict) -> dict | 
     if kern is None:
         return None
     P, B, BO = codegen.pack(layout, params)
-    return {out: _fused_column(kern, values, valid, voff, P[c], B, BO[c], dtypes[-1], out_np)
-            for c, (out, (values, valid, voff)) in enumerate(zip(group.outs, inputs))}
+
+    def column(c: int) -> pa.Array:
+        return _fused_column(kern, *inputs[c], P[c], B, BO[c], dtypes[-1], out_np)
+
+    positions = list(range(len(group.outs)))
+    return dict(zip(group.outs, each(positions, column) if each is not None else map(column, positions)))
 
 
 def _fused_kernel(how: str, ops, layout, dtypes, src_np, out_np):

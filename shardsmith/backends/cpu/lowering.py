@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -9,7 +11,7 @@ import pyarrow.compute as pc
 from shardsmith.backends.arrow import cast_each
 from shardsmith.backends.base import lowerings_table, row_positions, target_encode_columns
 from shardsmith.backends.cpu import compiled
-from shardsmith.backends.cpu.arrays import from_float, is_numpy_friendly, numeric_values
+from shardsmith.backends.cpu.arrays import from_float, is_numpy_friendly, numeric_values, one_array
 from shardsmith.backends.cpu.expr import derive_column, filter_mask
 from shardsmith.errors import ShardsmithError
 from shardsmith.ir import FILE_COL, ROW_COL, Fused
@@ -34,8 +36,9 @@ def run_fused(be, node: Fused, frame: pa.Table, states: dict, ctx) -> pa.Table:
     """Each column group as one compiled loop (engine.cpu_kernels, backends/cpu/compiled.py), or
     where that cannot run, the NumPy reference: the same bits either way."""
     new = {}
+    each = functools.partial(each_column, ctx, frame)
     for group in node.groups:
-        out = compiled.fused_group(be.kernels, node, group, frame, states) if be.kernels != "numpy" else None
+        out = compiled.fused_group(be.kernels, node, group, frame, states, each) if be.kernels != "numpy" else None
         new.update(out if out is not None else _fused_numpy(node, group, frame, states))
     return _set_columns(frame, new)
 
@@ -43,14 +46,16 @@ def run_fused(be, node: Fused, frame: pa.Table, states: dict, ctx) -> pa.Table:
 def _fused_numpy(node: Fused, group, frame: pa.Table, states: dict) -> dict:
     """The group in one blocked pass: every op of the chain on a cache-sized block of rows and
     columns, then the next block; one read of the inputs, one write of the outputs."""
-    n = frame.num_rows
-    ops = [node.steps[pos].op for pos, _ in group.chains[0].stages]
-    params = [_group_params(node, group, j, op, states) for j, op in enumerate(ops)]
-    dtypes = group.chains[0].dtypes
-    # Rounding is idempotent: skip it after an op that cannot leave the dtype's values.
-    rounding = [None if op.keeps_values(d_in, dt, p) else dt
-                for op, p, d_in, dt in zip(ops, params, (group.src_dtype, *dtypes), dtypes)]
-    srcs = [numeric_values(frame[c]) for c in group.srcs]
+    outs = fused_values(node, group, [numeric_values(frame[c]) for c in group.srcs], frame.num_rows, states)
+    return {out: from_float(outs[i], group.chains[0].dtypes[-1]) for i, out in enumerate(group.outs)}
+
+
+def fused_values(node: Fused, group, srcs, n: int, states: dict, plan: tuple | None = None) -> np.ndarray:
+    """The NumPy reference of a group on its source columns (arrays that read as float64, NaN for
+    missing; or one (columns, rows) array of them): a (columns, rows) array of the results, float32
+    for a float32 chain, NaN for missing. The serving row path (backends/cpu/rows.py) calls it on
+    arrays of a few rows, with the group's ``fused_plan`` made once."""
+    ops, params, dtypes, rounding = plan if plan is not None else fused_plan(node, group, states)
     float_src = is_float(group.src_dtype)  # integers hold no infinity
     # A float32 result is exactly representable once rounded: stored as float32 straight away.
     outs = np.empty((len(srcs), n), dtype=np.float32 if dtypes[-1] == "float32" else np.float64)
@@ -58,8 +63,11 @@ def _fused_numpy(node: Fused, group, frame: pa.Table, states: dict) -> dict:
     for start in range(0, n, BLOCK_ROWS):
         rows = min(BLOCK_ROWS, n - start)
         x = block[:rows]
-        for i, src in enumerate(srcs):
-            x[:, i] = src[start : start + rows]
+        if isinstance(srcs, np.ndarray):  # (columns, rows): one copy
+            x[:] = srcs[:, start : start + rows].T
+        else:
+            for i, src in enumerate(srcs):
+                x[:, i] = src[start : start + rows]
         if float_src:
             missing_inf(x)  # infinities are missing to every elementwise op (ops/numeric.py)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # those results are missing
@@ -68,7 +76,19 @@ def _fused_numpy(node: Fused, group, frame: pa.Table, states: dict) -> dict:
                 if dt is not None:
                     x = round_to(x, dt)
         outs[:, start : start + rows] = x.T
-    return {out: from_float(outs[i], dtypes[-1]) for i, out in enumerate(group.outs)}
+    return outs
+
+
+def fused_plan(node: Fused, group, states: dict) -> tuple:
+    """A group's chain: its ops, their parameters over the group's columns, the dtypes and the
+    rounding after each op (None where the op cannot leave the dtype's values)."""
+    ops = [node.steps[pos].op for pos, _ in group.chains[0].stages]
+    params = [_group_params(node, group, j, op, states) for j, op in enumerate(ops)]
+    dtypes = group.chains[0].dtypes
+    # Rounding is idempotent: skip it after an op that cannot leave the dtype's values.
+    rounding = [None if op.keeps_values(d_in, dt, p) else dt
+                for op, p, d_in, dt in zip(ops, params, (group.src_dtype, *dtypes), dtypes)]
+    return ops, params, dtypes, rounding
 
 
 def _group_params(node: Fused, group, j: int, op, states: dict) -> dict:
@@ -110,7 +130,7 @@ def match_rows(left: list, right: list) -> np.ndarray:
     (which are unique), or -1. Keys are in canonical form (ops/joins.canonical_key); a null
     matches nothing. One key: Arrow's hash lookup (index_in); several: an Arrow hash join."""
     if len(left) == 1:
-        right_keys = right[0].combine_chunks() if isinstance(right[0], pa.ChunkedArray) else right[0]
+        right_keys = one_array(right[0])
         return pc.index_in(left[0], value_set=right_keys).fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
     n = len(left[0])
     names = [f"k{i}" for i in range(len(left))]
@@ -124,7 +144,7 @@ def match_rows(left: list, right: list) -> np.ndarray:
 
 def take_rows(column, j: np.ndarray, matched: np.ndarray) -> pa.Array:
     """``column[j]`` per row, null where ``matched`` is false."""
-    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    column = one_array(column)
     if len(column) == 0:
         return pa.nulls(len(j), column.type)
     return column.take(pa.array(np.where(matched, j, 0), mask=~matched if not matched.all() else None))
@@ -173,13 +193,18 @@ def run_drop(be, step, frame, state, ctx):
 @LOWERINGS.register(Categorify)
 def run_categorify(be, step, frame, state, ctx):
     new = {}
-    for c, o in step.op.pairs():
+    pairs = step.op.pairs()
+    if be.kernels != "numpy":
+        compiled_ids = each_column(ctx, frame, [c for c, _ in pairs],
+                                   lambda c: compiled.categorify_ids(be.kernels, frame[c], state[c]["vocab"]))
+    else:
+        compiled_ids = [None] * len(pairs)
+    for (c, o), ids in zip(pairs, compiled_ids):
         vocab = state[c]["vocab"]
-        ids = compiled.categorify_ids(be.kernels, frame[c], vocab) if be.kernels != "numpy" else None
         if ids is not None:
             new[o] = pa.array(ids, type=pa.int32())
             continue
-        col = frame[c].combine_chunks()
+        col = one_array(frame[c])
         if pa.types.is_dictionary(col.type):
             col = col.dictionary_decode()
         if vocab.num_rows == 0:
@@ -191,6 +216,19 @@ def run_categorify(be, step, frame, state, ctx):
             ids[np.asarray(col.is_null())] = NULL_ID
         new[o] = pa.array(ids, type=pa.int32())
     return _set_columns(frame, new)
+
+
+COLUMN_POOL_ROWS = 4096  # rows: below this, handing a column to another thread costs more than it saves
+
+
+def each_column(ctx, frame, cols: list, fn) -> list:
+    """``fn(c)`` for each column: on the context's column pool (TaskContext.column_pool) when the
+    frame is big enough to repay the hand-off, else one after another here. The same results
+    either way: each column's work reads only that column."""
+    pool = getattr(ctx, "column_pool", None)  # callers without a context (tests) run in order
+    if pool is not None and len(cols) > 1 and frame.num_rows >= COLUMN_POOL_ROWS:
+        return list(pool.map(fn, cols))
+    return [fn(c) for c in cols]
 
 
 _INDEX_CACHE: dict = {}
@@ -265,7 +303,7 @@ def run_cast(be, step, frame, state, ctx):
     target = ARROW_TYPES[op.dtype]
     new, bad = {}, np.zeros(frame.num_rows, dtype=bool)
     for c, o in op.pairs():
-        col = frame[c].combine_chunks()
+        col = one_array(frame[c])
         try:
             new[o] = pc.cast(col, target, safe=True)
             continue
