@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from shardsmith.cli.common import Parser, add_config_options, split_options
-from shardsmith.cli.config_help import config_help
 from shardsmith.compiler.config import compose
 from shardsmith.runtime.explain import explain
 
@@ -21,6 +20,8 @@ def run(rest: list[str]) -> int:
     add_config_options(p)
     args = p.parse_args(opts)
     if args.help:
+        from shardsmith.cli.config_help import config_help  # lazy: the key table is only for --help
+
         print(p.format_help() + "\n" + config_help(overrides, args.config_name, args.config_dir))
         return 0
     print(explain(compose(overrides, args.config_name, args.config_dir), passes=args.passes))
