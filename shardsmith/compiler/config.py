@@ -232,6 +232,8 @@ class ShardsmithConfig:
 def register_configs() -> None:
     from hydra.core.config_store import ConfigStore  # lazy: as in compose()
 
+    if "shardsmith_schema.yaml" in ConfigStore.instance().repo:
+        return  # once a process (compile composes twice, a sweep's check once per value): it is the code's schema
     # Hydra merges mappings, so a default set of splits would be merged into every config's own:
     # composed configs start with none, a config's split.fractions is the whole set, and the
     # dataclass default applies when no config gives any (from_omegaconf).
