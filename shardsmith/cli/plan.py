@@ -10,6 +10,8 @@ DESCRIPTION = """Explain a compile without reading data: the engine that would r
 after the optimiser, the physical plan and the output schema. Takes the same key=value overrides,
 config groups and config directories as 'shardsmith compile'."""
 
+START_UP_ONLY = True  # all of it is start-up: the garbage collector stays off (cli/__init__.py)
+
 
 def run(rest: list[str]) -> int:
     opts, overrides = split_options(rest, flags=("--passes", "-h", "--help"))
