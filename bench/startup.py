@@ -20,6 +20,7 @@ Usage (from the repository root; the demo data as ``shardsmith demo-data --rows 
     python bench/startup.py --reps 7
     python bench/startup.py --reps 7 --tree /tmp/old --tree .   # old against this checkout
     python bench/startup.py --imports --reps 7
+    python bench/startup.py --floor --reps 7   # also: importing plan's libraries, and Hydra's compose
 """
 
 from __future__ import annotations
@@ -67,6 +68,24 @@ def compile_run(env: dict, data: str, work: str) -> tuple[float, float]:
 
 
 KINDS = {"plan": plan_run, "compile start-up": compile_run}
+# plan's floor: the libraries it cannot do without, then those and Hydra composing the config tree
+# (the collector off, as the command line runs them)
+LIBRARIES = ("import gc; gc.disable(); import numpy, pyarrow, pyarrow.parquet, pyarrow.compute, omegaconf, "
+             "hydra.core.config_store, hydra._internal.hydra")
+
+
+def libraries_run(env: dict, data: str, work: str) -> tuple[float, float]:
+    start, end, cpu = timed([sys.executable, "-c", LIBRARIES], env, work)
+    return end - start, cpu
+
+
+def compose_run(env: dict, data: str, work: str) -> tuple[float, float]:
+    code = f"{LIBRARIES}; from shardsmith.compiler.config import compose; compose(['source.paths=[{data}]'])"
+    start, end, cpu = timed([sys.executable, "-c", code], env, work)
+    return end - start, cpu
+
+
+FLOOR = {"floor: libraries": libraries_run, "floor: + compose": compose_run}
 _IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+\d+ \| (\s*)(\S+)")
 
 
@@ -115,6 +134,8 @@ def main() -> int:
     p.add_argument("--data", default="data/raw", help="the input (default: data/raw)")
     p.add_argument("--tree", action="append", help="a shardsmith source tree to run (repeat to compare)")
     p.add_argument("--imports", action="store_true", help="where plan's imports go, in the first tree")
+    p.add_argument("--floor", action="store_true", help="also time importing plan's libraries, and those with "
+                                                        "Hydra's compose of the config")
     args = p.parse_args()
     trees = [os.path.abspath(t) for t in args.tree or ["."]]
     data = os.path.abspath(args.data)
@@ -122,10 +143,11 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as work:
             print_imports(_env(trees[0]), data, work, args.reps)
         return 0
-    results = {(kind, tree): [] for kind in KINDS for tree in trees}
+    kinds = {**KINDS, **FLOOR} if args.floor else KINDS
+    results = {(kind, tree): [] for kind in kinds for tree in trees}
     with tempfile.TemporaryDirectory() as work:
         for rep in range(args.reps + 1):  # the first round is untimed: it writes the bytecode
-            for kind, run in KINDS.items():
+            for kind, run in kinds.items():
                 for tree in trees[rep % len(trees):] + trees[:rep % len(trees)]:
                     seconds = run(_env(tree), data, work)
                     if rep:
@@ -133,7 +155,7 @@ def main() -> int:
     print(f"load average {os.getloadavg()[0]:.2f} (1 min) at the end; medians of {args.reps}")
     for (kind, tree), runs in results.items():
         walls = sorted(w for w, _ in runs)
-        print(f"{kind:17s} {tree}: {statistics.median(walls):.3f} s (min {walls[0]:.3f}, max {walls[-1]:.3f}), "
+        print(f"{kind:18s} {tree}: {statistics.median(walls):.3f} s (min {walls[0]:.3f}, max {walls[-1]:.3f}), "
               f"CPU {statistics.median(c for _, c in runs):.2f} s; runs {', '.join(f'{w:.3f}' for w, _ in runs)}")
     return 0
 
