@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.metadata
 import importlib.util
 import os
 import re
@@ -28,9 +27,11 @@ SUFFIXES = (".py", ".cu", ".cuh")
 
 def code_version() -> str:
     """The installed distribution's version (the package's own when not installed)."""
+    from importlib import metadata  # lazy: only a manifest needs it, and plan writes none
+
     try:
-        return importlib.metadata.version("shardsmith")
-    except importlib.metadata.PackageNotFoundError:
+        return metadata.version("shardsmith")
+    except metadata.PackageNotFoundError:
         return __version__
 
 
