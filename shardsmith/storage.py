@@ -15,8 +15,6 @@ import hashlib
 import os
 import posixpath
 
-import fsspec
-
 from shardsmith.errors import InputError
 
 
@@ -45,6 +43,8 @@ def join(root: str, *parts: str) -> str:
 def filesystem(url: str, storage_options: dict | None = None):
     """(file system, path without protocol) for a URL; credentials come from the environment
     unless ``storage_options`` gives them."""
+    import fsspec  # lazy: a tenth of a second that local paths (plan, most compiles) never need
+
     return fsspec.core.url_to_fs(url, **(storage_options or {}))
 
 

@@ -4,6 +4,7 @@ telling options from Hydra overrides."""
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 
@@ -15,6 +16,12 @@ log = logging.getLogger("shardsmith")
 def setup_logging() -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+
+
+def startup_over() -> None:
+    """The command's work begins: the cyclic garbage collector, off while it started, runs again
+    (``cli.main`` turns it off, and a command with ``START_UP_ONLY`` calls this itself)."""
+    gc.enable()
 
 
 def split_options(rest: list[str], flags: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:

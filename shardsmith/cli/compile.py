@@ -8,7 +8,7 @@ import sys
 import hydra
 from hydra._internal.utils import get_args_parser
 
-from shardsmith.cli.common import log
+from shardsmith.cli.common import log, startup_over
 from shardsmith.cli.config_help import config_help
 from shardsmith.compiler.composition import config_dir_arg, normalize_overrides, sweep_variants
 from shardsmith.compiler.config import compose, config_dir, from_omegaconf, register_configs
@@ -34,6 +34,8 @@ FLAGS = """options:
   -c, --cfg job         print the composed config and stop
   --hydra-help          Hydra's own options (launchers, sweepers, logging)"""
 
+START_UP_ONLY = True  # until its job starts: the garbage collector is off while Hydra composes (cli/__init__.py)
+
 
 def run(rest: list[str]) -> int:
     """Hydra runs this: overrides, multirun (-m), sweepers and run directories all work."""
@@ -56,6 +58,7 @@ def run(rest: list[str]) -> int:
 
     @hydra.main(config_path=str(config_dir()), config_name="config", version_base=None)
     def _task(cfg) -> float | None:
+        startup_over()
         try:
             result = compile_dataset(job_config(from_omegaconf(cfg), log.info), log=log.info)
             # The profile is copied into the run directory; a sweeper minimises cost (or wall time).

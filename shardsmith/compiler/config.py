@@ -8,7 +8,9 @@ parameters when the graph is built (``compiler/build.py``).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import importlib.util
 import logging
 import math
@@ -232,12 +234,25 @@ class ShardsmithConfig:
 def register_configs() -> None:
     from hydra.core.config_store import ConfigStore  # lazy: as in compose()
 
+    if "shardsmith_schema.yaml" in ConfigStore.instance().repo:
+        return  # once a process (compile composes twice, a sweep's check once per value): it is the code's schema
     # Hydra merges mappings, so a default set of splits would be merged into every config's own:
     # composed configs start with none, a config's split.fractions is the whole set, and the
     # dataclass default applies when no config gives any (from_omegaconf).
-    schema = OmegaConf.structured(ShardsmithConfig)
+    schema = structured_schema()
     schema.split.fractions = {}
     ConfigStore.instance().store(name="shardsmith_schema", node=schema)
+
+
+def structured_schema():
+    """The dataclasses' OmegaConf schema, a copy the caller may change. Built once a process: it is
+    the code's, and building it takes about ten times as long as copying it (plan's start-up)."""
+    return copy.deepcopy(_built_schema())
+
+
+@functools.cache
+def _built_schema():
+    return OmegaConf.structured(ShardsmithConfig)
 
 
 def config_dir() -> Path:
@@ -331,7 +346,7 @@ def from_dict(raw: dict) -> ShardsmithConfig:
         raise ConfigError(f"expected a mapping, got {type(raw).__name__}", "config")
     try:
         raw = _lists(raw)
-        merged = OmegaConf.merge(_replacing(OmegaConf.structured(ShardsmithConfig), raw), raw)
+        merged = OmegaConf.merge(_replacing(structured_schema(), raw), raw)
         top = OmegaConf.to_object(merged)
     except OmegaConfBaseException as exc:
         raise omegaconf_error(exc) from None

@@ -14,7 +14,6 @@ import math
 import sys
 import typing
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
 from shardsmith.errors import ConfigError, did_you_mean
@@ -41,12 +40,21 @@ def registered_ops() -> dict[str, type[Op]]:
 
 
 def get_op(name: str, key: str) -> type[Op]:
+    if name in _REGISTRY:  # entry points only add names (_load_entry_points): a known one needs no scan
+        return _REGISTRY[name]
     ops = registered_ops()
     if name not in ops:
         failed = "".join(f"; the installed op plugin '{ep}' failed to load: {why}"
                          for ep, why in _ENTRY_POINT_FAILURES.items())
         raise ConfigError(f"unknown op '{name}'{did_you_mean(name, ops)}{failed}", key)
     return ops[name]
+
+
+def entry_points(group: str):
+    """The installed packages' entry points in ``group``."""
+    from importlib import metadata  # lazy: scanning the installed packages is for ops not built in
+
+    return metadata.entry_points(group=group)
 
 
 def _load_entry_points() -> None:

@@ -32,6 +32,7 @@ def assemble(prof, facts: dict, manifest: dict, wall_s: float) -> dict:
     cfg = prof.cfg
     return {
         "format": FORMAT, "version": VERSION, "name": manifest["name"], "created": now_iso(),
+        "started": prof.epoch0,
         "dataset": os.path.abspath(facts["dataset"]), "manifest": "manifest.json",
         "dataset_key": manifest.get("dataset_key"),
         "wall_s": wall_s,

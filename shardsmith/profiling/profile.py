@@ -4,6 +4,7 @@ the spans that tasks return, and writes ``profile.json`` next to the manifest.
 ``profile.json`` (format ``shardsmith-profile``, version 1), times in seconds from the start of
 the compile unless named ``*_s``::
 
+    started                the Unix time the compile started (what the other times count from)
     wall_s, sections       the driver's timeline (plan, cluster start, fit, transform+write, ...)
     stages                 per stage, in pipeline order: calls, wall/CPU/GPU seconds, rows and
                            bytes in and out, rows/s, bytes/s, CPU share, bound (and why)

@@ -4,6 +4,14 @@ shard writer, tasks, clusters), stages and commits the output, and assembles the
 >>> from shardsmith.runtime import compile_dataset  # the entry point of a compile
 """
 
-from shardsmith.runtime.driver import Prepared, Result, compile_dataset, prepare
-
 __all__ = ["Prepared", "Result", "compile_dataset", "prepare"]
+
+
+def __getattr__(name: str):
+    """The driver's names, imported when first asked for: ``shardsmith plan`` imports submodules
+    (``runtime.explain``) and must not pay for the driver's executors, writers and profiling."""
+    if name in __all__:
+        from shardsmith.runtime import driver  # lazy: see above
+
+        return getattr(driver, name)
+    raise AttributeError(f"module 'shardsmith.runtime' has no attribute '{name}'")

@@ -13,21 +13,18 @@ commit (``<dir>``)::
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
 
-import psutil
-
-from shardsmith.backends import device_memory_bytes, engine_choice, gpu_unavailable_reason, lowerings_for
+from shardsmith.backends import engine_choice, gpu_unavailable_reason, lowerings_for
 from shardsmith.compiler.build import build
 from shardsmith.compiler.config import ShardsmithConfig, to_dict
 from shardsmith.compiler.lineage import fit_signatures
 from shardsmith.compiler.passes import optimize
-from shardsmith.compiler.planner import Collect, Plan, physical_plan
+from shardsmith.compiler.planner import Plan
 from shardsmith.errors import PlanError, ShardsmithError
-from shardsmith.ir import Fused, Graph, Step
+from shardsmith.ir import Graph
 from shardsmith.profiling.profile import Profiler
 from shardsmith.runtime import fitsource, quality, stages
 from shardsmith.runtime.assemble import build_manifest
@@ -37,6 +34,7 @@ from shardsmith.runtime.fitsource import FitSource
 from shardsmith.runtime.fitting import fit
 from shardsmith.runtime.identity import dataset_key, redact
 from shardsmith.runtime.lineage import manifest_lineage
+from shardsmith.runtime.planning import check_lowerings, plan_on_this_machine
 from shardsmith.runtime.remote import output_for
 from shardsmith.runtime.staging import Output
 from shardsmith.runtime.warmup import Ahead
@@ -81,24 +79,6 @@ def prepare(cfg: ShardsmithConfig, passes=None, require_engine: bool = True) -> 
     parent = fit.parent["dataset_key"] if fit.parent else None
     key = dataset_key(resolved, inputs, cfg.plugins, parent, plan.writer, plan.float_mode)
     return Prepared(graph, plan, backend, resolved, key, fit)
-
-
-def plan_on_this_machine(graph: Graph, engine, backend: str) -> Plan:
-    """The physical plan with this machine's facts: the smallest GPU's memory (GPU engine), the
-    host memory available now and the cores this process may run on (its CPU affinity)."""
-    device = device_memory_bytes() if backend == "gpu" else None
-    cores = len(os.sched_getaffinity(0))
-    return physical_plan(graph, engine, backend, device, psutil.virtual_memory().available, cores)
-
-
-def check_lowerings(plan: Plan, lowerings) -> None:
-    """Every node must run on the chosen backend: fail at plan time, naming the op, if not."""
-    nodes = list(plan.transform) + [n for p in plan.fit_programs for n in p if not isinstance(n, Collect)]
-    for node in nodes:
-        if isinstance(node, Fused):
-            lowerings.require(node, node.key)
-        elif isinstance(node, Step):
-            lowerings.require(node.op, node.key)
 
 
 def compile_dataset(cfg: ShardsmithConfig, log=print, passes=None) -> Result:

@@ -9,7 +9,7 @@ from shardsmith.compiler.config import ShardsmithConfig
 from shardsmith.compiler.explain import explain_lines
 from shardsmith.compiler.passes import optimize
 from shardsmith.runtime import fitsource
-from shardsmith.runtime.driver import check_lowerings, plan_on_this_machine
+from shardsmith.runtime.planning import check_lowerings, plan_on_this_machine
 
 
 def explain(cfg: ShardsmithConfig, passes: bool = False) -> str:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.metadata
 import importlib.util
+import os
 import re
 from pathlib import Path
 
@@ -27,9 +27,11 @@ SUFFIXES = (".py", ".cu", ".cuh")
 
 def code_version() -> str:
     """The installed distribution's version (the package's own when not installed)."""
+    from importlib import metadata  # lazy: only a manifest needs it, and plan writes none
+
     try:
-        return importlib.metadata.version("shardsmith")
-    except importlib.metadata.PackageNotFoundError:
+        return metadata.version("shardsmith")
+    except metadata.PackageNotFoundError:
         return __version__
 
 
@@ -43,12 +45,23 @@ def tree_sha256(root: Path) -> str:
     """sha256 over the relative paths and bytes of the package's source files that decide the
     output (ops, kernels, backends, writers, the runtime that cuts shards)."""
     h = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.suffix in SUFFIXES and "__pycache__" not in p.parts):
-        rel = path.relative_to(root).as_posix()
+    for parts in sorted(_source_files(str(root))):  # tuples of parts: the order Path objects sort in
+        rel = "/".join(parts)
         if rel.startswith(NOT_DECIDING):
             continue
-        h.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
+        with open(os.path.join(root, *parts), "rb") as f:
+            h.update(rel.encode() + b"\0" + f.read() + b"\0")
     return h.hexdigest()
+
+
+def _source_files(root: str):
+    """The source files under ``root`` (not in ``__pycache__``) as tuples of path parts. os.walk,
+    not Path.rglob: a tenth of the time, which every plan and compile pays once."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d != "__pycache__"]
+        rel = os.path.relpath(dirpath, root)
+        prefix = () if rel == "." else tuple(rel.split(os.sep))
+        yield from (prefix + (name,) for name in filenames if os.path.splitext(name)[1] in SUFFIXES)
 
 
 def plugin_sha256(modules: list[str]) -> str | None:

@@ -1,0 +1,49 @@
+"""Start-up (issue 10, item 5): what ``shardsmith plan`` imports, and the garbage collector that
+the command line keeps off while a command starts (BENCHMARKS.md "Start-up")."""
+
+from __future__ import annotations
+
+import gc
+import json
+import subprocess
+import sys
+
+import pytest
+
+import shardsmith.cli.compile as compile_cli
+from shardsmith.cli import main
+
+# What a run needs and a plan does not: the driver and its executors, writers and profiler, the
+# object-store layer (a local input), Dask.
+RUN_ONLY = ("shardsmith.runtime.driver", "shardsmith.runtime.cluster", "shardsmith.runtime.writing",
+            "shardsmith.profiling.profile", "fsspec", "dask", "distributed", "numba", "torch", "webdataset")
+
+
+def test_plan_imports_nothing_of_a_run(demo_dir):
+    code = ("import json, sys; from shardsmith.cli import main; "
+            f"code = main(['plan', 'source.paths=[{demo_dir}/*.parquet]']); "
+            f"print(json.dumps([code, sorted(m for m in {list(RUN_ONLY)!r} if m in sys.modules)]), file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert json.loads(proc.stderr.strip().splitlines()[-1]) == [0, []]
+
+
+@pytest.mark.parametrize("collecting", [True, False])
+def test_the_command_line_leaves_the_collector_as_it_found_it(capsys, demo_dir, collecting):
+    (gc.enable if collecting else gc.disable)()
+    try:
+        assert main(["plan", f"source.paths=[{demo_dir}/*.parquet]"]) == 0
+        assert gc.isenabled() is collecting
+        assert main(["plan", "nme=x"]) == 2  # an error on the way out too
+        assert gc.isenabled() is collecting
+    finally:
+        gc.enable()
+    assert "error: nme: unknown key (did you mean 'name'?)" in capsys.readouterr().err
+
+
+def test_a_compile_collects_garbage_while_it_works(tmp_path, demo_dir, monkeypatch):
+    seen = []
+    monkeypatch.setattr(compile_cli, "compile_dataset", lambda cfg, log: seen.append(gc.isenabled()))
+    monkeypatch.setattr(compile_cli, "job_finish", lambda result, log: None)
+    assert main(["compile", f"source.paths=[{demo_dir}/*.parquet]", f"output.dir={tmp_path}/out",
+                 f"hydra.run.dir={tmp_path}/hydra"]) == 0
+    assert seen == [True]
