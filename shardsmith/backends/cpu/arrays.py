@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from shardsmith.backends.arrow import one_array
 from shardsmith.ir.dtypes import ARROW_TYPES
 from shardsmith.kernels.xxhash64 import timestamp_micros
 
@@ -66,9 +67,11 @@ def float_values(column) -> np.ndarray:
 
 
 def finite_values(column) -> np.ndarray:
-    """The finite values: float32 where the column is (statistics take them as they are), else
-    float64."""
+    """The finite values: float32 and integers where the column is (statistics take them as they
+    are, giving what their float64 values would), else float64."""
     arr = plain(column)
+    if pa.types.is_integer(arr.type):
+        return (arr.drop_null() if arr.null_count else arr).to_numpy()
     if arr.type == pa.float32():
         x = arr.to_numpy(zero_copy_only=False) if arr.null_count == 0 else arr.drop_null().to_numpy()
     else:
