@@ -26,14 +26,6 @@ def normalize_types(table: pa.Table) -> pa.Table:
     return table
 
 
-def one_array(column) -> pa.Array:
-    """A column as one array: a chunked column of one chunk is that chunk (``combine_chunks``
-    would copy it), several are concatenated."""
-    if not isinstance(column, pa.ChunkedArray):
-        return column
-    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
-
-
 def plain(column) -> pa.Array:
     arr = one_array(column)
     if pa.types.is_dictionary(arr.type):
