@@ -125,10 +125,12 @@ def _f32_sums_host(x: np.ndarray) -> tuple[int, int]:
         if amax == 0.0:
             continue
         top = max(int(np.frexp(amax)[1]) + 126, 1)  # the biased float32 exponent of the largest |value|
-        small = ax < math.ldexp(1.0, top - 138)  # exponent below top - 11
-        if small.any():
+        small = ax < math.ldexp(1.0, top - 138)  # exponent below top - 11, or zero
+        rest = chunk[small] if small.any() else chunk[:0]
+        rest = rest[rest != 0]  # zeros add nothing either way: the binned path takes the others
+        if len(rest):
             x64[small] = 0.0
-            sums, hi, lo = _f32_bins(chunk[small], np)
+            sums, hi, lo = _f32_bins(rest, np)
             s1 += _shifted(sums, lambda e: e - 150)
             s2 += _shifted(hi, lambda e: 2 * e - 300 + 24) + _shifted(lo, lambda e: 2 * e - 300)
         unit = top - 161
