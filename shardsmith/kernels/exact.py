@@ -57,7 +57,8 @@ _F32_BLOCK = 1 << 28  # rows whose per-exponent float64 sums of 24-bit integers 
 def exact_sums_f32(x, xp=np) -> tuple[int, int]:
     """The exact sums of finite float32 values ``x`` and of their float64 squares, as integer
     multiples of 2**-1127: the same integers as :func:`exact_sum` of ``x.astype(float64)`` and of
-    its squares, at about half the cost (a float32 mantissa needs one bincount, not two).
+    its squares, at about half the cost (a float32 mantissa needs one bincount, not two; on the
+    host, fixed-point sums per chunk replace the bincounts: :func:`_f32_sums_host`).
 
     >>> x = np.array([0.1, -2.5, 3e-40], dtype=np.float32)
     >>> exact_sums_f32(x) == (exact_sum(x.astype(np.float64)), exact_sum(x.astype(np.float64) ** 2))

@@ -43,7 +43,7 @@ def int_values(arr: pa.Array) -> np.ndarray:
         return timestamp_micros(arr.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False), t.unit)
     if pa.types.is_date(t):
         arr = arr.cast(pa.date32()).cast(pa.int32())
-    return arr.fill_null(0).to_numpy(zero_copy_only=False)
+    return (arr.fill_null(0) if arr.null_count else arr).to_numpy(zero_copy_only=False)
 
 
 def float_values(column) -> np.ndarray:
