@@ -40,6 +40,43 @@ def test_float32_and_integer_moments_are_those_of_their_float64_values():
         assert S.moments_partial(x) == reference(x)
 
 
+def test_float32_sums_in_fixed_point_equal_the_exponent_bins():
+    """The host's fixed-point float32 sums (kernels/exact.py ``_f32_sums_host``) against the
+    exponent-bin sums the GPU runs, over data that is all inside a chunk's window (z-scores), data
+    with a few tiny values below it, subnormals only, and chunk boundaries."""
+    rng = np.random.default_rng(8)
+    z = rng.standard_normal(150_001).astype(np.float32)
+    tiny = z.copy()
+    tiny[::997] *= np.float32(1e-30)
+    cases = [z, tiny, np.array([1e-45, -3e-44, 1e-40, 0.0], np.float32), z[:65_536], z[:65_537], -z[:3] * 1e30]
+
+    def by_bins(x):
+        sums, hi, lo = exact._f32_bins(x, np)
+        return (exact._shifted(sums, lambda e: e - 150),
+                exact._shifted(hi, lambda e: 2 * e - 300 + 24) + exact._shifted(lo, lambda e: 2 * e - 300))
+
+    for x in cases:
+        assert exact.exact_sums_f32(x) == by_bins(x)
+
+
+def test_coarse_histogram_of_float32_and_integers_is_that_of_their_float64_values():
+    """Float32 counted by its own bits (zeros and subnormals included) and narrow-range integers
+    counted by value give the float64 path's keys and counts; wide integers take that path."""
+    rng = np.random.default_rng(9)
+    bits = rng.integers(0, 2**32, 50_000, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    floats = [rng.standard_normal(20_000).astype(np.float32), bits[np.isfinite(bits)],
+              np.array([0.0, -0.0, 1e-45, -1e-45, 1.1754942e-38, 3.4028235e38, -1.5, 1.5], np.float32)]
+    ints = [rng.integers(0, 30_000, 20_000).astype(np.int32), rng.integers(-5, 5, 99).astype(np.int8),
+            np.arange(-70_000, 70_000), np.array([2**62, -2**62, 3]), np.array([2**64 - 1, 5], np.uint64),
+            np.array([7], np.uint8)]
+    for x in floats + ints:
+        for b in (0, 3, 8):
+            keys, counts = exact.coarse_histogram(x, b)
+            ref_keys, ref_counts = exact.histogram(x.astype(np.float64), b)
+            assert keys.dtype == counts.dtype == np.int64
+            assert np.array_equal(keys, ref_keys) and np.array_equal(counts, ref_counts)
+
+
 def test_moments_do_not_depend_on_partitioning():
     rng = np.random.default_rng(4)
     x = rng.lognormal(2, 3, 100_001).astype(np.float32).astype(np.float64)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 import subprocess
 
@@ -174,16 +175,24 @@ def test_a_full_disk(tmp_path, demo_dir):
 
 
 def test_a_full_disk_simulated(tmp_path, demo_dir, monkeypatch):
-    """The same where no tmpfs can be mounted: the third shard write meets ENOSPC."""
-    real, calls = writers.HashingFile.write, []
+    """The same where no tmpfs can be mounted: the third shard file meets ENOSPC part-way (after
+    its first pages), through the native sink that Arrow's Parquet writer writes to."""
+    opened = []
 
-    def write(self, data):
-        calls.append(1)
-        if len(calls) > 40:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real(self, data)
+    class FillingDisk(io.FileIO):
+        writes = 0
 
-    monkeypatch.setattr(writers.HashingFile, "write", write)
+        def write(self, data):
+            self.writes += 1
+            if len(opened) >= 3 and self.writes > 2:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return super().write(data)
+
+    def open_native(path):
+        opened.append(path)
+        return pa.PythonFile(FillingDisk(path, "wb"), mode="w")
+
+    monkeypatch.setattr(writers, "_open_native", open_native)
     with pytest.raises(ShardsmithError, match="cannot write: No space left on device") as exc:
         run_compile(f"{demo_dir}/*.parquet", tmp_path / "out", "output.shard_rows=2000")
     assert exc.value.exit_code == 2 and str(tmp_path / "out.partial-") in str(exc.value)

@@ -28,6 +28,19 @@ def cast_each(col: pa.Array, target: pa.DataType) -> tuple[pa.Array, np.ndarray]
     return pa.array(out, type=target), ok
 
 
+def one_array(column) -> pa.Array:
+    """A column as one Arrow array: a chunked column of one chunk is that chunk, in place
+    (``ChunkedArray.combine_chunks`` would copy it, even then), several are concatenated. The
+    CPU engine (backends/cpu/arrays.py) and the content digests read it.
+
+    >>> one_array(pa.chunked_array([[1, 2]])).to_pylist()
+    [1, 2]
+    """
+    if not isinstance(column, pa.ChunkedArray):
+        return column
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+
+
 def table_digests(table: pa.Table, dtypes: dict[str, str] | None = None) -> dict[str, int]:
     """The content digest (kernels/digest.py) of every column of ``table``, in its order;
     ``dtypes`` names the planned dtype of a column where the Arrow type alone cannot."""
@@ -37,7 +50,7 @@ def table_digests(table: pa.Table, dtypes: dict[str, str] | None = None) -> dict
 
 def column_digest(column, dtype: str | None = None) -> int:
     """The content digest of one Arrow column (chunked or not)."""
-    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    arr = one_array(column)
     if pa.types.is_dictionary(arr.type):
         arr = arr.dictionary_decode()
     if arr.type in (pa.string_view(), pa.binary_view()):  # another reader's layout of the same values

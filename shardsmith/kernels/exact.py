@@ -15,6 +15,7 @@ otherwise.
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 import numpy as np
@@ -56,12 +57,15 @@ _F32_BLOCK = 1 << 28  # rows whose per-exponent float64 sums of 24-bit integers 
 def exact_sums_f32(x, xp=np) -> tuple[int, int]:
     """The exact sums of finite float32 values ``x`` and of their float64 squares, as integer
     multiples of 2**-1127: the same integers as :func:`exact_sum` of ``x.astype(float64)`` and of
-    its squares, at about half the cost (a float32 mantissa needs one bincount, not two).
+    its squares, at about half the cost (a float32 mantissa needs one bincount, not two; on the
+    host, fixed-point sums per chunk replace the bincounts: :func:`_f32_sums_host`).
 
     >>> x = np.array([0.1, -2.5, 3e-40], dtype=np.float32)
     >>> exact_sums_f32(x) == (exact_sum(x.astype(np.float64)), exact_sum(x.astype(np.float64) ** 2))
     True
     """
+    if xp is np:
+        return _f32_sums_host(np.ascontiguousarray(x, dtype=np.float32))
     s1, s2 = 0, 0
     for block in range(0, len(x), _F32_BLOCK):
         sums, hi, lo = _f32_bins(x[block : block + _F32_BLOCK], xp)
@@ -104,6 +108,40 @@ def _f32_bins(x, xp):
         hi += xp.bincount(e, weights=m2 >> 24, minlength=_F32_BINS)
         lo += xp.bincount(e, weights=m2 & 0xFFFFFF, minlength=_F32_BINS)
     return _host(sums, xp), _host(hi, xp), _host(lo, xp)
+
+
+def _f32_sums_host(x: np.ndarray) -> tuple[int, int]:
+    """:func:`exact_sums_f32` on the host, in fixed point rather than by exponent bins (half the
+    time: no scatter-adds). Per chunk, with ``top`` the largest biased exponent in it, a value whose
+    exponent is at least ``top - 11`` is an integer ``y`` below 2**35 in units of 2**(top - 161):
+    sums of ``y`` over 2**16 values stay below 2**53, exact in float64 in any order, and so do the
+    sums of the two 35-bit halves of ``y * y`` (exact: under 2**70 with a 48-bit mantissa). The few
+    smaller values (and zeros) go to :func:`_f32_bins`."""
+    s1, s2 = 0, 0
+    for start in range(0, len(x), _CHUNK):
+        chunk = x[start : start + _CHUNK]
+        x64 = chunk.astype(np.float64)
+        ax = np.abs(x64)
+        amax = float(ax.max()) if len(ax) else 0.0
+        if amax == 0.0:
+            continue
+        top = max(int(np.frexp(amax)[1]) + 126, 1)  # the biased float32 exponent of the largest |value|
+        small = ax < math.ldexp(1.0, top - 138)  # exponent below top - 11, or zero
+        rest = chunk[small] if small.any() else chunk[:0]
+        rest = rest[rest != 0]  # zeros add nothing either way: the binned path takes the others
+        if len(rest):
+            x64[small] = 0.0
+            sums, hi, lo = _f32_bins(rest, np)
+            s1 += _shifted(sums, lambda e: e - 150)
+            s2 += _shifted(hi, lambda e: 2 * e - 300 + 24) + _shifted(lo, lambda e: 2 * e - 300)
+        unit = top - 161
+        y = x64 * math.ldexp(1.0, -unit)
+        s1 += int(y.sum()) << (unit + SCALE_BITS)
+        q = y * y
+        q_hi = np.floor(q * 2.0**-35)
+        q_lo = q - q_hi * 2.0**35
+        s2 += ((int(q_hi.sum()) << 35) + int(q_lo.sum())) << (2 * unit + SCALE_BITS)
+    return s1, s2
 
 
 def _shifted(per_exponent: np.ndarray, scale) -> int:
@@ -179,6 +217,9 @@ def coarse_histogram(x, bits: int, xp=np) -> tuple[np.ndarray, np.ndarray]:
     """
     if bits > 8:
         raise ValueError("coarse_histogram keeps at most 8 mantissa bits; use histogram()")
+    host = _host_histogram(x, bits) if xp is np else None
+    if host is not None:
+        return host
     drop = 52 - bits
     raw = xp.ascontiguousarray(x, dtype=xp.float64).view(xp.uint64)
     counts = _host(xp.bincount((raw >> np.uint64(drop)).view(xp.int64), minlength=1 << (12 + bits)), xp)
@@ -189,6 +230,51 @@ def coarse_histogram(x, bits: int, xp=np) -> tuple[np.ndarray, np.ndarray]:
     keys = np.where(trunc < 0, ~(trunc & np.int64(0x7FFFFFFFFFFFFFFF)), trunc)
     order = np.argsort(keys, kind="stable")
     return keys[order].astype(np.int64), counts[index][order].astype(np.int64)
+
+
+def _host_histogram(x: np.ndarray, bits: int):
+    """:func:`coarse_histogram` without widening to float64 where the values allow it: float32 by
+    its own top bits, integers of a narrow range by their counts; None for the general path."""
+    if x.dtype == np.float32:
+        return _f32_histogram(np.ascontiguousarray(x), bits)
+    if x.dtype.kind in "iu" and len(x):
+        return _int_histogram(x, bits)
+    return None
+
+
+def _f32_histogram(x: np.ndarray, bits: int):
+    """Counted by a float32's top ``9 + bits`` bits (sign, exponent, mantissa): for normal values
+    the same bins as their float64 values' keys. Zeros and subnormals (exponent field 0, whose
+    float64 keys depend on more bits) and non-finite values take the general path."""
+    drop = np.uint32(23 - bits)
+    raw = x.view(np.uint32)
+    counts = np.bincount(raw >> drop, minlength=1 << (9 + bits))
+    exponent = (np.arange(len(counts)) >> bits) & 0xFF
+    special = (exponent == 0) | (exponent == 0xFF)
+    parts = []
+    if counts[special].any():
+        field = raw & np.uint32(0x7F800000)
+        odd = x[(field == 0) | (field == np.uint32(0x7F800000))]
+        parts.append(coarse_histogram(odd.astype(np.float64), bits))
+        counts[special] = 0
+    index = np.flatnonzero(counts)
+    keys = hist_keys((index.astype(np.uint32) << drop).view(np.float32), bits)
+    order = np.argsort(keys, kind="stable")
+    parts.append((keys[order].astype(np.int64), counts[index][order].astype(np.int64)))
+    return merge_histograms(parts) if len(parts) > 1 else parts[0]
+
+
+def _int_histogram(x: np.ndarray, bits: int):
+    """Integers counted value by value when their range is narrow (categorical ids, buckets), then
+    the counts of the values sharing a key added up; None for a wide range."""
+    lo, hi = int(x.min()), int(x.max())
+    if hi - lo > min(2 * len(x) + (1 << 16), 1 << 22) or hi >= 1 << 63:
+        return None
+    counts = np.bincount(np.subtract(x, lo, dtype=np.int64), minlength=hi - lo + 1)
+    present = np.flatnonzero(counts)
+    keys = hist_keys(present + lo, bits)  # ascending values: ascending keys
+    starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
+    return keys[starts].astype(np.int64), np.add.reduceat(counts[present], starts).astype(np.int64)
 
 
 def merge_histograms(parts) -> tuple[np.ndarray, np.ndarray]:

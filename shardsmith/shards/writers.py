@@ -101,6 +101,47 @@ def _write_local(final: str, write_fn) -> dict:
     return {"bytes": f.size, "sha256": f.sha.hexdigest(), "tail": f.tail}
 
 
+def atomic_write_native(final: str, write_fn, storage_options: dict | None = None) -> dict:
+    """:func:`atomic_write` for a native writer (Arrow's, which encodes and writes outside the GIL):
+    ``write_fn(sink)`` gets an Arrow output stream, not a Python file, so that no page passes
+    through Python on its way out; a local file is then read back once for its sha256 and last
+    bytes and fsynced before the rename. On an object store it writes through :func:`atomic_write`."""
+    if storage.is_url(final):
+        return atomic_write(final, write_fn, storage_options)
+    final = storage.local(final)
+    try:
+        os.makedirs(os.path.dirname(final) or ".", exist_ok=True)
+        tmp = f"{final}.tmp-{uuid.uuid4().hex[:12]}"
+        try:
+            with _open_native(tmp) as sink:
+                write_fn(sink)
+            info = _read_back(tmp)
+            os.replace(tmp, final)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+            raise
+    except OSError as exc:
+        raise OutputError(f"cannot write: {exc.strerror or exc}", final) from None
+    return info
+
+
+def _open_native(path: str) -> pa.NativeFile:
+    return pa.OSFile(path, "wb")
+
+
+def _read_back(path: str) -> dict:
+    """The bytes, sha256 and last TAIL bytes of a file just written (in the page cache), fsynced."""
+    sha, size, tail = hashlib.sha256(), 0, b""
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            sha.update(block)
+            size += len(block)
+            tail = (tail + block)[-TAIL:]
+        os.fsync(f.fileno())
+    return {"bytes": size, "sha256": sha.hexdigest(), "tail": tail}
+
+
 def _write_object(final: str, write_fn, storage_options: dict | None) -> dict:
     fs, path = storage.filesystem(final, storage_options)
     f = HashingFile(fs.open(path, "wb"), local=False)
@@ -142,7 +183,7 @@ def write_parquet(table: pa.Table, final: str, sink, schema=None) -> dict:
         pq.write_table(table, f, row_group_size=sink.row_group_rows, compression=compression,
                        compression_level=sink.compression_level, write_statistics=True, write_page_checksum=True)
 
-    info = atomic_write(final, write, getattr(sink, "storage_options", None))
+    info = atomic_write_native(final, write, getattr(sink, "storage_options", None))
     return {"bytes": info["bytes"], "sha256": info["sha256"], "footer_sha256": footer_sha256(info["tail"])}
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from shardsmith.backends.arrow import one_array
 from shardsmith.ir.dtypes import ARROW_TYPES
 from shardsmith.kernels.xxhash64 import timestamp_micros
 
@@ -25,14 +26,6 @@ def normalize_types(table: pa.Table) -> pa.Table:
     return table
 
 
-def one_array(column) -> pa.Array:
-    """A column as one array: a chunked column of one chunk is that chunk (``combine_chunks``
-    would copy it), several are concatenated."""
-    if not isinstance(column, pa.ChunkedArray):
-        return column
-    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
-
-
 def plain(column) -> pa.Array:
     arr = one_array(column)
     if pa.types.is_dictionary(arr.type):
@@ -50,7 +43,7 @@ def int_values(arr: pa.Array) -> np.ndarray:
         return timestamp_micros(arr.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False), t.unit)
     if pa.types.is_date(t):
         arr = arr.cast(pa.date32()).cast(pa.int32())
-    return arr.fill_null(0).to_numpy(zero_copy_only=False)
+    return (arr.fill_null(0) if arr.null_count else arr).to_numpy(zero_copy_only=False)
 
 
 def float_values(column) -> np.ndarray:
@@ -66,9 +59,11 @@ def float_values(column) -> np.ndarray:
 
 
 def finite_values(column) -> np.ndarray:
-    """The finite values: float32 where the column is (statistics take them as they are), else
-    float64."""
+    """The finite values: float32 and integers where the column is (statistics take them as they
+    are, giving what their float64 values would), else float64."""
     arr = plain(column)
+    if pa.types.is_integer(arr.type):
+        return (arr.drop_null() if arr.null_count else arr).to_numpy()
     if arr.type == pa.float32():
         x = arr.to_numpy(zero_copy_only=False) if arr.null_count == 0 else arr.drop_null().to_numpy()
     else:

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from shardsmith.backends.arrow import table_digests
+from shardsmith.backends.arrow import one_array, table_digests
 from shardsmith.backends.base import FINITE_PARTIALS, TableBackend, assign_split, fold_ids
 from shardsmith.backends.cpu import arrays, compiled
 from shardsmith.backends.cpu.expr import ArrowColumns, filter_mask
@@ -145,8 +145,13 @@ class CpuBackend(TableBackend):
         return frame.select(list(names))
 
     def concat(self, frames):
+        """One table of one chunk per column at offset 0 (a shard's rows as its writer has always
+        had them), copied only where a column has several chunks or starts inside its buffers."""
         frames = list(frames)
-        return pa.concat_tables(frames).combine_chunks() if len(frames) > 1 else frames[0].combine_chunks()
+        table = pa.concat_tables(frames) if len(frames) > 1 else frames[0]
+        whole = [c.num_chunks == 1 and c.chunk(0).offset == 0 for c in table.columns]
+        columns = [one_array(c) if w else c.combine_chunks() for c, w in zip(table.columns, whole)]
+        return pa.Table.from_arrays(columns, schema=table.schema)
 
     def slice(self, frame, start: int, stop: int):
         return frame.slice(start, stop - start)

@@ -256,7 +256,8 @@ def _positions(col: pa.Array, table: pa.Table) -> np.ndarray:
                 _INDEX_CACHE.clear()
             cached = _INDEX_CACHE[id(table)] = (table, pd.Index(vocab.to_numpy(zero_copy_only=False)))
         filler = False if pa.types.is_boolean(col.type) else 0  # null rows get their id afterwards
-        return cached[1].get_indexer(col.fill_null(filler).to_numpy(zero_copy_only=False))
+        values = col.fill_null(filler) if col.null_count else col  # fill_null copies even with no nulls
+        return cached[1].get_indexer(values.to_numpy(zero_copy_only=False))
     idx = pc.index_in(col, value_set=vocab.cast(col.type) if vocab.type != col.type else vocab)
     return idx.fill_null(-1).to_numpy(zero_copy_only=False)
 
