@@ -1,5 +1,3 @@
-import sys
+from shardsmith.cli import entry
 
-from shardsmith.cli import main
-
-sys.exit(main())
+entry()

@@ -11,12 +11,14 @@ the config key or file and exits 2.
 
 from __future__ import annotations
 
+import atexit
 import gc
 import importlib
 import logging
 import os
 import signal
 import sys
+import threading
 
 from shardsmith.cli.common import startup_over
 from shardsmith.errors import ShardsmithError, did_you_mean, error_lines
@@ -56,6 +58,27 @@ def usage() -> str:
     lines = ["usage: shardsmith <command> [options]", "", "commands:"]
     lines += [f"  {name:<{width}}  {summary}" for name, (_, summary) in COMMANDS.items()]
     return "\n".join(lines) + "\n\n" + EXAMPLES + "\n'shardsmith <command> --help' describes a command's options."
+
+
+def entry() -> None:
+    """The ``shardsmith`` command (and ``python -m shardsmith``): :func:`main`, then the process ends
+    without the interpreter tearing down every object and module, when nothing else is running.
+    That teardown took 0.6-0.7 s of a 2,000,000-row compile's 9 s and 0.3 s of ``plan`` (the
+    2-vCPU machine, timed from an exit hook to the process's end); nothing in it is ours to wait
+    for. What Python's exit does before it is done here too: the atexit handlers run (logging's
+    flush, Dask's and Hydra's clean-ups) and the standard streams are flushed. A thread still
+    running takes Python's own exit, which waits for it."""
+    code = main()
+    others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    if others:
+        sys.exit(code)
+    atexit._run_exitfuncs()  # what Python's exit runs first (CPython's own, no public spelling)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a reader gone or a stream closed: nothing more to tell it
+            pass
+    os._exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:
