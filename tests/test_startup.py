@@ -47,3 +47,27 @@ def test_a_compile_collects_garbage_while_it_works(tmp_path, demo_dir, monkeypat
     assert main(["compile", f"source.paths=[{demo_dir}/*.parquet]", f"output.dir={tmp_path}/out",
                  f"hydra.run.dir={tmp_path}/hydra"]) == 0
     assert seen == [True]
+
+
+def _entry(tmp_path, before: str, argv: list[str]) -> subprocess.CompletedProcess:
+    """``cli.entry`` (what the shardsmith command runs) in a fresh process after ``before``."""
+    code = (f"import atexit, sys, threading, time; from shardsmith.cli import entry; {before}; "
+            f"sys.argv = ['shardsmith', *{argv!r}]; entry()")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+
+
+def test_the_command_ends_after_running_exit_handlers_and_flushing_its_output(tmp_path):
+    """entry() skips the interpreter's teardown, not what comes before it: atexit handlers run, a
+    piped stdout's buffer reaches its reader, the exit code is main()'s."""
+    before = "atexit.register(lambda: open('handler-ran', 'w').write('yes')); sys.stdout.write('x' * 100_000)"
+    done = _entry(tmp_path, before, ["--help"])
+    assert done.returncode == 0 and (tmp_path / "handler-ran").read_text() == "yes"
+    assert done.stdout.startswith("x" * 100_000) and "usage: shardsmith <command>" in done.stdout
+    wrong = _entry(tmp_path, "pass", ["complie"])
+    assert wrong.returncode == 2 and "did you mean 'compile'" in wrong.stderr
+
+
+def test_the_command_waits_for_a_thread_still_running(tmp_path):
+    before = ("threading.Thread(target=lambda: (time.sleep(0.5), open('thread-done', 'w').write('yes'))).start()")
+    done = _entry(tmp_path, before, ["--help"])
+    assert done.returncode == 0 and (tmp_path / "thread-done").read_text() == "yes"
