@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from dask.utils import parse_bytes
 
-from shardsmith.compiler.config import parse_size
+from shardsmith.ir.sizes import parse_size
 from shardsmith.errors import ConfigError
 
 SIZES = ["128MB", "128 MB", "1GiB", "1gib", "64mb", "1.5kB", " 2 KiB ", "10e3", "3e2MB", ".5GB", "5.",

@@ -9,6 +9,8 @@ work; otherwise it pays for the whole node.
 
 from __future__ import annotations
 
+from shardsmith.ir.sizes import parse_size
+
 TB = 1e12
 DEFAULT_TARGET = "1TB"
 
@@ -50,9 +52,7 @@ def _billing_text(kind: str, workers: int, gpus_per_node: int, share: float) -> 
 
 def projection(pcfg, wall_s: float, fixed_s: float, input_bytes: int, rows_in: int, price, share) -> dict:
     """Time and cost for ``profiling.project_to_bytes`` (default 1 TB) of input like this one."""
-    from dask.utils import parse_bytes  # lazy: importing dask costs ~0.3 s of every start-up, plan included
-
-    target = parse_bytes(pcfg.project_to_bytes or DEFAULT_TARGET)  # checked when the config was built
+    target = parse_size(pcfg.project_to_bytes or DEFAULT_TARGET, "profiling.project_to_bytes")  # checked before
     variable = max(wall_s - fixed_s, 0.0)
     rate = input_bytes / variable if variable > 0 else None
     scale = target / input_bytes if input_bytes else None
