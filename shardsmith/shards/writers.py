@@ -71,22 +71,30 @@ class HashingFile:
         return False
 
 
-def atomic_write(final: str, write_fn, storage_options: dict | None = None) -> dict:
+def atomic_write(final: str, write_fn, storage_options: dict | None = None, native: bool = False) -> dict:
     """Run ``write_fn(file)`` on a temporary file beside ``final``, then rename it into place; on
     an object store, write the object itself (it appears whole, at the end, or not at all).
     Returns the bytes, sha256 and the file's last bytes (``tail``); a full disk or a read-only
-    location is an OutputError naming ``final``."""
+    location is an OutputError naming ``final``. ``native``: ``write_fn`` is a native writer
+    (Arrow's, which encodes and writes outside the GIL) and gets an Arrow output stream for a local
+    file, so that no page passes through Python on its way out; the file is then read back once
+    for its sha256 and last bytes. An object store always gets the Python file."""
     try:
         if storage.is_url(final):
             return _write_object(final, write_fn, storage_options)
-        return _write_local(storage.local(final), write_fn)
+        return (_write_native if native else _write_local)(storage.local(final), write_fn)
     except OSError as exc:
         raise OutputError(f"cannot write: {exc.strerror or exc}", final) from None
 
 
-def _write_local(final: str, write_fn) -> dict:
+def _temporary(final: str) -> str:
+    """A temporary name beside ``final`` (its folder made), which runtime/target.py's TMP matches."""
     os.makedirs(os.path.dirname(final) or ".", exist_ok=True)
-    tmp = f"{final}.tmp-{uuid.uuid4().hex[:12]}"
+    return f"{final}.tmp-{uuid.uuid4().hex[:12]}"
+
+
+def _write_local(final: str, write_fn) -> dict:
+    tmp = _temporary(final)
     f = HashingFile(open(tmp, "wb"))
     try:
         write_fn(f)
@@ -101,28 +109,17 @@ def _write_local(final: str, write_fn) -> dict:
     return {"bytes": f.size, "sha256": f.sha.hexdigest(), "tail": f.tail}
 
 
-def atomic_write_native(final: str, write_fn, storage_options: dict | None = None) -> dict:
-    """:func:`atomic_write` for a native writer (Arrow's, which encodes and writes outside the GIL):
-    ``write_fn(sink)`` gets an Arrow output stream, not a Python file, so that no page passes
-    through Python on its way out; a local file is then read back once for its sha256 and last
-    bytes and fsynced before the rename. On an object store it writes through :func:`atomic_write`."""
-    if storage.is_url(final):
-        return atomic_write(final, write_fn, storage_options)
-    final = storage.local(final)
+def _write_native(final: str, write_fn) -> dict:
+    tmp = _temporary(final)
     try:
-        os.makedirs(os.path.dirname(final) or ".", exist_ok=True)
-        tmp = f"{final}.tmp-{uuid.uuid4().hex[:12]}"
-        try:
-            with _open_native(tmp) as sink:
-                write_fn(sink)
-            info = _read_back(tmp)
-            os.replace(tmp, final)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.remove(tmp)
-            raise
-    except OSError as exc:
-        raise OutputError(f"cannot write: {exc.strerror or exc}", final) from None
+        with _open_native(tmp) as sink:
+            write_fn(sink)
+        info = _read_back(tmp)  # fsynced there
+        os.replace(tmp, final)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
     return info
 
 
@@ -183,7 +180,7 @@ def write_parquet(table: pa.Table, final: str, sink, schema=None) -> dict:
         pq.write_table(table, f, row_group_size=sink.row_group_rows, compression=compression,
                        compression_level=sink.compression_level, write_statistics=True, write_page_checksum=True)
 
-    info = atomic_write_native(final, write, getattr(sink, "storage_options", None))
+    info = atomic_write(final, write, getattr(sink, "storage_options", None), native=True)
     return {"bytes": info["bytes"], "sha256": info["sha256"], "footer_sha256": footer_sha256(info["tail"])}
 
 
