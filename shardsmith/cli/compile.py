@@ -13,9 +13,10 @@ from shardsmith.cli.config_help import config_help
 from shardsmith.compiler.composition import config_dir_arg, normalize_overrides, sweep_variants
 from shardsmith.compiler.config import compose, config_dir, from_omegaconf, register_configs
 from shardsmith.errors import ConfigError, ShardsmithError, error_lines
+from shardsmith.inputs.read import end_read_ahead
 from shardsmith.profiling.sweep import job_config, job_finish
 from shardsmith.runtime import compile_dataset
-from shardsmith.runtime.driver import prepare
+from shardsmith.runtime.driver import Prepared, prepare, read_ahead
 from shardsmith.runtime.target import check_output
 
 USAGE = "shardsmith compile [key=value ...] [-m] [--config-dir DIR] [--config-name NAME] [--cfg job]"
@@ -52,8 +53,10 @@ def run(rest: list[str]) -> int:
     if args.config_dir is not None:
         config_dir_arg(args.config_dir)
     if not (args.hydra_help or args.shell_completion):
-        for overrides in sweep_variants(args.overrides) if args.multirun else [args.overrides]:
-            _check_early(overrides, name, args.config_dir)
+        variants = sweep_variants(args.overrides) if args.multirun else [args.overrides]
+        checked = [_check_early(overrides, name, args.config_dir) for overrides in variants]
+        if len(checked) == 1 and checked[0] is not None and not (args.cfg or args.info):
+            read_ahead(checked[0])  # Hydra's run and the run's imports take a core; decoding takes the other
     register_configs()
 
     @hydra.main(config_path=str(config_dir()), config_name="config", version_base=None)
@@ -73,6 +76,7 @@ def run(rest: list[str]) -> int:
         _task()
     finally:
         sys.argv = saved
+        end_read_ahead()  # Hydra failed before the compile began: what was read is dropped
     return 0
 
 
@@ -87,15 +91,17 @@ def _parser():
     return parser
 
 
-def _check_early(overrides: list[str], name: str, extra_dir: str | None) -> None:
+def _check_early(overrides: list[str], name: str, extra_dir: str | None) -> Prepared | None:
     """Compose the config as Hydra will (deletions and hydra.searchpath included) and plan it (the
     inputs' metadata, every op's parameters and columns, the engine), so that a wrong key, value,
-    op, input or output location fails with one line before Hydra sets up a run directory."""
+    op, input or output location fails with one line before Hydra sets up a run directory. The
+    prepared config, or None when it can only be composed inside Hydra's run."""
     try:
         cfg = compose(overrides, name, extra_dir)
     except ConfigError as exc:
         if "HydraConfig was not set" not in str(exc):  # ${hydra:...} resolves only inside the run
             raise
-        return
-    graph = prepare(cfg).graph
-    check_output(graph.sink.dir, [f.path for f in graph.source.files])
+        return None
+    prep = prepare(cfg)
+    check_output(prep.graph.sink.dir, [f.path for f in prep.graph.source.files])
+    return prep

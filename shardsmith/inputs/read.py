@@ -11,6 +11,8 @@ Text files take the streaming reader first and only when it fails the slow path 
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
 
 import numpy as np
 import pyarrow as pa
@@ -19,6 +21,7 @@ import pyarrow.parquet as pq
 from shardsmith import storage
 from shardsmith.errors import InputError
 from shardsmith.inputs import salvage
+from shardsmith.inputs.readahead import ReadAhead
 from shardsmith.inputs.rows import Rows, first_line, invalid_utf8, without_invalid_utf8
 from shardsmith.ir.dtypes import ARROW_TYPES
 
@@ -56,10 +59,56 @@ def read_text(path: str, fmt: str, dtypes: dict[str, str], columns, on_error: st
     return salvage.read_text(data, path, fmt, dtypes, schema, list(columns), on_error)
 
 
+_AHEAD: ReadAhead | None = None  # the partitions being read ahead in this process, if any
+
+
 def read_parquet(path: str, row_groups, row_starts, columns, on_error: str = "fail",
                  storage_options: dict | None = None) -> Rows:
     """Row groups of a Parquet file; a corrupt page is an error naming the file, invalid UTF-8 in a
     string column an error naming the row (or, with ``quarantine``, the row quarantined)."""
+    ahead = _AHEAD
+    if ahead is not None and not storage_options:
+        got = ahead.take(_ahead_key(path, row_groups, row_starts, columns, on_error))
+        if got is not None:
+            return got
+    return _read_parquet(path, row_groups, row_starts, columns, on_error, storage_options)
+
+
+def start_read_ahead(reads) -> ReadAhead:
+    """Read local Parquet partitions ahead, on a thread, in the order given: ``reads`` are the
+    ``(path, row_groups, row_starts, columns, on_error)`` of :func:`read_parquet` calls to come
+    (inputs/readahead.py). Replaces a read-ahead already running."""
+    global _AHEAD
+    end_read_ahead()
+    jobs = [(_ahead_key(*r), functools.partial(_read_parquet, *r, None)) for r in reads]
+    _AHEAD = ReadAhead(jobs, stat=lambda key: _version(key[0]))
+    return _AHEAD
+
+
+def end_read_ahead() -> ReadAhead | None:
+    """Stop the read-ahead (what it read and nobody took is dropped); the one ended, if any."""
+    global _AHEAD
+    ahead, _AHEAD = _AHEAD, None
+    if ahead is not None:
+        ahead.close()
+    return ahead
+
+
+def _ahead_key(path, row_groups, row_starts, columns, on_error) -> tuple:
+    return (path, tuple(row_groups), tuple(row_starts), tuple(columns), on_error)
+
+
+def _version(path: str):
+    """What tells one version of a local file from the next: a rewrite changes one of these."""
+    try:
+        st = os.stat(path)
+    except OSError:  # gone: the read itself says so
+        return None
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def _read_parquet(path: str, row_groups, row_starts, columns, on_error: str,
+                  storage_options: dict | None) -> Rows:
     try:
         with parquet_file(path, storage_options) as pf:
             table = pf.read_row_groups(list(row_groups), columns=list(columns), use_threads=True)

@@ -76,13 +76,17 @@ class Profiler:
             try:
                 yield
             finally:
-                wall = time.perf_counter() - t
-                self.spans.append({"phase": "driver", "key": key, "kind": kind, "worker": worker_id(),
-                                   "partition": None, "start": start, "wall": wall,
-                                   "cpu": time.thread_time() - cpu, "rows_in": None, "rows_out": None,
-                                   "bytes_in": None, "bytes_out": None})
-                if section:
-                    self.sections.append({"name": key, "start": start - self.epoch0, "wall": wall})
+                self.driver_span(key, kind, start, time.perf_counter() - t, time.thread_time() - cpu, section)
+
+    def driver_span(self, key: str, kind: str, start: float, wall: float, cpu: float, section: bool = False) -> None:
+        """Record driver-side work timed elsewhere (``start``: epoch seconds) as stage ``driver:<key>``."""
+        if not self.enabled:
+            return
+        self.spans.append({"phase": "driver", "key": key, "kind": kind, "worker": worker_id(),
+                           "partition": None, "start": start, "wall": wall, "cpu": cpu, "rows_in": None,
+                           "rows_out": None, "bytes_in": None, "bytes_out": None})
+        if section:
+            self.sections.append({"name": key, "start": start - self.epoch0, "wall": wall})
 
     @contextlib.contextmanager
     def section(self, name: str):

@@ -24,6 +24,7 @@ from shardsmith.compiler.lineage import fit_signatures
 from shardsmith.compiler.passes import optimize
 from shardsmith.compiler.planner import Plan
 from shardsmith.errors import PlanError, ShardsmithError
+from shardsmith.inputs.read import end_read_ahead, start_read_ahead
 from shardsmith.ir import Graph
 from shardsmith.profiling.profile import Profiler
 from shardsmith.runtime import fitsource, quality, stages
@@ -40,6 +41,7 @@ from shardsmith.runtime.staging import Output
 from shardsmith.runtime.warmup import Ahead
 from shardsmith.runtime.writing import ShardWriter
 from shardsmith.shards.state import load_state_doc
+from shardsmith.storage import is_url
 
 
 @dataclass
@@ -81,6 +83,23 @@ def prepare(cfg: ShardsmithConfig, passes=None, require_engine: bool = True) -> 
     return Prepared(graph, plan, backend, resolved, key, fit)
 
 
+def read_ahead(prep: Prepared) -> bool:
+    """Start reading the partitions that the compile of ``prep`` reads first, on a thread, while
+    the process is still starting (inputs/readahead.py): for local Parquet input on the CPU engine
+    in this process (a cluster's workers read for themselves). It stops when the first task
+    starts; until then it reads, in order, any partition when the plan reads once (each is kept
+    anyway), else no more than the tasks read at a time (memory stays bounded by the partitions in
+    flight). False when it does not apply. :func:`compile_dataset` takes the reads and ends it."""
+    plan, source = prep.plan, prep.plan.graph.source
+    local = source.format == "parquet" and not source.storage_options and not any(is_url(f) for f in plan.files)
+    if prep.backend != "cpu" or plan.executor.value != "inprocess" or not local or not plan.partitions:
+        return False
+    columns = plan.fit_columns[0] if plan.fit_programs and not plan.read_once else source.columns
+    parts = plan.partitions if plan.read_once else plan.partitions[:plan.threads]
+    start_read_ahead([(p.path, p.row_groups, p.row_starts, list(columns), source.on_error) for p in parts])
+    return True
+
+
 def compile_dataset(cfg: ShardsmithConfig, log=print, passes=None) -> Result:
     """Compile ``cfg``; the manifest of the dataset written (or found up to date)."""
     t_start = time.perf_counter()
@@ -99,6 +118,7 @@ def compile_dataset(cfg: ShardsmithConfig, log=print, passes=None) -> Result:
                 return Result(existing, out.manifest_path(), up_to_date=True)
             manifest, timings = _run_and_commit(cfg, prep, out, prof, log, t_start, early)
     finally:
+        end_read_ahead()  # nothing of a read-ahead outlives its compile (a no-op without one)
         if early is not None:
             early.cancel()
     log(f"wrote {out.manifest_path()}: {manifest['rows']['out']:,} rows in "
@@ -174,6 +194,7 @@ def _run(cfg, prep: Prepared, out: Output, prof: Profiler, log, t_start: float, 
             states = fit(run)
         with prof.section("transform+write"):
             streams = ShardWriter(run).run_all(states)
+        _record_read_ahead(prof, log)
         with prof.stage("expectations", section=True):
             checked = check_expectations(run, streams, cfg.split.fractions)
     timings = {"wall": time.perf_counter() - t_start, **run.timings}
@@ -190,3 +211,11 @@ def _run(cfg, prep: Prepared, out: Output, prof: Profiler, log, t_start: float, 
             manifest["parent"] = prep.fit.parent
     manifest["profile"] = prof.write(out.local, stages.facts(prep.plan), manifest)
     return manifest, timings
+
+
+def _record_read_ahead(prof: Profiler, log) -> None:
+    """Every partition has been read: end the read-ahead, if one ran, and say what it did."""
+    ahead = end_read_ahead()
+    if ahead is not None and ahead.reads:
+        prof.driver_span("read ahead", "read", ahead.started, ahead.wall_s, ahead.cpu_s)
+        log(f"read ahead: {ahead.taken} partition(s) decoded while the process started")

@@ -41,6 +41,7 @@ def describe(item) -> str:
 def catalog(plan: Plan) -> list[dict]:
     """Every stage the plan can produce, in pipeline order, with its flow and description."""
     out = [entry("driver:plan", "driver", "scan inputs, build, optimise and plan"),
+           entry("driver:read ahead", "read", "read the first partitions while the process started (before 0 s)"),
            entry("driver:cluster start", "startup", "start or connect to the cluster")]
     prefix, fits, transform = plan.programs()
     for k, program in enumerate(fits):
