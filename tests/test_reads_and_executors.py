@@ -139,6 +139,31 @@ def test_the_fitted_state_is_read_once(demo_dir, tmp_path):
     assert reads(per) == {"fit0:read": parts, "transform:read": parts}
 
 
+def test_merge_trees_per_thread_count_every_partial_once(demo_dir, tmp_path):
+    """On threads, each thread's merge tree merges its share of the statistics: the same fitted
+    state and shards as one tree (serially), with many partitions and with one (where every tree's
+    root is the one task's result), and each task's spans in the profile once."""
+    import pyarrow.parquet as pq
+
+    one = tmp_path / "one"
+    one.mkdir()
+    pq.write_table(pq.read_table(f"{demo_dir}/{sorted(os.listdir(demo_dir))[0]}").slice(0, 3000), one / "p.parquet")
+    common = ("output.shard_rows=7000", "fit.cache=off", "profiling.enabled=true")
+    threads = ("engine.cluster=auto", "engine.threads_per_worker=3", "engine.partition_bytes=300KB")
+    for name, glob in {"many": f"{demo_dir}/*.parquet", "one": f"{one}/*.parquet"}.items():
+        serial = run_compile(glob, tmp_path / f"{name}-serial", *common, "engine.partition_bytes=300KB")
+        trees = run_compile(glob, tmp_path / f"{name}-trees", *common, *threads)
+        assert trees.manifest["engine"]["executor"] == "inprocess", name
+        assert shard_hashes(trees) == shard_hashes(serial) and trees.manifest["stats"] == serial.manifest["stats"]
+        assert trees.manifest["fit"] == serial.manifest["fit"], name
+        profile = json.load(open(os.path.join(os.path.dirname(trees.path), "profile.json")))
+        calls = {s["name"]: s["calls"] for s in profile["stages"]}
+        parts = trees.manifest["plan"]["partitions"]
+        assert (parts == 1) == (name == "one") and calls["fit0:read"] == parts, name
+        # n - 1 merges per tree, and 3 trees: at most one per statistic of the widest step
+        assert calls.get("fit0:merge", 0) == 3 * (parts - 1), name
+
+
 def test_plan_says_how_often_it_reads_and_where_it_runs(demo_dir):
     proc = cli("plan", f"source.paths=[{demo_dir}/*.parquet]")
     assert proc.returncode == 0, proc.stderr

@@ -71,3 +71,13 @@ def test_the_command_waits_for_a_thread_still_running(tmp_path):
     before = ("threading.Thread(target=lambda: (time.sleep(0.5), open('thread-done', 'w').write('yes'))).start()")
     done = _entry(tmp_path, before, ["--help"])
     assert done.returncode == 0 and (tmp_path / "thread-done").read_text() == "yes"
+
+
+def test_a_profiled_command_exits_through_python_so_the_profile_is_written(tmp_path):
+    """``python -m cProfile -o F -m shardsmith ...`` (bench/compile/run.py --profile) writes F at
+    Python's exit, which the skipped teardown would skip too."""
+    out = tmp_path / "run.pstats"
+    done = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(out), "-m", "shardsmith", "--help"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0 and "usage: shardsmith <command>" in done.stdout
+    assert out.stat().st_size > 0

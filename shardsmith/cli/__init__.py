@@ -67,10 +67,11 @@ def entry() -> None:
     2-vCPU machine, timed from an exit hook to the process's end); nothing in it is ours to wait
     for. What Python's exit does before it is done here too: the atexit handlers run (logging's
     flush, Dask's and Hydra's clean-ups) and the standard streams are flushed. A thread still
-    running takes Python's own exit, which waits for it."""
+    running takes Python's own exit, which waits for it; so does a process under a profiler or a
+    tracer (``python -m cProfile -m shardsmith``, coverage), which writes its results at that exit."""
     code = main()
     others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
-    if others:
+    if others or sys.getprofile() is not None or sys.gettrace() is not None:
         sys.exit(code)
     atexit._run_exitfuncs()  # what Python's exit runs first (CPython's own, no public spelling)
     for stream in (sys.stdout, sys.stderr):

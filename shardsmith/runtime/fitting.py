@@ -11,6 +11,7 @@ from shardsmith.ops.joins import KEY
 from shardsmith.profiling.spans import PROFILE_KEY
 from shardsmith.runtime import fitsource, tasks
 from shardsmith.runtime.context import RunContext
+from shardsmith.runtime.threads import Threads
 from shardsmith.shards.state import load_states, save_states
 
 
@@ -71,30 +72,55 @@ def _pass(run: RunContext, stage: int, program, states: dict) -> dict:
 
     A binary-counter tree of merges as the partials arrive: O(log partitions) partials alive at a
     time, merged on the workers; every merge is exact, so the shape of the tree cannot change the
-    result."""
+    result. On threads in this process, one tree per thread, each merging its share of the
+    statistics (:func:`merge_groups`): the merges left when the last partition's partials arrive
+    then run side by side instead of one after another."""
     states_h = run.ex.scatter(states)
     stats = {item.step.key: item.stats for item in program if isinstance(item, Collect)}
     progress = run.prof.progress(f"fit pass {stage}", run.plan.partitions)
-    stack: list = []
+    n = merge_groups(run.ex, stats)
+    stacks: list[list] = [[] for _ in range(n)]
     for p in run.plan.partitions:
-        node = progress.watch(run.ex.submit(tasks.fit_task, run.backend, run.plan_h, p, stage, states_h,
+        leaf = progress.watch(run.ex.submit(tasks.fit_task, run.backend, run.plan_h, p, stage, states_h,
                                             run.prof.task_opts, run.kept_read(p)), p)
-        level = 0
-        while stack and stack[-1][1] == level:
-            node, level = _merge(run, stats, stack.pop()[0], node, stage), level + 1
-        stack.append((node, level))
-    while len(stack) > 1:
-        top = stack.pop()[0]
-        stack[-1] = (_merge(run, stats, stack[-1][0], top, stage), stack[-1][1])
-    merged = dict(stack[0][0].result())
+        for g, stack in enumerate(stacks):
+            node, level = leaf, 0
+            while stack and stack[-1][1] == level:
+                node, level = _merge(run, stats, stack.pop()[0], node, stage, (g, n)), level + 1
+            stack.append((node, level))
+    for g, stack in enumerate(stacks):
+        while len(stack) > 1:
+            top = stack.pop()[0]
+            stack[-1] = (_merge(run, stats, stack[-1][0], top, stage, (g, n)), stack[-1][1])
+    merged = _combine(stats, [stack[0][0] for stack in stacks])
     progress.close()
     for spans in merged.pop(PROFILE_KEY, None) or []:
         run.prof.add(spans)
     return merged
 
 
-def _merge(run: RunContext, stats, a, b, stage: int):
-    return run.ex.submit(tasks.merge_partials, stats, a, b, run.backend, stage, run.prof.task_opts)
+def merge_groups(ex, stats: dict) -> int:
+    """How many merge trees share a pass's statistics: the task threads of an in-process pool
+    (at most one per statistic); one elsewhere (a cluster's merges move partials between workers)."""
+    if not isinstance(ex, Threads):
+        return 1
+    return max(1, min(ex.threads, max((len(v) for v in stats.values()), default=1)))
+
+
+def _combine(stats: dict, roots: list) -> dict:
+    """One partial per statistic from the trees' roots: tree ``g`` holds the statistics at
+    positions ``i % len(roots) == g``. With one partition every root is its task's whole result."""
+    results = [r.result() for r in roots]
+    n = len(roots)
+    out = {key: [results[i % n][key][i] for i in range(len(v))] for key, v in stats.items()}
+    spans = [s for r in dict.fromkeys(roots) for s in results[roots.index(r)].get(PROFILE_KEY, [])]
+    if spans:
+        out[PROFILE_KEY] = spans
+    return out
+
+
+def _merge(run: RunContext, stats, a, b, stage: int, group: tuple[int, int] = (0, 1)):
+    return run.ex.submit(tasks.merge_partials, stats, a, b, run.backend, stage, run.prof.task_opts, group)
 
 
 def fit_step(item: Collect, merged: list) -> dict:

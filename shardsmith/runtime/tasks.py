@@ -124,16 +124,27 @@ def _fit(be, ctx, rec, plan, part, stage: int, states: dict, kept: dict | None) 
     return out
 
 
+GROUP_KEY = "__group__"  # in a merged partial of one of several trees: which (no step key looks like it)
+
+
 def merge_partials(stats: dict, a: dict, b: dict, backend: str = "cpu", stage: int = 0,
-                   prof: dict | None = None) -> dict:
+                   prof: dict | None = None, group: tuple[int, int] = (0, 1)) -> dict:
     """Merge two fit partials ({step key: [partial per stat]}) stat by stat (exact merges); the
-    tasks' profiles, if any, travel along, with this merge's own span."""
+    tasks' profiles, if any, travel along, with this merge's own span. ``group`` ``(g, n)``:
+    merge only the statistics at positions ``i % n == g`` (None at the others), so that ``n``
+    merge trees share the work of one (runtime/fitting.py)."""
+    g, n = group
     rec = recorder(get_backend(backend), f"fit{stage}", None, prof)
     span = rec.start("merge", "merge")
-    out = {key: [st.merge([pa, pb]) for st, pa, pb in zip(stats[key], a[key], b[key])] for key in stats}
+    out = {key: [st.merge([pa, pb]) if i % n == g else None
+                 for i, (st, pa, pb) in enumerate(zip(stats[key], a[key], b[key]))] for key in stats}
     rec.stop(span)
-    if rec.enabled or PROFILE_KEY in a or PROFILE_KEY in b:
-        out[PROFILE_KEY] = a.get(PROFILE_KEY, []) + b.get(PROFILE_KEY, []) + ([rec.finish()] if rec.enabled else [])
+    # A task's spans travel with tree 0; every tree carries the spans of its own merges.
+    carried = [s for x in (a, b) if g == 0 or x.get(GROUP_KEY) == g for s in x.get(PROFILE_KEY, [])]
+    if rec.enabled or carried:
+        out[PROFILE_KEY] = carried + ([rec.finish()] if rec.enabled else [])
+    if n > 1:
+        out[GROUP_KEY] = g
     return out
 
 
