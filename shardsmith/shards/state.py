@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -17,16 +18,16 @@ def _safe(name: str) -> str:
 
 
 def save_states(directory: str, states: dict) -> None:
-    """Write ``states`` ({step key: {column: {name: value}}}) under ``directory``."""
+    """Write ``states`` ({step key: {column: {name: value}}}) under ``directory``: the tables (a
+    vocabulary per categorified column) on a few threads, since Arrow writes outside the GIL and
+    the compile's tasks wait for this, then ``state.json`` naming them."""
     os.makedirs(directory, exist_ok=True)
+    tables: list[tuple[pa.Table, str]] = []
 
     def encode(obj, path):
         if isinstance(obj, pa.Table):
             rel = "/".join(_safe(p) for p in path) + ".parquet"
-            full = os.path.join(directory, rel)
-            os.makedirs(os.path.dirname(full), exist_ok=True)
-            pq.write_table(obj, full + ".tmp", compression="zstd")
-            os.replace(full + ".tmp", full)
+            tables.append((obj, os.path.join(directory, rel)))
             return {"$parquet": rel}
         if isinstance(obj, dict):
             return {k: encode(v, path + [str(k)]) for k, v in obj.items()}
@@ -37,10 +38,19 @@ def save_states(directory: str, states: dict) -> None:
         return obj
 
     doc = encode(states, [])
+    if tables:
+        with ThreadPoolExecutor(min(4, len(tables)), thread_name_prefix="shardsmith-state") as pool:
+            list(pool.map(lambda t: _write_table(*t), tables))
     tmp = os.path.join(directory, STATE_FILE + ".tmp")
     with open(tmp, "w") as f:
         json.dump(doc, f, indent=1, sort_keys=True, allow_nan=True)
     os.replace(tmp, os.path.join(directory, STATE_FILE))
+
+
+def _write_table(table: pa.Table, full: str) -> None:
+    os.makedirs(os.path.dirname(full), exist_ok=True)
+    pq.write_table(table, full + ".tmp", compression="zstd")
+    os.replace(full + ".tmp", full)
 
 
 def load_state_doc(directory: str) -> dict | None:
