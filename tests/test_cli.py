@@ -134,3 +134,34 @@ def test_demo_end_to_end(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "rows: in 20,000 = out 20,000" in proc.stdout
     assert (tmp_path / "shards" / "manifest.json").exists()
+
+
+def test_a_single_compile_runs_as_hydra_main_runs_it(tmp_path, demo_dir):
+    """A single compile composes its config once for the early check and Hydra's run; its run
+    directory holds what ``hydra.main`` writes (which composes it twice more). A config that only
+    resolves inside a run (``${hydra:...}``) takes ``hydra.main`` itself: the two runs' saved
+    configs differ only where they must."""
+    import yaml
+
+    def run(tag, *extra):
+        proc = cli("compile", f"source.paths=[{demo_dir}/*.parquet]", "engine=inprocess", "fit.cache=off",
+                   f"output.dir={tmp_path}/{tag}", f"hydra.run.dir={tmp_path}/run-{tag}", *extra)
+        assert proc.returncode == 0, proc.stderr
+        saved = {f: yaml.safe_load((tmp_path / f"run-{tag}" / ".hydra" / f).read_text())
+                 for f in ("config.yaml", "hydra.yaml", "overrides.yaml")}
+        assert "wrote " in (tmp_path / f"run-{tag}" / "compile.log").read_text()
+        return saved
+
+    once = run("once")
+    main = run("main", "name=${hydra:job.name}")  # resolved only in Hydra's run: hydra.main runs it
+    assert once["hydra.yaml"]["hydra"]["job"]["name"] == "compile"
+    assert json.loads((tmp_path / "main" / "manifest.json").read_text())["name"] == "compile"
+    assert once["hydra.yaml"]["hydra"]["overrides"]["hydra"] == [f"hydra.run.dir={tmp_path}/run-once", "hydra.mode=RUN"]
+    for doc in (once, main):  # what the two runs were told differently
+        doc["config.yaml"].pop("name"), doc["config.yaml"]["output"].pop("dir")
+        doc["overrides.yaml"] = [o for o in doc["overrides.yaml"] if not o.startswith(("output.dir=", "name="))]
+        h = doc["hydra.yaml"]["hydra"]
+        h["run"].pop("dir"), h["runtime"].pop("output_dir"), h["job"].pop("override_dirname")
+        h["overrides"]["task"] = [o for o in h["overrides"]["task"] if not o.startswith(("output.dir=", "name="))]
+        h["overrides"]["hydra"] = [o for o in h["overrides"]["hydra"] if not o.startswith("hydra.run.dir=")]
+    assert once == main

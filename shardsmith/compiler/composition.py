@@ -33,6 +33,23 @@ _SCALAR_WORDS = {"int": "an integer", "float": "a number", "str": "a string", "b
 def compose_omegaconf(main_dir: str, overrides: list[str], config_name: str = "config", extra_dir: str | None = None):
     """Compose the tree at ``main_dir`` (plus ``extra_dir``, as ``--config-dir`` adds it) with
     ``overrides``; the composed OmegaConf config without its ``hydra`` node. Errors: ConfigError."""
+    with _initialized(main_dir, extra_dir) as hydra:
+        cfg = _compose(hydra, overrides, config_name, for_run=False)
+    with open_dict(cfg):
+        cfg.pop("hydra", None)
+    return cfg
+
+
+@contextlib.contextmanager
+def hydra_for_run(main_dir: str, overrides: list[str], config_name: str, extra_dir: str | None, task_name: str):
+    """Hydra set up as ``@hydra.main`` sets it up, and the config composed as its run composes it
+    (the ``hydra`` node kept, Hydra's own logging configured): ``(hydra, cfg)``, for as long as the
+    context lasts. Errors: ConfigError."""
+    with _initialized(main_dir, extra_dir, task_name) as hydra:
+        yield hydra, _compose(hydra, overrides, config_name, for_run=True)
+
+
+def _compose(hydra, overrides: list[str], config_name: str, for_run: bool):
     from hydra.errors import HydraException  # lazy: workers import the compiler and never compose
     from hydra.types import RunMode  # lazy: as above
 
@@ -40,26 +57,24 @@ def compose_omegaconf(main_dir: str, overrides: list[str], config_name: str = "c
     check_syntax(overrides)
     check_search_path(overrides)
     try:
-        with _initialized(main_dir, extra_dir) as hydra, warnings.catch_warnings():
+        with warnings.catch_warnings():
             # A missing hydra.searchpath entry is checked above; Hydra would only warn about it.
             warnings.filterwarnings("ignore", message=".* is not available", category=UserWarning)
-            cfg = hydra.compose_config(config_name=config_name, overrides=overrides, run_mode=RunMode.RUN,
-                                       from_shell=False, with_log_configuration=False)
+            return hydra.compose_config(config_name=config_name, overrides=overrides, run_mode=RunMode.RUN,
+                                        from_shell=for_run, with_log_configuration=for_run)
     except (HydraException, OmegaConfBaseException) as exc:
         raise hydra_error(exc) from None
-    with open_dict(cfg):
-        cfg.pop("hydra", None)
-    return cfg
 
 
 @contextlib.contextmanager
-def _initialized(main_dir: str, extra_dir: str | None):
+def _initialized(main_dir: str, extra_dir: str | None, task_name: str = "shardsmith"):
     """Hydra set up as ``@hydra.main`` sets it up for ``--config-dir``: the package's tree first,
     the extra directory before the structured configs; Hydra's global state restored after."""
-    from hydra._internal.hydra import Hydra  # lazy: as in compose_omegaconf
+    from hydra._internal.hydra import Hydra  # lazy: as in _compose
     from hydra._internal.utils import create_config_search_path  # lazy: as above
     from hydra.core.config_search_path import SearchPathQuery  # lazy: as above
     from hydra.core.global_hydra import GlobalHydra  # lazy: as above
+    from hydra.errors import HydraException  # lazy: as above
     from hydra.initialize import get_gh_backup, restore_gh_from_backup  # lazy: as above
 
     search_path = create_config_search_path(main_dir)
@@ -68,7 +83,11 @@ def _initialized(main_dir: str, extra_dir: str | None):
     backup = get_gh_backup()
     try:
         GlobalHydra.instance().clear()
-        yield Hydra.create_main_hydra2(task_name="shardsmith", config_search_path=search_path)
+        try:
+            hydra = Hydra.create_main_hydra2(task_name=task_name, config_search_path=search_path)
+        except (HydraException, OmegaConfBaseException) as exc:
+            raise hydra_error(exc) from None
+        yield hydra
     finally:
         restore_gh_from_backup(backup)
 
@@ -98,7 +117,7 @@ def _as_list(override: str) -> str:
 
 def check_syntax(overrides: list[str]) -> None:
     """Each override must parse (Hydra's parser names no override when one of many does not)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser  # lazy: as in compose_omegaconf
+    from hydra.core.override_parser.overrides_parser import OverridesParser  # lazy: as in _compose
     from hydra.errors import HydraException  # lazy: as above
 
     parser = OverridesParser.create()
@@ -118,7 +137,7 @@ def sweep_variants(overrides: list[str]) -> list[list[str]]:
     >>> sweep_variants(["a=1,2", "b=x", "c=3,4"])
     [['a=1', 'b=x', 'c=3'], ['a=2', 'b=x', 'c=3'], ['a=1', 'b=x', 'c=4']]
     """
-    from hydra.core.override_parser.overrides_parser import OverridesParser  # lazy: as in compose_omegaconf
+    from hydra.core.override_parser.overrides_parser import OverridesParser  # lazy: as in _compose
     from hydra.errors import HydraException  # lazy: as above
 
     check_syntax(overrides)
