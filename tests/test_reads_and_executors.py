@@ -251,3 +251,31 @@ def test_threads_let_go_of_a_kept_result_once_its_last_task_ran():
             gc.enable()
     finally:
         ex.close()
+
+
+def test_the_transform_lets_go_of_its_kept_partition_in_this_process(demo_dir, tmp_path):
+    """The transform is a kept read's last use: in this process it drops the kept frame as it
+    starts, so the columns its program replaces are freed as it goes (the same result); a
+    cluster's worker keeps it (the task may run again there)."""
+    from dataclasses import replace
+
+    from shardsmith.compiler.config import compose
+    from shardsmith.compiler.sizing import Choice
+    from shardsmith.runtime import prepare, tasks
+
+    cfg = compose([f"source.paths=[{demo_dir}/*.parquet]", f"output.dir={tmp_path / 'o'}", "engine.reads=once",
+                   "graph=[{op: log1p, cols: [I1]}, {op: categorify, cols: [C4], freq_threshold: 0}]"])
+    plan = prepare(cfg).plan
+    part = plan.partitions[0]
+    states = {"graph[1]": {"C4": {"vocab": __import__("pyarrow").table({"value": [0], "count": [1]}),
+                                  "nulls": 0, "cardinality": 4}}}
+    results = {}
+    for executor in ("inprocess", "local"):
+        p = replace(plan, executor=Choice(executor, "test"))
+        kept = tasks.read_task("cpu", p, part)
+        frame = kept["frame"]
+        results[executor] = tasks.transform_task("cpu", p, part, states, kept=kept)
+        assert (kept["frame"] is None) == (executor == "inprocess") and frame.num_rows == part.rows
+    a, b = results["inprocess"], results["local"]
+    assert a["meta"] == b["meta"] and a["meta"]["rows_read"] == part.rows
+    assert all(a["splits"][n].equals(b["splits"][n]) for n in a["splits"])

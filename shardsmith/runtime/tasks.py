@@ -163,6 +163,11 @@ def transform_task(backend: str, plan, part, states: dict, prof: dict | None = N
 
 def _transform(be, ctx, rec, plan, part, states: dict, spill, kept: dict | None) -> dict:
     frame, n_read = _read(be, ctx, rec, plan, part, kept)
+    if kept is not None and plan.executor.value == "inprocess":
+        # The transform is the kept read's last use: holding it no longer lets each column the
+        # program replaces (26 int64 inputs by int32 ids in the demo) be freed as it goes, not at
+        # the task's end (a cluster's worker keeps its copy: it may run the task again).
+        kept["frame"] = None
     after_read = be.num_rows(frame)
     pushed = n_read - after_read - ctx.quarantined_rows  # rows that did not parse went to quarantine, not here
     dropped = {pushed_key(plan.graph.source): pushed} if pushed > 0 else {}
