@@ -81,3 +81,16 @@ def test_a_profiled_command_exits_through_python_so_the_profile_is_written(tmp_p
                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 0 and "usage: shardsmith <command>" in done.stdout
     assert out.stat().st_size > 0
+
+
+@pytest.mark.parametrize("own_process", [True, False])
+def test_the_start_up_objects_are_frozen_only_in_the_commands_own_process(monkeypatch, own_process):
+    from shardsmith.cli import common
+
+    monkeypatch.setattr(common, "FREEZE_STARTUP", own_process)
+    gc.unfreeze()
+    try:
+        common.startup_over()
+        assert gc.isenabled() and (gc.get_freeze_count() > 0) is own_process
+    finally:
+        gc.unfreeze()

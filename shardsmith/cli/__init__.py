@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 
+from shardsmith.cli import common
 from shardsmith.cli.common import startup_over
 from shardsmith.errors import ShardsmithError, did_you_mean, error_lines
 
@@ -69,6 +70,7 @@ def entry() -> None:
     flush, Dask's and Hydra's clean-ups) and the standard streams are flushed. A thread still
     running takes Python's own exit, which waits for it; so does a process under a profiler or a
     tracer (``python -m cProfile -m shardsmith``, coverage), which writes its results at that exit."""
+    common.FREEZE_STARTUP = True
     code = main()
     others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
     if others or sys.getprofile() is not None or sys.gettrace() is not None:

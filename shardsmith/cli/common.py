@@ -18,9 +18,19 @@ def setup_logging() -> None:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
 
 
+FREEZE_STARTUP = False  # cli.entry sets it: the process is the command's, and ends with it
+
+
 def startup_over() -> None:
     """The command's work begins: the cyclic garbage collector, off while it started, runs again
-    (``cli.main`` turns it off, and a command with ``START_UP_ONLY`` calls this itself)."""
+    (``cli.main`` turns it off, and a command with ``START_UP_ONLY`` calls this itself). In the
+    command's own process (``cli.entry``) the objects made so far (~8x10^4: modules, Hydra's state,
+    the config) are first frozen out of the collector's reach (``gc.freeze``): they live as long as
+    the process, and the collections of the work then skip them (0.23 s of collections in a
+    2,000,000-row compile became 0.14 s). Not when ``cli.main`` is called from a longer-lived
+    process, whose cyclic garbage from before would never be collected."""
+    if FREEZE_STARTUP:
+        gc.freeze()
     gc.enable()
 
 
