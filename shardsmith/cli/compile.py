@@ -145,21 +145,21 @@ def _parser():
     return parser
 
 
-def _check_early(overrides: list[str], name: str, extra_dir: str | None) -> Prepared | None:
+def _check_early(overrides: list[str], name: str, extra_dir: str | None) -> None:
     """Compose the config as Hydra will (deletions and hydra.searchpath included) and plan it (the
     inputs' metadata, every op's parameters and columns, the engine), so that a wrong key, value,
-    op, input or output location fails with one line before Hydra sets up a run directory. The
-    prepared config, or None when it can only be composed inside Hydra's run."""
+    op, input or output location fails with one line before Hydra sets up a run directory."""
     try:
         cfg = compose(overrides, name, extra_dir)
     except ConfigError as exc:
         if "HydraConfig was not set" not in str(exc):  # ${hydra:...} resolves only inside the run
             raise
-        return None
-    return _checked(cfg)
+        return
+    _checked(cfg)
 
 
 def _checked(cfg) -> Prepared:
+    """``cfg`` prepared (built, optimised, planned), its output location checked."""
     prep = prepare(cfg)
     check_output(prep.graph.sink.dir, [f.path for f in prep.graph.source.files])
     return prep
