@@ -1,8 +1,9 @@
 """Reading a compile's first Parquet partitions while its process is still starting.
 
 Between the early check of ``shardsmith compile`` (the config composed and planned) and its first
-task, one core does nothing but Python: Hydra's run composes the config a second time and makes the
-run directory, and the run's modules import. Parquet decoding runs outside the GIL, so a thread
+task, the main thread runs only Python (Hydra's run directory and saved config, the run's imports,
+the task threads starting) and the second core has nothing to do. Parquet decoding runs outside the
+GIL, so a thread
 decodes the partitions that the first pass will read first, in its order, meanwhile. A read taken
 from here is the same call of :func:`shardsmith.inputs.read.read_parquet` with the same arguments,
 so the rows, row numbers, quarantined rows and errors are those the task's own read would have
