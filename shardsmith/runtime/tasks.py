@@ -165,8 +165,9 @@ def _transform(be, ctx, rec, plan, part, states: dict, spill, kept: dict | None)
     frame, n_read = _read(be, ctx, rec, plan, part, kept)
     if kept is not None and plan.executor.value == "inprocess":
         # The transform is the kept read's last use: holding it no longer lets each column the
-        # program replaces (26 int64 inputs by int32 ids in the demo) be freed as it goes, not at
-        # the task's end (a cluster's worker keeps its copy: it may run the task again).
+        # program replaces (the demo's 26 categorified inputs, 23 of them int64, by int32 ids)
+        # be freed as it goes, not at the task's end (a cluster's worker keeps its copy: it may
+        # run the task again).
         kept["frame"] = None
     after_read = be.num_rows(frame)
     pushed = n_read - after_read - ctx.quarantined_rows  # rows that did not parse went to quarantine, not here
