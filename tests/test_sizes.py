@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 from dask.utils import parse_bytes
 
-from shardsmith.ir.sizes import parse_size
 from shardsmith.errors import ConfigError
+from shardsmith.ir.sizes import parse_size
 
 SIZES = ["128MB", "128 MB", "1GiB", "1gib", "64mb", "1.5kB", " 2 KiB ", "10e3", "3e2MB", ".5GB", "5.",
          "100", "1b", "7TB", "2PiB", "1kib", "12345", 4096, 1.5e6]

@@ -2,7 +2,7 @@
 from the ops' formulas (kernels/formula.py), the definition that the NumPy reference and the GPU's
 CUDA kernels (kernels/codegen.py) come from.
 
-A column group's chain becomes one module (kernels/cpujit.py caches it on disk) with one function,
+A column group's chain becomes one module (kernels/cpujit.py caches it on disk) with a function,
 ``kernel``, that runs over one column: each value is loaded as float64 (null -> NaN, through the
 Arrow validity bitmap; +-inf -> NaN: infinities are missing), goes through every stage, each
 stage's result rounded to that stage's dtype exactly as the NumPy path's ``round_to`` does (float32
@@ -10,7 +10,13 @@ by a cast, integers half to even with ``rint``, an infinite result NaN), and is 
 validity bitmap (NaN -> null). Parameters are not in the
 source: as on the GPU, they travel in the arrays ``codegen.pack`` makes (``p``: the column's
 scalars, ``B``/``bo``: array parameters), so one compiled kernel serves every column, dataset and
-refit. Numba specialises the kernel on the input's dtype, and caches each specialisation.
+refit. A chain being a pure function of its input, ``kernel`` remembers a column's results by the
+input's bits (a direct-mapped table of MEMO_SLOTS, given up after MEMO_TRIAL values if more than
+half missed): a column of few distinct values (counts, codes) runs each through the stages once,
+4x-6x faster on the demo's columns (log1p alone costs ~18 ns a value). Numba specialises the
+kernel on the input's dtype, and caches each specialisation. The
+module's second function, ``block``, runs the same stages over a (columns, rows) block of float64
+values with NaN for missing: the serving row path's few rows, one call for the group.
 
 Where a chain cannot be compiled bit-exactly, the group stays on the NumPy path (:func:`unsupported`
 says why): float16 stages (Numba has no float16 arithmetic), ops without a formula (a user's op
@@ -80,7 +86,14 @@ def render(ops: tuple, layout, dtypes: tuple[str, ...]) -> str:
         lines += [ROUNDING[dtype]] if ROUNDING[dtype] else []
         lines += [_NO_INF]
     stages = "\n".join(" " * 12 + line for line in lines)
-    return _TEMPLATE.format(ops=" -> ".join(op.op_name for op in ops), dtypes=", ".join(dtypes), stages=stages)
+    return _TEMPLATE.format(ops=" -> ".join(op.op_name for op in ops), dtypes=", ".join(dtypes), stages=stages,
+                            stages_nan="\n".join(" " * 20 + line for line in lines),
+                            stages_memo="\n".join(" " * 24 + line for line in lines))
+
+
+def block_kernel(ops, layout, dtypes):
+    """The chain's ``block`` function: a (columns, rows) block in one call (``kernel``'s module)."""
+    return cpujit.load_source("ss_fused", render(tuple(ops), layout, tuple(dtypes))).block
 
 
 def _names(layout, j: int) -> dict[str, str]:
@@ -129,13 +142,69 @@ def bucketize(x, b):
     return float(lo)
 
 
+# A chain is a pure function of its input value: a column's results are remembered in a small
+# direct-mapped table keyed by the input's bits (NaN inputs, rare, are always computed), so that a
+# column of few distinct values (counts, codes, prices in cents) computes each once. After
+# MEMO_TRIAL lookups, a column that has missed more than half of them stops using it.
+MEMO_SLOTS = 4096
+MEMO_SHIFT = np.uint64(64 - 12)
+MEMO_MIN_ROWS = 512
+MEMO_TRIAL = 2048
+NO_KEY = np.uint64(0x7FF8000000000001)  # a NaN's bits: never a key
+GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
 @njit(**OPTIONS)
 def kernel(src, valid, voff, p, B, bo, dst, out_valid):
-    # Rows in bytes of 8, so that each byte of the output validity bitmap is written once.
+    # Rows in bytes of 8, so that each byte of the output validity bitmap is written once: first
+    # remembering results (while that pays), then the plain loop for the rest. The two loops load
+    # and store alike on purpose: a shared inlined helper measured 1.4x-4x slower (Numba 0.68).
     n = dst.shape[0]
     masked = valid.shape[0] > 0
     nulls = 0
-    for w in range((n + 7) >> 3):
+    words = (n + 7) >> 3
+    w = 0
+    use_memo = n >= MEMO_MIN_ROWS
+    if use_memo:
+        memo_in = np.full(MEMO_SLOTS, NO_KEY, dtype=np.uint64)
+        memo_out = np.empty(MEMO_SLOTS, dtype=np.float64)
+        cell = np.empty(1, dtype=np.float64)
+        cell_bits = cell.view(np.uint64)
+        seen = 0
+        misses = 0
+        while w < words and use_memo:
+            bits = 0
+            for k in range(min(8, n - 8 * w)):
+                i = 8 * w + k
+                j = voff + i
+                v = nan
+                if not masked or (valid[j >> 3] >> (j & 7)) & 1:
+                    v = np.float64(src[i])
+                    v = nan if isinf(v) else v  # infinities are missing
+                if isnan(v):  # NaN inputs (missing): computed, not remembered
+{stages_nan}
+                else:
+                    seen += 1
+                    cell[0] = v
+                    key = cell_bits[0]
+                    slot = np.int64((key * GOLDEN) >> MEMO_SHIFT)
+                    if memo_in[slot] == key:
+                        v = memo_out[slot]
+                    else:
+{stages_memo}
+                        memo_in[slot] = key
+                        memo_out[slot] = v
+                        misses += 1
+                if isnan(v):
+                    nulls += 1
+                else:
+                    bits |= 1 << k
+                dst[i] = v
+            out_valid[w] = bits
+            w += 1
+            if seen >= MEMO_TRIAL and 2 * misses > seen:
+                use_memo = False
+    for w in range(w, words):
         bits = 0
         for k in range(min(8, n - 8 * w)):
             i = 8 * w + k
@@ -152,4 +221,19 @@ def kernel(src, valid, voff, p, B, bo, dst, out_valid):
             dst[i] = v
         out_valid[w] = bits
     return nulls
+
+
+@njit(**OPTIONS)
+def block(src, P, B, BO, dst):
+    # A (columns, rows) block of values that read as float64, NaN for missing (the NumPy reference's
+    # input: backends/cpu/lowering.py fused_values), column c with the parameters P[c], BO[c]; dst
+    # gets the results, NaN where missing. The serving row path's form: one call for a few rows.
+    for c in range(src.shape[0]):
+        p = P[c]
+        bo = BO[c]
+        for i in range(src.shape[1]):
+            v = np.float64(src[c, i])
+            v = nan if isinf(v) else v  # infinities are missing
+{stages}
+            dst[c, i] = v
 '''

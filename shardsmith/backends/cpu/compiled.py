@@ -37,18 +37,15 @@ def fused_group(how: str, node, group, frame: pa.Table, states: dict, each=None)
     """Every column of ``group`` through its chain's compiled kernel: {output name: Arrow array}.
     ``each(columns, fn)``, when given, runs ``fn`` over the columns' positions (side by side:
     lowering.each_column); else one after another."""
-    ops = tuple(node.steps[pos].op for pos, _ in group.chains[0].stages)
-    dtypes = tuple(group.chains[0].dtypes)
-    if NF.unsupported(ops, dtypes) is not None:
+    plan = chain_plan(node, group, states)
+    if plan is None:
         return None
-    params = codegen.chain_params(node, group, states)
-    layout = codegen.layout_of(params[0])
+    ops, layout, dtypes, P, B, BO = plan
     inputs = [_kernel_input(frame[c]) for c in group.srcs]
     out_np = FLOAT_OUT.get(dtypes[-1], np.float64)  # integer results convert as the NumPy path's do
     kern = _fused_kernel(how, ops, layout, dtypes, inputs[0][0].dtype, out_np)
     if kern is None:
         return None
-    P, B, BO = codegen.pack(layout, params)
 
     def column(c: int) -> pa.Array:
         return _fused_column(kern, *inputs[c], P[c], B, BO[c], dtypes[-1], out_np)
@@ -69,6 +66,45 @@ def _fused_kernel(how: str, ops, layout, dtypes, src_np, out_np):
         return kern
 
     return cpujit.compiled(how, ("fused", text, np.dtype(src_np).str, np.dtype(out_np).str), build)
+
+
+def chain_plan(node, group, states: dict) -> tuple | None:
+    """What a group's compiled kernels need, made once per call (or once for good: the serving row
+    path keeps it): its ops, parameter layout, dtypes and packed parameters ``P``, ``B``, ``BO``;
+    None for a chain only NumPy computes exactly."""
+    ops = tuple(node.steps[pos].op for pos, _ in group.chains[0].stages)
+    dtypes = tuple(group.chains[0].dtypes)
+    if NF.unsupported(ops, dtypes) is not None:
+        return None
+    params = codegen.chain_params(node, group, states)
+    layout = codegen.layout_of(params[0])
+    return ops, layout, dtypes, *codegen.pack(layout, params)
+
+
+def fused_block(how: str, plan: tuple, src: np.ndarray) -> np.ndarray | None:
+    """A group's results over ``src``, a (columns, rows) block that reads as float64 with NaN for
+    missing (lowering.fused_values' input and output form, the same bits), by the chain's compiled
+    ``block``; None when it is not built yet (``auto``) or the chain's results are integers."""
+    ops, layout, dtypes, P, B, BO = plan
+    out_np = FLOAT_OUT.get(dtypes[-1])
+    if out_np is None:  # integer results: lowering.fused_values' float64 form, not built here
+        return None
+    src = np.ascontiguousarray(src, dtype=src.dtype if src.dtype in (np.float32, np.float64) else np.float64)
+
+    def build():
+        if cpujit.import_numba().config.USING_SVML and "log1p" in NF.render(ops, layout, dtypes):
+            return None  # as _fused_kernel
+        kern = NF.block_kernel(ops, layout, dtypes)
+        kern(np.zeros((1, 0), src.dtype), P, B, BO, np.zeros((1, 0), out_np))
+        return kern
+
+    kern = cpujit.compiled(how, ("fused-block", NF.render(ops, layout, dtypes), src.dtype.str, np.dtype(out_np).str),
+                           build)
+    if kern is None:
+        return None
+    out = np.empty(src.shape, dtype=out_np)
+    kern(src, P, B, BO, out)
+    return out
 
 
 def _fused_column(kern, values, valid, voff: int, p, B, bo, dtype: str, out_np) -> pa.Array:
