@@ -111,3 +111,22 @@ def test_timestamps_hash_by_value_whatever_their_unit():
     np.testing.assert_array_equal(tz, hashes["us"][:5])  # a time zone does not change the instant
     days = be.hash(pa.array([0, 19_000], pa.int32()).view(pa.date32()), 5)
     assert list(days) == list(be.hash(pa.array([0, 19_000], pa.int64()), 5))
+
+
+def test_one_value_forms_are_the_column_hash():
+    """The serving row path's hash of one Python value (kernels/xxhash64.py ``hash_int``,
+    ``hash_float``, ``hash_bytes``) against the backend's hash of the Arrow column, edge values and
+    nulls, under several seeds."""
+    be = get_backend("cpu", "numpy")
+    cases = [
+        (pa.int64(), [None, 0, 1, -1, 2**63 - 1, -2**63, 12345], xx.hash_int),
+        (pa.uint64(), [None, 0, 2**64 - 1, 2**63], xx.hash_int),
+        (pa.int8(), [None, -128, 127], xx.hash_int),
+        (pa.float64(), [None, 0.0, -0.0, float("nan"), float("inf"), -float("inf"), 1e300, 5e-324, 2.5], xx.hash_float),
+        (pa.string(), [None, "", "a", "é" * 9, "68fd1e64", "x" * 33], lambda v, s: xx.hash_bytes(
+            None if v is None else v.encode(), s)),
+    ]
+    for seed in (0, 7, 2**64 - 1, int(xx.NULL_SEED_XOR)):
+        for t, values, one in cases:
+            want = be.hash(pa.array(values, type=t), seed)
+            assert [one(v, seed) for v in values] == [int(h) for h in want], (t, seed)

@@ -27,7 +27,10 @@ each further column. A hash maps to ``num_buckets`` buckets as the unsigned rema
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
+import xxhash
 
 P1 = np.uint64(0x9E3779B185EBCA87)
 P2 = np.uint64(0xC2B2AE3D27D4EB4F)
@@ -236,6 +239,33 @@ def xxh64_bytes(data: bytes, seed: int = 0) -> int:
     """XXH64 of one byte string (a convenience over the vectorised path, used in tests and docs)."""
     offsets = np.array([0, len(data)], dtype=np.int64)
     return int(xxh64_strings(offsets, np.frombuffer(data, dtype=np.uint8), seed)[0])
+
+
+# --- one value at a time, for the serving row path (backends/cpu/rows.py) ----------------------------
+# The same hash of one Python value, through the xxhash package's XXH64 (C): a value costs well
+# under a microsecond, where an array call's fixed cost is tens. tests/test_hash.py checks these
+# against the vectorised path bit for bit.
+_NULL_SEED_XOR = int(NULL_SEED_XOR)
+_CANONICAL_NAN = struct.pack("<Q", int(CANONICAL_NAN))
+
+
+def hash_int(v: int | None, seed: int) -> int:
+    """The hash of an integer value (or null): its int64 two's complement, as ``int_words``."""
+    if v is None:
+        return xxhash.xxh64_intdigest(b"", seed ^ _NULL_SEED_XOR)
+    return xxhash.xxh64_intdigest((v & _M64).to_bytes(8, "little"), seed)
+
+
+def hash_float(v: float | None, seed: int) -> int:
+    """The hash of a float64 value (or null): -0.0 as +0.0, every NaN as the canonical NaN."""
+    if v is None:
+        return xxhash.xxh64_intdigest(b"", seed ^ _NULL_SEED_XOR)
+    return xxhash.xxh64_intdigest(_CANONICAL_NAN if v != v else struct.pack("<d", v + 0.0), seed)
+
+
+def hash_bytes(v: bytes | None, seed: int) -> int:
+    """The hash of a string's UTF-8 bytes or a binary value (or null)."""
+    return xxhash.xxh64_intdigest(b"", seed ^ _NULL_SEED_XOR) if v is None else xxhash.xxh64_intdigest(v, seed)
 
 
 def null_hash(seed) -> np.ndarray | np.uint64:

@@ -3,11 +3,13 @@ without an Arrow table per step. A one-row call through the lowerings is about 4
 pyarrow and NumPy, each with a fixed cost of microseconds; here a row's values stay Python values
 and small NumPy arrays until the output table is built once.
 
-Each op keeps its one meaning: fused elementwise groups run the NumPy reference
-(lowering.fused_values, the same function the batch path runs), hashes the backend's own hash,
-and a ``categorify`` lookup a dict from each vocabulary value to its position, made once per
-vocabulary (the ids of kernels/lookup.py: FIRST_ID + position, OOV_ID when absent, NULL_ID for a
-null). Only the ops listed in ``ROW_OPS`` and plain input types have a row form; a program with
+Each op keeps its one meaning: a fused elementwise group runs as one call of its compiled
+``block`` (kernels/numba_fused.py, the stages the batch path's kernels run) once built, else the
+NumPy reference (lowering.fused_values, the same function the batch path's NumPy path runs); a
+hash of plain values is kernels/xxhash64.py's one-value form of the shardsmith hash, of other
+columns the backend's own; and a ``categorify`` lookup a dict from each vocabulary value to its
+id, made once per vocabulary (the ids of kernels/lookup.py: FIRST_ID + position, OOV_ID when
+absent, NULL_ID for a null). Only the ops listed in ``ROW_OPS`` and plain input types have a row form; a program with
 anything else is served by the lowerings (``RowProgram.of`` returns None), as is a batch whose
 values are not plain Python values of the column's type (``RowProgram.columns`` returns None).
 tests/test_serve_rows.py checks the row forms against the lowerings bit for bit, on awkward values
@@ -19,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from shardsmith.backends.cpu import compiled
 from shardsmith.backends.cpu.arrays import from_float, numeric_values
 from shardsmith.backends.cpu.lowering import fused_plan, fused_values
 from shardsmith.ir import Fused, Step
@@ -67,8 +70,11 @@ class RowProgram:
     def __init__(self, program: tuple, states: dict, types: dict, be, schema):
         self.program, self.states, self.types, self.be = program, states, types, be
         self.checks = {name: _plain_check(t) for name, t in types.items()}
-        self.vocabs: dict = {}  # (step key, column): {value: position}
-        self.plans: dict = {}  # id(fused group): lowering.fused_plan
+        self.scalar_checks = [(name, (kinds, bounds or (0, 0))) for name, (kinds, bounds) in self.checks.items()] \
+            if all(self.checks.values()) else []
+        self.vocabs: dict = {}  # (step key, column): {value: id} (None: NULL_ID)
+        self.lookups: dict = {}  # step key: [(column, its vocabs dict)]
+        self.plans: dict = {}  # id(fused group): (lowering.fused_plan, compiled.chain_plan)
         self.names = [c.name for c in schema.columns]
         self.out_types = [ARROW_TYPES.get(c.dtype) for c in schema.columns]
 
@@ -96,8 +102,9 @@ class RowProgram:
             kinds = {_kind(before.get(c)), _kind(vocab.schema.field("value").type)}
             if len(kinds) != 1 or None in kinds:
                 return False
-            values = vocab["value"].to_pylist()
-            self.vocabs[(step.key, c)] = {v: i for i, v in enumerate(values)}
+            pos = {v: i + FIRST_ID for i, v in enumerate(vocab["value"].to_pylist())}
+            pos[None] = NULL_ID  # a null is NULL_ID whatever the vocabulary holds
+            self.vocabs[(step.key, c)] = pos
         return True
 
     def columns(self, batch: dict) -> tuple[dict, int] | None:
@@ -106,6 +113,14 @@ class RowProgram:
         length (the caller then converts the batch with Arrow, which reports what is wrong)."""
         one = not any(isinstance(v, ARRAYISH) for v in batch.values())  # as serve.py's Arrow path reads it
         cols = {}
+        if one and self.scalar_checks:  # a request's row: each value checked in place
+            for name, (kinds, (lo, hi)) in self.scalar_checks:
+                v = batch.get(name, _MISSING)
+                k = type(v)
+                if k not in kinds or (k is int and not lo <= v <= hi):
+                    return None
+                cols[name] = [v]
+            return cols, 1
         for name, check in self.checks.items():
             v = batch.get(name, _MISSING)
             values = [v] if one else v
@@ -127,33 +142,53 @@ class RowProgram:
 
     def _fused(self, node: Fused, frame: _Row) -> None:
         for group in node.groups:
-            plan = self.plans.get(id(group))
-            if plan is None:
-                plan = self.plans[id(group)] = fused_plan(node, group, self.states)
-            outs = fused_values(node, group, frame.float_block(group.srcs), frame.n, self.states, plan)
+            plans = self.plans.get(id(group))
+            if plans is None:
+                compiled_plan = compiled.chain_plan(node, group, self.states) if self.be.kernels != "numpy" else None
+                plans = self.plans[id(group)] = (fused_plan(node, group, self.states), compiled_plan)
+            src = frame.float_block(group.srcs)
+            outs = compiled.fused_block(self.be.kernels, plans[1], _as_block(src)) if plans[1] is not None else None
+            if outs is None:
+                outs = fused_values(node, group, src, frame.n, self.states, plans[0])
             frame.put_block(group.outs, outs, group.chains[0].dtypes[-1])
 
     def _categorify(self, step, frame: _Row) -> None:
-        ids, outs = [], []
-        missing, absent = NULL_ID - FIRST_ID, OOV_ID - FIRST_ID
-        for c, o in step.op.pairs():
-            pos = self.vocabs[(step.key, c)]
-            ids.append([missing if v is None else pos.get(v, absent) for v in frame.values(c)])
-            outs.append(o)
-        frame.put_block(outs, np.array(ids, dtype=np.int32).reshape(len(outs), frame.n) + np.int32(FIRST_ID),
-                        pa.int32())
+        pairs = self.lookups.get(step.key)
+        if pairs is None:
+            pairs = self.lookups[step.key] = [(c, self.vocabs[(step.key, c)]) for c, _ in step.op.pairs()]
+        values = frame.values
+        if frame.n == 1:
+            ids = [pos.get(values(c)[0], OOV_ID) for c, pos in pairs]
+        else:
+            ids = [[pos.get(v, OOV_ID) for v in values(c)] for c, pos in pairs]
+        frame.put_block([o for _, o in step.op.pairs()],
+                        np.array(ids, dtype=np.int32).reshape(len(pairs), frame.n), pa.int32())
 
     def _hashbucket(self, step, frame: _Row) -> None:
         op = step.op
         for c, o in op.pairs():
-            frame.put(o, xx.to_buckets(self.be.hash(frame.arrow(c), op.seed), op.num_buckets))
+            frame.put(o, xx.to_buckets(self._hash(frame, c, op.seed), op.num_buckets))
 
     def _hashedcross(self, step, frame: _Row) -> None:
         op = step.op
-        h = self.be.hash(frame.arrow(op.cols[0]), op.seed)
+        h = self._hash(frame, op.cols[0], op.seed)
         for c in op.cols[1:]:
-            h = self.be.hash(frame.arrow(c), h)
+            h = self._hash(frame, c, h)
         frame.put(op.output(), xx.to_buckets(h, op.num_buckets))
+
+    def _hash(self, frame: _Row, name: str, seed) -> np.ndarray:
+        """The shardsmith hash of each value of column ``name`` (``seed`` an int or one per row):
+        a value at a time where the column holds plain values (kernels/xxhash64.py's one-value
+        forms: a microsecond, where an array call costs tens), else the backend's hash of the
+        Arrow column."""
+        try:
+            values, hash_one = frame.hashable(name)
+        except UnicodeEncodeError:  # a lone surrogate: Arrow's conversion says what is wrong
+            hash_one = None
+        if hash_one is None:
+            return self.be.hash(frame.arrow(name), seed)
+        seeds = [int(seed)] * frame.n if np.ndim(seed) == 0 else seed.tolist()
+        return np.array([hash_one(v, s) for v, s in zip(values, seeds)], dtype=np.uint64)
 
     def _rename(self, step, frame: _Row) -> None:
         for old, new in step.op.mapping.items():
@@ -201,6 +236,27 @@ class _Row:
             return v[0].values[v[1]]  # a fused group's results: NaN already stands for missing
         return numeric_values(self.arrow(name))
 
+    def hashable(self, name: str) -> tuple[list, object]:
+        """The column's values and the scalar hash that takes them as the lowerings' hash takes
+        the Arrow column (kernels/xxhash64.py), or (None, None) for a form without one."""
+        v, t = self.cols[name], self.types[name]
+        if type(v) is tuple and not isinstance(t, str) and pa.types.is_integer(t):
+            v = v[0].values[v[1]].tolist()  # ids: never null
+        elif isinstance(v, np.ndarray) and v.dtype.kind in "iu":
+            v = v.tolist()
+        elif type(v) is not list or isinstance(t, str):
+            return None, None
+        if pa.types.is_integer(t):
+            return v, xx.hash_int
+        if pa.types.is_string(t) or pa.types.is_large_string(t):
+            return [None if x is None else x.encode() for x in v], xx.hash_bytes
+        if t == pa.float64():
+            return [None if x is None else float(x) for x in v], xx.hash_float
+        if t == pa.float32():  # as Arrow stores a Python value in a float32 column: a C cast
+            with np.errstate(over="ignore"):
+                return [None if x is None else float(np.float32(x)) for x in v], xx.hash_float
+        return None, None
+
     def values(self, name: str) -> list:
         v = self.cols[name]
         return v if type(v) is list else self.arrow(name).to_pylist()
@@ -218,11 +274,16 @@ class _Row:
     def table(self, names: list, types: list) -> pa.Table:
         """The output columns ``names`` in the Arrow ``types`` (None: as they are), as the
         backend's ``conform`` casts them."""
-        arrays = []
+        arrays, n = [], self.n
         for name, want in zip(names, types):
-            a = self.arrow(name)
-            declared = self.types[name]
-            if want is not None and (ARROW_TYPES[declared] if type(declared) is str else declared) != want:
+            v = self.cols[name]
+            if type(v) is tuple:  # the commonest form: a slice of a block's one Arrow array
+                block, i = v
+                a, have = block.array().slice(i * n, n), block.arrow_type
+            else:
+                a = self.arrow(name)
+                have = a.type
+            if want is not None and have is not want and have != want:
                 a = a.cast(want)
             arrays.append(a)
         return pa.Table.from_arrays(arrays, names=names)
@@ -235,12 +296,22 @@ class _Block:
 
     def __init__(self, values: np.ndarray, dtype):
         self.values, self.dtype, self.flat = values, dtype, None
+        self.arrow_type = ARROW_TYPES[dtype] if isinstance(dtype, str) else dtype
 
-    def column(self, i: int, n: int) -> pa.Array:
+    def array(self) -> pa.Array:
         if self.flat is None:
             flat = self.values.reshape(-1)
             self.flat = from_float(flat, self.dtype) if isinstance(self.dtype, str) else pa.array(flat, type=self.dtype)
-        return self.flat.slice(i * n, n)
+        return self.flat
+
+    def column(self, i: int, n: int) -> pa.Array:
+        return self.array().slice(i * n, n)
+
+
+def _as_block(src) -> np.ndarray:
+    """``_Row.float_block``'s values as one (columns, rows) array (float64 where they were arrays
+    of several types: every value reads the same)."""
+    return src if isinstance(src, np.ndarray) else np.array(src, dtype=np.float64)
 
 
 def _kind(t: pa.DataType | None) -> str | None:
