@@ -410,3 +410,29 @@ def test_categorify_ids_are_the_numpy_paths(dtype, offset):
         state = Categorify(cols=("c",), freq_threshold=threshold).fit(counts)
         got, want = (run_categorify(CpuBackend(k), step, frame, state, None)["c"] for k in ("numba", "numpy"))
         assert got.equals(want), threshold
+
+
+def test_a_compile_asks_for_its_first_pass_kernels_while_it_starts(demo_dir, tmp_path):
+    """runtime/driver.warm_kernels: the fused groups whose parameters need no fitted state (the
+    demo's fill > clip > log1p) are asked of the builder at plan time, so that the first
+    partitions find them built; those with fitted parameters (normalize) wait for the fit; numpy
+    and cluster compiles ask for nothing."""
+    from shardsmith.compiler.config import compose
+    from shardsmith.ir import Fused
+    from shardsmith.runtime.driver import prepare, warm_kernels
+
+    def prepared(*overrides):
+        return prepare(compose([f"source.paths=[{demo_dir}/*.parquet]", f"output.dir={tmp_path}", *overrides]))
+
+    prep = prepared("engine.cpu_kernels=numba")
+    prefix, fits, transform = prep.plan.programs()
+    groups = [(item, g) for program in (prefix, *fits, transform) for item in program if isinstance(item, Fused)
+              for g in item.groups]
+    asked = [compiled.warm_fused(item, g) for item, g in groups]
+    assert warm_kernels(prep) == sum(asked) == 1 and len(groups) >= 2  # fill > clip > log1p; normalize waits
+    assert cpujit.wait_built(120) is not None
+    item, group = groups[asked.index(True)]
+    ops, layout, dtypes = compiled.chain_plan(item, group, {})[:3]
+    assert compiled._fused_kernel("auto", ops, layout, dtypes, np.dtype(np.float32), np.float32) is not None  # built
+    assert warm_kernels(prepared("engine.cpu_kernels=numpy")) == 0
+    assert warm_kernels(prepared("engine.cpu_kernels=numba", "engine.cluster=local")) == 0

@@ -22,7 +22,7 @@ from shardsmith.errors import ConfigError, ShardsmithError, error_lines
 from shardsmith.inputs.read import end_read_ahead
 from shardsmith.profiling.sweep import job_config, job_finish
 from shardsmith.runtime import compile_dataset
-from shardsmith.runtime.driver import Prepared, prepare, read_ahead
+from shardsmith.runtime.driver import Prepared, prepare, read_ahead, warm_kernels
 from shardsmith.runtime.target import check_output
 
 USAGE = "shardsmith compile [key=value ...] [-m] [--config-dir DIR] [--config-name NAME] [--cfg job]"
@@ -112,6 +112,7 @@ def _run_once(overrides: list[str], name: str, extra_dir: str | None) -> bool:
             if "HydraConfig was not set" not in str(exc):  # ${hydra:...} resolves only inside the run
                 raise
             return False
+        warm_kernels(prep)  # the first pass's compiled kernels build meanwhile, on their own thread
         read_ahead(prep)  # Hydra's run directory and the run's imports take a core; decoding the other
         try:
             run_and_report(lambda: _hydra_run(hy, full, name))

@@ -25,7 +25,7 @@ from shardsmith.compiler.passes import optimize
 from shardsmith.compiler.planner import Plan
 from shardsmith.errors import PlanError, ShardsmithError
 from shardsmith.inputs.read import end_read_ahead, start_read_ahead
-from shardsmith.ir import Graph
+from shardsmith.ir import Fused, Graph
 from shardsmith.profiling.profile import Profiler
 from shardsmith.runtime import fitsource, quality, stages
 from shardsmith.runtime.assemble import build_manifest
@@ -100,6 +100,21 @@ def read_ahead(prep: Prepared) -> bool:
     return True
 
 
+def warm_kernels(prep: Prepared) -> int:
+    """Start building the compiled CPU kernels of the plan's fused groups (those whose parameters
+    need no fitted state) on the kernel builder's thread, without waiting, when the compile runs in
+    this process (a cluster's workers build their own): otherwise the first pass asks for them at
+    its first partition and runs NumPy until they are ready. How many builds were asked for."""
+    plan = prep.plan
+    if prep.backend != "cpu" or plan.executor.value != "inprocess" or plan.cpu_kernels == "numpy":
+        return 0
+    from shardsmith.backends.cpu import compiled  # lazy: the GPU engine's compiles never need it
+
+    prefix, fits, transform = plan.programs()
+    items = [item for program in (prefix, *fits, transform) for item in program if isinstance(item, Fused)]
+    return sum(compiled.warm_fused(item, group) for item in items for group in item.groups)
+
+
 def compile_dataset(cfg: ShardsmithConfig, log=print, passes=None) -> Result:
     """Compile ``cfg``; the manifest of the dataset written (or found up to date)."""
     t_start = time.perf_counter()
@@ -108,6 +123,7 @@ def compile_dataset(cfg: ShardsmithConfig, log=print, passes=None) -> Result:
     try:
         with prof.stage("plan", section=True):
             prep = prepare(cfg, passes)
+        warm_kernels(prep)  # a no-op when the command line's start-up asked for them already
         log(f"engine: {prep.backend} ({engine_choice(cfg.engine.kind)[1]})")
         prof.set_backend(prep.backend)
         out = output_for(prep.graph, prep.key, log)

@@ -68,6 +68,27 @@ def _fused_kernel(how: str, ops, layout, dtypes, src_np, out_np):
     return cpujit.compiled(how, ("fused", text, np.dtype(src_np).str, np.dtype(out_np).str), build)
 
 
+def warm_fused(node, group) -> bool:
+    """Start building, without waiting, the kernel that ``fused_group`` will ask for ``group``,
+    when its parameters need no fitted state (a compile's first pass: fill, clip, log1p): the
+    kernel is then ready for the first partitions instead of a second or so into the pass.
+    Whether a build was asked for."""
+    try:
+        plan = chain_plan(node, group, {})
+    except Exception:  # noqa: BLE001  (fitted parameters, or a plugin op's own: built when first run)
+        return False
+    if plan is None:
+        return False
+    ops, layout, dtypes = plan[:3]
+    t = ARROW_TYPES.get(group.src_dtype)
+    if t is None or pa.types.is_boolean(t) or pa.types.is_float16(t):
+        src_np = np.dtype(np.float64)  # as _kernel_input reads them
+    else:
+        src_np = np.dtype(t.to_pandas_dtype())
+    _fused_kernel("auto", ops, layout, dtypes, src_np, FLOAT_OUT.get(dtypes[-1], np.float64))
+    return True
+
+
 def chain_plan(node, group, states: dict) -> tuple | None:
     """What a group's compiled kernels need, made once per call (or once for good: the serving row
     path keeps it): its ops, parameter layout, dtypes and packed parameters ``P``, ``B``, ``BO``;
