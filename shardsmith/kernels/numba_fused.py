@@ -13,7 +13,7 @@ scalars, ``B``/``bo``: array parameters), so one compiled kernel serves every co
 refit. A chain being a pure function of its input, ``kernel`` remembers a column's results by the
 input's bits (a direct-mapped table of MEMO_SLOTS, given up after MEMO_TRIAL values if more than
 half missed): a column of few distinct values (counts, codes) runs each through the stages once,
-4x-6x faster on the demo's columns (log1p alone costs ~18 ns a value). Numba specialises the
+2x-5x faster on the demo's columns (log1p alone costs ~18 ns a value). Numba specialises the
 kernel on the input's dtype, and caches each specialisation. The
 module's second function, ``block``, runs the same stages over a (columns, rows) block of float64
 values with NaN for missing: the serving row path's few rows, one call for the group.
