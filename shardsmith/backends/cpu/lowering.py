@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 import pyarrow as pa
@@ -71,17 +72,17 @@ def fused_by_table(node: Fused, group, srcs: list, n: int, states: dict) -> np.n
         return None
     limit = min(TABLE_MAX_VALUES, n // 4)
     spans = []
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN rows cast to int32 (then float16) are junk
         for x in srcs:  # checked one column at a time: a column's temporaries go before the next's
-            lo, hi = np.fmin.reduce(x), np.fmax.reduce(x)  # NaN (missing) ignored; all missing: NaN
-            if not (np.isfinite(lo) and np.isfinite(hi)) or hi - lo >= limit or max(-lo, hi) >= 2.0**31:
+            lo, hi = float(np.fmin.reduce(x)), float(np.fmax.reduce(x))  # NaN ignored; all missing: NaN
+            if not (math.isfinite(lo) and math.isfinite(hi)) or hi - lo >= limit or max(-lo, hi) >= 2.0**31:
                 return None
             if np.count_nonzero(x.astype(np.int32).astype(x.dtype) != x) != np.count_nonzero(np.isnan(x)):
                 return None  # a fraction
-            bits = x.view(np.uint32 if x.dtype == np.float32 else np.uint64)
+            bits = x.view(f"u{x.itemsize}")  # float16, float32 or float64 (integers come as float64)
             if np.count_nonzero(bits == bits.dtype.type(1 << (8 * x.itemsize - 1))):
                 return None  # -0.0
-            spans.append((float(lo), int(hi - lo) + 1))
+            spans.append((lo, int(hi - lo) + 1))
         width = max(m for _, m in spans) + 1  # the last slot: NaN, the missing values' result
         table = np.full((len(srcs), width), np.nan)
         for i, (lo, m) in enumerate(spans):

@@ -9,9 +9,10 @@ NumPy reference (lowering.fused_values, the same function the batch path's NumPy
 hash of plain values is kernels/xxhash64.py's one-value form of the shardsmith hash, of other
 columns the backend's own; and a ``categorify`` lookup a dict from each vocabulary value to its
 id, made once per vocabulary (the ids of kernels/lookup.py: FIRST_ID + position, OOV_ID when
-absent, NULL_ID for a null). Only the ops listed in ``ROW_OPS`` and plain input types have a row form; a program with
-anything else is served by the lowerings (``RowProgram.of`` returns None), as is a batch whose
-values are not plain Python values of the column's type (``RowProgram.columns`` returns None).
+absent, NULL_ID for a null). Only the ops listed in ``ROW_OPS`` and plain input types have a row
+form; a program with anything else is served by the lowerings (``RowProgram.of`` returns None),
+as is a batch whose values are not plain Python values of the column's type
+(``RowProgram.columns`` returns None).
 tests/test_serve_rows.py checks the row forms against the lowerings bit for bit, on awkward values
 too, and tests/test_serve.py both paths against the compiled shards for every op.
 """
