@@ -11,12 +11,12 @@ validity bitmap (NaN -> null). Parameters are not in the
 source: as on the GPU, they travel in the arrays ``codegen.pack`` makes (``p``: the column's
 scalars, ``B``/``bo``: array parameters), so one compiled kernel serves every column, dataset and
 refit. A chain being a pure function of its input, ``kernel`` remembers a column's results by the
-input's bits (a direct-mapped table of MEMO_SLOTS, given up after MEMO_TRIAL values if more than
-half missed): a column of few distinct values (counts, codes) runs each through the stages once,
-2x-5x faster on the demo's columns (log1p alone costs ~18 ns a value). Numba specialises the
-kernel on the input's dtype, and caches each specialisation. The
-module's second function, ``block``, runs the same stages over a (columns, rows) block of float64
-values with NaN for missing: the serving row path's few rows, one call for the group.
+input's bits (a direct-mapped table of MEMO_SLOTS, given up once MEMO_TRIAL values or more have
+missed more than half the time): a column of few distinct values (counts, codes) runs each
+through the stages once, 2x-5x faster on the demo's columns (log1p alone costs ~18 ns a value).
+Numba specialises the kernel on the input's dtype, and caches each specialisation. The module's
+second function, ``block``, runs the same stages over a (columns, rows) block of float64 values
+with NaN for missing: the serving row path's few rows, one call for the group.
 
 Where a chain cannot be compiled bit-exactly, the group stays on the NumPy path (:func:`unsupported`
 says why): float16 stages (Numba has no float16 arithmetic), ops without a formula (a user's op
