@@ -73,14 +73,20 @@ def test_one_row_at_a_time_matches_the_batch_path(served):
         assert _bits(t(row).table) == _bits(want.slice(i, 1)), i
 
 
-def test_awkward_values_match_the_batch_path(served):
-    t, ref, table = served
-    base = table.slice(3, 1).to_pylist()[0]
+def _awkward_rows(base: dict) -> list[dict]:
+    """``base`` with awkward values: each float column takes each of AWKWARD_FLOATS in turn, and
+    nulls, empty, unseen, multi-byte and extreme values in the categorical and label columns."""
     rows = []
     for k in range(len(AWKWARD_FLOATS)):  # each float column gets each value, in turn
         rows.append({**base, **{f"I{j}": AWKWARD_FLOATS[(k + j) % len(AWKWARD_FLOATS)] for j in range(1, 14)},
                      "C1": [None, "", "never seen", base["C1"]][k % 4], "C5": [None, 10 ** 15, 2 ** 63 - 1][k % 3],
                      "C2": "é" * k, "label": [None, 0, 1, 127, -128][k % 5]})
+    return rows
+
+
+def test_awkward_values_match_the_batch_path(served):
+    t, ref, table = served
+    rows = _awkward_rows(table.slice(3, 1).to_pylist()[0])
     with mock.patch.object(RowProgram, "__call__", autospec=True, side_effect=RowProgram.__call__) as row_path:
         for row in rows:
             _same(t(row), ref(row))
@@ -91,15 +97,6 @@ def test_awkward_values_match_the_batch_path(served):
     out = t(rows[2]).table  # infinities are missing to elementwise ops; a new category is OOV (1), null 2
     assert out["I1"].to_pylist() == [None] and out["C1"].to_pylist() == [1] and out["C5"].to_pylist() == [1]
     assert t(rows[0]).table["C5"].to_pylist() == [2]
-
-
-def _awkward_rows(base: dict) -> list[dict]:
-    rows = []
-    for k in range(len(AWKWARD_FLOATS)):  # each float column gets each value, in turn
-        rows.append({**base, **{f"I{j}": AWKWARD_FLOATS[(k + j) % len(AWKWARD_FLOATS)] for j in range(1, 14)},
-                     "C1": [None, "", "never seen", base["C1"]][k % 4], "C5": [None, 10 ** 15, 2 ** 63 - 1][k % 3],
-                     "C2": "é" * k, "label": [None, 0, 1, 127, -128][k % 5]})
-    return rows
 
 
 @pytest.mark.parametrize("kernels", ["numba", "numpy"])
