@@ -37,3 +37,30 @@ def test_peak_memory_does_not_grow_with_the_dataset(tmp_path):
         peaks[rows] = int(out.stdout.strip().splitlines()[-1]) / 1024  # MiB
     # 8x the rows (about 230 MB more of decoded data) may not cost more than 25% more memory.
     assert peaks[800_000] < peaks[100_000] * 1.25, peaks
+
+
+def test_a_compile_in_process_hands_freed_memory_back_between_fit_and_transform(demo_dir, tmp_path):
+    """runtime/threads.release_freed_memory runs once, after the last fit task and before the
+    first transform task, in a compile on this process's threads (where the resident set peaks as
+    the transform starts); the allocators stay usable after it."""
+    from unittest import mock
+
+    from shardsmith.runtime import driver, tasks
+    from tests.conftest import run_compile
+
+    events = []
+
+    def recording(name, fn):
+        def run(*a, **k):
+            events.append(name)
+            return fn(*a, **k)
+        return run
+
+    with mock.patch.object(driver, "release_freed_memory", recording("release", driver.release_freed_memory)), \
+            mock.patch.object(tasks, "fit_task", recording("fit", tasks.fit_task)), \
+            mock.patch.object(tasks, "transform_task", recording("transform", tasks.transform_task)):
+        res = run_compile(f"{demo_dir}/*.parquet", tmp_path / "out", engine="cpu")
+    assert res.manifest["rows"]["out"] == 30_000 and res.manifest["engine"]["executor"] == "inprocess"
+    assert events.count("release") == 1 and "fit" in events and "transform" in events
+    at = events.index("release")
+    assert "transform" not in events[:at] and "fit" not in events[at:]

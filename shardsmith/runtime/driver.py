@@ -38,6 +38,7 @@ from shardsmith.runtime.lineage import manifest_lineage
 from shardsmith.runtime.planning import check_lowerings, plan_on_this_machine
 from shardsmith.runtime.remote import output_for
 from shardsmith.runtime.staging import Output
+from shardsmith.runtime.threads import release_freed_memory
 from shardsmith.runtime.warmup import Ahead
 from shardsmith.runtime.writing import ShardWriter
 from shardsmith.shards.state import load_state_doc
@@ -208,6 +209,8 @@ def _run(cfg, prep: Prepared, out: Output, prof: Profiler, log, t_start: float, 
         run = RunContext(prep.plan, prep.backend, ex, out, log, prof, fit=prep.fit)
         with prof.section("fit"):
             states = fit(run)
+            if ex.name == "inprocess":
+                release_freed_memory()  # the transform's peak comes next, in this process
         with prof.section("transform+write"):
             streams = ShardWriter(run).run_all(states)
         _record_read_ahead(prof, log)
