@@ -251,20 +251,17 @@ _CANONICAL_NAN = struct.pack("<Q", int(CANONICAL_NAN))
 
 def hash_int(v: int | None, seed: int) -> int:
     """The hash of an integer value (or null): its int64 two's complement, as ``int_words``."""
-    if v is None:
-        return xxhash.xxh64_intdigest(b"", seed ^ _NULL_SEED_XOR)
-    return xxhash.xxh64_intdigest((v & _M64).to_bytes(8, "little"), seed)
+    return hash_bytes(None if v is None else (v & _M64).to_bytes(8, "little"), seed)
 
 
 def hash_float(v: float | None, seed: int) -> int:
     """The hash of a float64 value (or null): -0.0 as +0.0, every NaN as the canonical NaN."""
-    if v is None:
-        return xxhash.xxh64_intdigest(b"", seed ^ _NULL_SEED_XOR)
-    return xxhash.xxh64_intdigest(_CANONICAL_NAN if v != v else struct.pack("<d", v + 0.0), seed)
+    return hash_bytes(None if v is None else _CANONICAL_NAN if v != v else struct.pack("<d", v + 0.0), seed)
 
 
 def hash_bytes(v: bytes | None, seed: int) -> int:
-    """The hash of a string's UTF-8 bytes or a binary value (or null)."""
+    """The hash of a string's UTF-8 bytes or a binary value, or of null (the empty string under
+    the null seed): what the forms above hash, once in bytes."""
     return xxhash.xxh64_intdigest(b"", seed ^ _NULL_SEED_XOR) if v is None else xxhash.xxh64_intdigest(v, seed)
 
 

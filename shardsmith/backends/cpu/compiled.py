@@ -81,10 +81,7 @@ def warm_fused(node, group) -> bool:
         return False
     ops, layout, dtypes = plan[:3]
     t = ARROW_TYPES.get(group.src_dtype)
-    if t is None or pa.types.is_boolean(t) or pa.types.is_float16(t):
-        src_np = np.dtype(np.float64)  # as _kernel_input reads them
-    else:
-        src_np = np.dtype(t.to_pandas_dtype())
+    src_np = np.dtype(np.float64) if t is None else _kernel_dtype(t)
     _fused_kernel("auto", ops, layout, dtypes, src_np, FLOAT_OUT.get(dtypes[-1], np.float64))
     return True
 
@@ -111,16 +108,16 @@ def fused_block(how: str, plan: tuple, src: np.ndarray) -> np.ndarray | None:
     if out_np is None:  # integer results: lowering.fused_values' float64 form, not built here
         return None
     src = np.ascontiguousarray(src, dtype=src.dtype if src.dtype in (np.float32, np.float64) else np.float64)
+    text = NF.render(ops, layout, dtypes)
 
     def build():
-        if cpujit.import_numba().config.USING_SVML and "log1p" in NF.render(ops, layout, dtypes):
+        if cpujit.import_numba().config.USING_SVML and "log1p" in text:
             return None  # as _fused_kernel
         kern = NF.block_kernel(ops, layout, dtypes)
         kern(np.zeros((1, 0), src.dtype), P, B, BO, np.zeros((1, 0), out_np))
         return kern
 
-    kern = cpujit.compiled(how, ("fused-block", NF.render(ops, layout, dtypes), src.dtype.str, np.dtype(out_np).str),
-                           build)
+    kern = cpujit.compiled(how, ("fused-block", text, src.dtype.str, np.dtype(out_np).str), build)
     if kern is None:
         return None
     out = np.empty(src.shape, dtype=out_np)
@@ -141,10 +138,21 @@ def _kernel_input(column) -> tuple[np.ndarray, np.ndarray, int]:
     reads the type (booleans are bits and float16 has no Numba type: those come as float64 with
     NaN for null, the NumPy path's conversion)."""
     arr = plain(column)
-    t = arr.type
-    if pa.types.is_boolean(t) or pa.types.is_float16(t):
+    if _as_float64(arr.type):
         return _readonly(float_values(arr)), NO_BYTES, 0
-    return _values(arr, np.dtype(t.to_pandas_dtype())), *_validity(arr)
+    return _values(arr, _kernel_dtype(arr.type)), *_validity(arr)
+
+
+def _as_float64(t: pa.DataType) -> bool:
+    """Whether a column of type ``t`` reaches the fused kernel converted to float64: booleans
+    (bits) and float16 (no Numba type); other numbers come in place."""
+    return pa.types.is_boolean(t) or pa.types.is_float16(t)
+
+
+def _kernel_dtype(t: pa.DataType) -> np.dtype:
+    """The NumPy dtype a column of type ``t`` reaches the fused kernel in: what it is specialised
+    on, so what ``warm_fused`` must ask for."""
+    return np.dtype(np.float64) if _as_float64(t) else np.dtype(t.to_pandas_dtype())
 
 
 def _values(arr: pa.Array, dtype: np.dtype) -> np.ndarray:

@@ -74,7 +74,7 @@ class RowProgram:
         self.scalar_checks = [(name, (kinds, bounds or (0, 0))) for name, (kinds, bounds) in self.checks.items()] \
             if all(self.checks.values()) else []
         self.vocabs: dict = {}  # (step key, column): {value: id} (None: NULL_ID)
-        self.lookups: dict = {}  # step key: [(column, its vocabs dict)]
+        self.lookups: dict = {}  # step key: ([(column, its vocabs dict)], [output column])
         self.plans: dict = {}  # id(fused group): (lowering.fused_plan, compiled.chain_plan)
         self.names = [c.name for c in schema.columns]
         self.out_types = [ARROW_TYPES.get(c.dtype) for c in schema.columns]
@@ -154,16 +154,18 @@ class RowProgram:
             frame.put_block(group.outs, outs, group.chains[0].dtypes[-1])
 
     def _categorify(self, step, frame: _Row) -> None:
-        pairs = self.lookups.get(step.key)
-        if pairs is None:
-            pairs = self.lookups[step.key] = [(c, self.vocabs[(step.key, c)]) for c, _ in step.op.pairs()]
+        lookup = self.lookups.get(step.key)
+        if lookup is None:
+            pairs = step.op.pairs()
+            lookup = self.lookups[step.key] = ([(c, self.vocabs[(step.key, c)]) for c, _ in pairs],
+                                               [o for _, o in pairs])
+        pairs, outs = lookup
         values = frame.values
         if frame.n == 1:
             ids = [pos.get(values(c)[0], OOV_ID) for c, pos in pairs]
         else:
             ids = [[pos.get(v, OOV_ID) for v in values(c)] for c, pos in pairs]
-        frame.put_block([o for _, o in step.op.pairs()],
-                        np.array(ids, dtype=np.int32).reshape(len(pairs), frame.n), pa.int32())
+        frame.put_block(outs, np.array(ids, dtype=np.int32).reshape(len(pairs), frame.n), pa.int32())
 
     def _hashbucket(self, step, frame: _Row) -> None:
         op = step.op
