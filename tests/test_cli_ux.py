@@ -264,6 +264,17 @@ def test_a_local_cluster_listens_on_this_machine_only(processes):
     assert lines[-1] == "started a local CPU cluster: 1 worker(s)"  # no dashboard asked for: not a word of one
 
 
+@pytest.mark.parametrize("processes", [False, True])
+def test_a_local_cluster_has_the_cores_this_process_may_use(monkeypatch, processes):
+    """A job held to one core (a Slurm cpuset, taskset) gets one worker thread or process, as its
+    plan says, not one per core of the machine."""
+    if os.cpu_count() == 1:
+        pytest.skip("needs a machine with more than one core")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    with executor_for(EngineConfig(processes=processes), "cpu") as ex:
+        assert sorted(ex.client.nthreads().values()) == [1]
+
+
 def test_engine_host_is_checked(capsys, demo_dir):
     assert_error(capsys, ["plan", f"source.paths=[{demo_dir}/*.parquet]", "engine.host='a b'"],
                  "error: engine.host: expected an address")

@@ -17,6 +17,7 @@ from shardsmith.backends import get_backend, resolve_kind
 from shardsmith.compiler.config import EngineConfig, parse_device_size, parse_size
 from shardsmith.errors import ShardsmithError
 from shardsmith.runtime import tasks  # noqa: F401  (a worker that runs warm_up imports the tasks' code)
+from shardsmith.runtime.planning import usable_cores
 from shardsmith.runtime.threads import Threads
 from shardsmith.shards.manifest import MANIFEST
 
@@ -231,7 +232,7 @@ def _local_cluster(engine: EngineConfig, backend: str):
     import dask  # lazy: as distributed above
     from distributed import LocalCluster  # lazy: as distributed above
 
-    cores = os.cpu_count() or 1
+    cores = usable_cores()  # as the plan counts them: a cpuset-limited job gets no more workers than it has cores
     threads = engine.threads_per_worker or (1 if engine.processes else cores)
     n = engine.n_workers or (cores if engine.processes else 1)
     # Dask sets MALLOC_TRIM_THRESHOLD_ in its workers, and setting it at all switches off glibc's

@@ -17,8 +17,16 @@ def plan_on_this_machine(graph: Graph, engine, backend: str) -> Plan:
     """The physical plan with this machine's facts: the smallest GPU's memory (GPU engine), the
     host memory available now and the cores this process may run on (its CPU affinity)."""
     device = device_memory_bytes() if backend == "gpu" else None
-    cores = len(os.sched_getaffinity(0))
-    return physical_plan(graph, engine, backend, device, psutil.virtual_memory().available, cores)
+    return physical_plan(graph, engine, backend, device, psutil.virtual_memory().available, usable_cores())
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity (a Slurm job, a container's cpuset, or
+    ``taskset``), not every core of the machine (``os.cpu_count``)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # no affinity on this platform (macOS)
+        return os.cpu_count() or 1
 
 
 def check_lowerings(plan: Plan, lowerings) -> None:

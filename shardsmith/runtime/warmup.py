@@ -11,7 +11,6 @@ layout as any other.
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 import time
@@ -25,6 +24,7 @@ from shardsmith.ir import Fused
 from shardsmith.kernels import codegen, gpu, nvrtc
 from shardsmith.kernels.sources import KernelSource
 from shardsmith.runtime.fitting import fit_step
+from shardsmith.runtime.planning import usable_cores
 
 ARCH = re.compile(r"^sm_\d{2,3}[a-z]?$")
 
@@ -70,7 +70,7 @@ def warm(sources: list[KernelSource], archs: list[str], jobs: int | None = None)
         raise ShardsmithError(f"cannot compile kernels: {reason}", "warmup")
     work = [(src, arch) for src in sources for arch in archs]
     t0 = time.perf_counter()
-    jobs = max(1, jobs or min(len(work), os.cpu_count() or 1))
+    jobs = max(1, jobs or min(len(work), usable_cores()))
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="shardsmith-nvrtc") as pool:
         fresh = list(pool.map(lambda job: _compile(*job), work))
     return {"kernels": len(sources), "archs": archs, "compiled": sum(fresh), "cached": len(fresh) - sum(fresh),
