@@ -48,6 +48,45 @@ def filesystem(url: str, storage_options: dict | None = None):
     return fsspec.core.url_to_fs(url, **(storage_options or {}))
 
 
+class LocalFiles:
+    """This machine's files through the calls the output checks make of a file system (runtime/
+    target.py: ``exists``, ``isfile``, ``find``, ``cat_file``), answered as fsspec's local file
+    system answers them, without importing fsspec: a tenth of a second of every local compile's
+    start-up (fsspec imports asyncio and importlib.metadata)."""
+
+    @staticmethod
+    def exists(path: str) -> bool:
+        return os.path.exists(path)
+
+    @staticmethod
+    def isfile(path: str) -> bool:
+        return os.path.isfile(path)
+
+    @staticmethod
+    def cat_file(path: str) -> bytes:
+        with open(path, "rb") as f:
+            return f.read()
+
+    @staticmethod
+    def find(path: str, withdirs: bool = False) -> list[str]:
+        """Every file under ``path`` as sorted '/'-separated absolute paths (a link is listed, not
+        followed, as fsspec does; ``withdirs``: directories too, ``path`` itself included);
+        ``[path]`` for a file, ``[]`` for nothing."""
+        root = os.path.abspath(path)
+        if not os.path.isdir(root):
+            return [root] if os.path.exists(root) else []
+        found, todo = [root] if withdirs else [], [root]
+        while todo:
+            with os.scandir(todo.pop()) as entries:
+                for e in entries:
+                    if e.is_dir(follow_symlinks=False):
+                        todo.append(e.path)
+                        if not withdirs:
+                            continue
+                    found.append(e.path)
+        return sorted(p.replace(os.sep, "/") for p in found)
+
+
 def unstrip(fs, path: str) -> str:
     """A file system's protocol-less path as a URL again (``data/x`` -> ``s3://data/x``)."""
     return fs.unstrip_protocol(path)

@@ -242,3 +242,35 @@ def test_a_users_file_named_like_the_lock_is_left_alone(small_input, tmp_path):
         run_compile(f"{small_input}/*.parquet", tmp_path / "out")
     assert (tmp_path / "out.lock").read_bytes() == b"my padlock inventory\n"
     assert not (tmp_path / "out").exists()
+
+
+def test_local_files_answer_as_fsspecs_local_file_system(tmp_path):
+    """The output checks' local file system (storage.LocalFiles, which spares a local compile the
+    fsspec import) lists, finds and reads what fsspec's does: nested files, a link to a directory
+    (listed, not followed, unless it is the root), a dangling link, an empty directory, a file given
+    as the root, nothing at all."""
+    import fsspec
+
+    from shardsmith.storage import LocalFiles
+
+    root = tmp_path / "ds"
+    (root / "train").mkdir(parents=True)
+    (root / "train" / "part-00000.parquet").write_bytes(b"PAR1")
+    (root / "manifest.json").write_text("{}")
+    (root / "empty").mkdir()
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    (other / "note.txt").write_text("x")
+    (root / "linked").symlink_to(other, target_is_directory=True)
+    (root / "dangling").symlink_to(tmp_path / "missing")
+    ours, theirs = LocalFiles(), fsspec.filesystem("file")
+    for path in (root, root / "train", root / "manifest.json", root / "empty", root / "linked", tmp_path / "absent"):
+        assert ours.exists(str(path)) == theirs.exists(str(path)), path
+        assert ours.isfile(str(path)) == theirs.isfile(str(path)), path
+        if theirs.exists(str(path)):
+            for withdirs in (False, True):
+                assert ours.find(str(path), withdirs) == sorted(theirs.find(str(path), withdirs=withdirs)), path
+    assert ours.find(str(tmp_path / "absent")) == []
+    assert ours.cat_file(str(root / "manifest.json")) == theirs.cat_file(str(root / "manifest.json")) == b"{}"
+    assert ours.find(str(root)) == [f"{root}/{p}" for p in ("dangling", "linked", "manifest.json",
+                                                           "train/part-00000.parquet")]

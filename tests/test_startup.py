@@ -27,6 +27,20 @@ def test_plan_imports_nothing_of_a_run(demo_dir):
     assert json.loads(proc.stderr.strip().splitlines()[-1]) == [0, []]
 
 
+def test_a_local_compile_imports_no_fsspec(tmp_path, demo_dir):
+    """fsspec (with asyncio and importlib.metadata, a tenth of a second) is for URLs: a compile
+    from local files into a local directory checks and stages its output without it."""
+    out = tmp_path / "out"
+    code = ("import json, sys; from shardsmith.cli import main; "
+            f"code = main(['compile', 'source.paths=[{demo_dir}/*.parquet]', 'output.dir={out}', "
+            f"'hydra.run.dir={tmp_path}/hydra', 'fit.cache=off']); "
+            "print(json.dumps([code, 'fsspec' in sys.modules]), file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert json.loads(proc.stderr.strip().splitlines()[-1]) == [0, False]
+    rows = json.loads((out / "manifest.json").read_text())["rows"]
+    assert rows["out"] == rows["in"] > 0
+
+
 @pytest.mark.parametrize("collecting", [True, False])
 def test_the_command_line_leaves_the_collector_as_it_found_it(capsys, demo_dir, collecting):
     (gc.enable if collecting else gc.disable)()

@@ -29,8 +29,6 @@ import hashlib
 import os
 import shutil
 
-import fsspec
-
 from shardsmith import storage
 from shardsmith.runtime import target
 from shardsmith.runtime.lock import output_lock
@@ -124,7 +122,7 @@ class RemoteOutput(Output):
     def _upload_local(self, fs, root: str) -> list[str]:
         """The driver's files that belong to the dataset (fitted state, profile), uploaded."""
         names = []
-        for rel in target.list_files(fsspec.filesystem("file"), os.path.abspath(self.local)):
+        for rel in target.list_files(storage.LocalFiles(), os.path.abspath(self.local)):
             if rel.startswith(UPLOADED) and not target.is_tmp(rel):
                 fs.put_file(os.path.join(self.local, rel), f"{root}/{rel}")
                 names.append(rel)

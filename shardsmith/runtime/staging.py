@@ -24,8 +24,6 @@ import os
 import shutil
 import uuid
 
-import fsspec
-
 from shardsmith import storage
 from shardsmith.errors import ConfigError, OutputError
 from shardsmith.runtime import target
@@ -93,7 +91,7 @@ class Output:
             d = os.path.dirname(d)
 
     def fs(self):
-        return fsspec.filesystem("file")
+        return storage.LocalFiles()
 
     def root(self) -> str:
         return os.path.abspath(self.final)
