@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from shardsmith.runtime import fitsource
+from shardsmith.shards import state as state_files
 from tests.conftest import cli, read_split, run_compile
 
 ONE_SPLIT = ("~split.fractions.valid", "~split.fractions.test", "split.fractions.train=1.0")
@@ -112,6 +113,34 @@ def test_the_fit_cache_hits_when_the_fit_did_not_change(demo_dir, tmp_path):
         miss = run_compile(f"{demo_dir}/*.parquet", sweep / f"m{i}", extra)
         assert miss.manifest["fit"]["source"] == "fit" and miss.manifest["fit"]["cache"] != entry
     assert len(os.listdir(cache)) == 3
+
+
+def _state_files(directory) -> dict:
+    """The Parquet files of a state directory by relative path, with their bytes."""
+    return {os.path.relpath(f, directory): open(f, "rb").read()
+            for f in glob.glob(os.path.join(directory, "**", "*.parquet"), recursive=True)}
+
+
+def test_the_fit_cache_copies_the_state_files_it_was_given(demo_dir, tmp_path, monkeypatch):
+    """The cache entry is the compile's own state files copied (each table encoded once, not again
+    for the cache), and a hit's dataset has the entry's files (none encoded): the same bytes in all
+    three places, and the same state.json entries for the fitted steps."""
+    encoded = []
+    write_table = state_files._write_table
+    monkeypatch.setattr(state_files, "_write_table", lambda t, full: (encoded.append(full), write_table(t, full)))
+    first = run_compile(f"{demo_dir}/*.parquet", tmp_path / "a")
+    entry = first.manifest["fit"]["cache"]
+    assert sorted(f.split(os.sep + "state" + os.sep, 1)[1] for f in encoded) == sorted(_state_files(entry))
+    encoded.clear()
+    hit = run_compile(f"{demo_dir}/*.parquet", tmp_path / "b", "output.shard_rows=7000")
+    assert hit.manifest["fit"]["source"] == "cache" and encoded == []
+    own, cached, reused = (_state_files(d) for d in (tmp_path / "a" / "state", entry, tmp_path / "b" / "state"))
+    assert cached and own == cached == reused
+    docs = [json.load(open(os.path.join(d, "state.json"))) for d in (tmp_path / "a" / "state", entry)]
+    assert {k: docs[0][k] for k in docs[1]} == docs[1]
+    vocab = pq.ParquetFile(os.path.join(entry, "graph-5", "C1", "vocab.parquet")).metadata.row_group(0)
+    encodings = {vocab.column(i).path_in_schema: vocab.column(i).encodings for i in range(vocab.num_columns)}
+    assert "RLE_DICTIONARY" not in encodings["count"]  # numbers plain: distinct keys, per-row values
 
 
 def test_the_fit_cache_location_and_off(demo_dir, tmp_path):

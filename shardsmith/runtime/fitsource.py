@@ -205,16 +205,17 @@ def cached_states(source: FitSource) -> dict:
     return states
 
 
-def store(source: FitSource, states: dict, log=print) -> None:
+def store(source: FitSource, states: dict, log=print, saved_in: str | None = None) -> None:
     """Write ``states`` as the cache entry of ``source`` (atomically; a concurrent compile's entry
-    of the same key wins the race and ours is dropped)."""
+    of the same key wins the race and ours is dropped). ``saved_in``: a state directory that
+    ``save_states`` wrote from these states (the compile's own), whose files are copied."""
     if source.entry is None or source.kind != "fit":
         return
     root = os.path.dirname(source.entry)
     tmp = os.path.join(root, f".tmp-{os.path.basename(source.entry)}-{uuid.uuid4().hex[:8]}")
     try:
         os.makedirs(root, exist_ok=True)
-        save_states(tmp, states)
+        save_states(tmp, states, {k: saved_in for k in states} if saved_in else None)
         with open(os.path.join(tmp, ENTRY_FILE), "w") as f:
             json.dump({"key": source.key, "steps": sorted(states)}, f, indent=1)
         os.rename(tmp, source.entry)

@@ -29,12 +29,15 @@ def fit(run: RunContext) -> dict:
         reused = _reused(run)
     if reused is not None:
         states = {**reused, **side}
+        # A cache entry's files are the states as this function wrote them: copied, not encoded again.
+        saved = {k: run.fit.path for k in reused} if run.fit.kind == "cache" else None
         with run.prof.stage("save state"):
-            save_states(run.out.local_path("state"), states)
+            save_states(run.out.local_path("state"), states, saved)
         return states
     states = _fit_passes(run, dict(side))
     with run.prof.stage("cache state"):
-        fitsource.store(run.fit, {k: v for k, v in states.items() if k not in side}, run.log)
+        fitsource.store(run.fit, {k: v for k, v in states.items() if k not in side}, run.log,
+                        saved_in=run.out.local_path("state"))
     return states
 
 

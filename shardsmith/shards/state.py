@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow as pa
@@ -17,12 +18,16 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-")
 
 
-def save_states(directory: str, states: dict) -> None:
+def save_states(directory: str, states: dict, saved: dict[str, str] | None = None) -> None:
     """Write ``states`` ({step key: {column: {name: value}}}) under ``directory``: the tables (a
     vocabulary per categorified column) on a few threads, since Arrow writes outside the GIL and
-    the compile's tasks wait for this, then ``state.json`` naming them."""
+    the compile's tasks wait for this, then ``state.json`` naming them. ``saved``: step keys whose
+    states this function already wrote, from the same values, into another state directory (given
+    for each key: the compile's own, or the fit cache entry they were read from); their files are
+    copied byte for byte and their part of ``state.json`` taken as written, not encoded again."""
     os.makedirs(directory, exist_ok=True)
     tables: list[tuple[pa.Table, str]] = []
+    copies: list[tuple[str, str]] = []
 
     def encode(obj, path):
         if isinstance(obj, pa.Table):
@@ -37,10 +42,21 @@ def save_states(directory: str, states: dict) -> None:
             return obj.item()
         return obj
 
-    doc = encode(states, [])
-    if tables:
-        with ThreadPoolExecutor(min(4, len(tables)), thread_name_prefix="shardsmith-state") as pool:
-            list(pool.map(lambda t: _write_table(*t), tables))
+    docs: dict[str, dict] = {}
+    doc = {}
+    for key, value in states.items():
+        source = (saved or {}).get(key)
+        if source is not None and source not in docs:
+            docs[source] = load_state_doc(source) or {}
+        if source is not None and key in docs[source]:
+            doc[key] = docs[source][key]
+            copies += [(os.path.join(source, rel), os.path.join(directory, rel)) for rel in table_files(doc[key])]
+        else:
+            doc[key] = encode(value, [str(key)])
+    work = [lambda t=t: _write_table(*t) for t in tables] + [lambda c=c: _copy(*c) for c in copies]
+    if work:
+        with ThreadPoolExecutor(min(4, len(work)), thread_name_prefix="shardsmith-state") as pool:
+            list(pool.map(lambda fn: fn(), work))
     tmp = os.path.join(directory, STATE_FILE + ".tmp")
     with open(tmp, "w") as f:
         json.dump(doc, f, indent=1, sort_keys=True, allow_nan=True)
@@ -48,8 +64,22 @@ def save_states(directory: str, states: dict) -> None:
 
 
 def _write_table(table: pa.Table, full: str) -> None:
+    """Dictionary encoding for text only: state tables hold distinct keys and per-row values, where
+    a dictionary is built and then abandoned (1M-row lag table: 0.48 s against 0.26 s, 2% larger)."""
     os.makedirs(os.path.dirname(full), exist_ok=True)
-    pq.write_table(table, full + ".tmp", compression="zstd")
+    text = [f.name for f in table.schema if _texty(f.type)]
+    pq.write_table(table, full + ".tmp", compression="zstd", use_dictionary=text)
+    os.replace(full + ".tmp", full)
+
+
+def _texty(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) \
+        or pa.types.is_large_binary(t) or pa.types.is_dictionary(t)
+
+
+def _copy(source: str, full: str) -> None:
+    os.makedirs(os.path.dirname(full), exist_ok=True)
+    shutil.copyfile(source, full + ".tmp")
     os.replace(full + ".tmp", full)
 
 
