@@ -270,3 +270,20 @@ def test_one_kernel_group_keeps_each_steps_parameters(tmp_path, cpu_kernels):
     out, res = compile_graph(str(tmp_path / "t.parquet"), tmp_path, graph, cpu_kernels)
     assert out["a"].to_pylist() == [0.0, 0.5, 3.0]
     assert out["b"].to_pylist() == [1.0, 1.0, 3.0]
+
+
+@pytest.mark.parametrize("case", ["ties", "negative", "wide", "unsigned", "floats", "one group", "empty"])
+def test_lag_group_order_is_lexsorts(case):
+    """The lag's sequence order (group, then value, ties in input order) by one int64 key where the
+    values' range allows it, else by lexsort: the same permutation either way."""
+    from shardsmith.ops.lag import group_order
+
+    rng = np.random.default_rng(7)
+    n = 0 if case == "empty" else 50_000
+    group = rng.integers(0, 1 if case == "one group" else 3_000, n)
+    ordered = {"ties": rng.integers(0, 40, n), "negative": rng.integers(-10**12, 10**12, n),
+               "wide": rng.integers(-2**62, 2**62, n), "unsigned": rng.integers(0, 2**40, n).astype(np.uint64),
+               "floats": rng.normal(size=n).round(2), "one group": rng.integers(-5, 5, n),
+               "empty": np.zeros(0, np.int64)}[case]
+    got = group_order(group, ordered)
+    assert np.array_equal(got, np.lexsort((ordered, group)))
