@@ -202,3 +202,19 @@ def test_the_fit_cache_misses_when_a_side_table_changes(tmp_path):
     again = compile_with(f"{tmp_path}/ev/items/*.parquet", "c")
     assert first["source"] == "fit" and changed["source"] == "fit" and changed["cache"] != first["cache"]
     assert (again["source"], again["from"]) == ("cache", first["cache"])
+
+
+def test_saving_states_encodes_what_it_cannot_copy(tmp_path):
+    """A state file gone from the directory it was to be copied from (a cache entry removed while a
+    compile read it) is encoded again from the values in memory: the saved states are whole."""
+    states = {"graph[0]": {"C1": {"vocab": pa.table({"value": ["a", "b"], "count": [3, 2]}), "cardinality": 5}},
+              "graph[1]": {"C2": {"vocab": pa.table({"value": [7, 9], "count": [4, 1]})}}}
+    state_files.save_states(str(tmp_path / "a"), states)
+    os.remove(tmp_path / "a" / "graph-0" / "C1" / "vocab.parquet")
+    state_files.save_states(str(tmp_path / "b"), states, {k: str(tmp_path / "a") for k in states})
+    got = state_files.load_states(str(tmp_path / "b"))
+    for key, cols in states.items():
+        for col, entry in cols.items():
+            assert got[key][col]["vocab"].equals(entry["vocab"])
+    assert got["graph[0]"]["C1"]["cardinality"] == 5
+    assert not glob.glob(str(tmp_path / "b" / "**" / "*.tmp"), recursive=True)

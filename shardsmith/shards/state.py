@@ -27,7 +27,7 @@ def save_states(directory: str, states: dict, saved: dict[str, str] | None = Non
     copied byte for byte and their part of ``state.json`` taken as written, not encoded again."""
     os.makedirs(directory, exist_ok=True)
     tables: list[tuple[pa.Table, str]] = []
-    copies: list[tuple[str, str]] = []
+    copies: list[tuple[str, str, str]] = []  # (step key, source file, destination)
 
     def encode(obj, path):
         if isinstance(obj, pa.Table):
@@ -50,13 +50,17 @@ def save_states(directory: str, states: dict, saved: dict[str, str] | None = Non
             docs[source] = load_state_doc(source) or {}
         if source is not None and key in docs[source]:
             doc[key] = docs[source][key]
-            copies += [(os.path.join(source, rel), os.path.join(directory, rel)) for rel in table_files(doc[key])]
+            copies += [(key, os.path.join(source, rel), os.path.join(directory, rel)) for rel in table_files(doc[key])]
         else:
             doc[key] = encode(value, [str(key)])
-    work = [lambda t=t: _write_table(*t) for t in tables] + [lambda c=c: _copy(*c) for c in copies]
-    if work:
-        with ThreadPoolExecutor(min(4, len(work)), thread_name_prefix="shardsmith-state") as pool:
-            list(pool.map(lambda fn: fn(), work))
+    _run_all([lambda t=t: _write_table(*t) for t in tables])
+    # A file gone from the source since it was read (a cache entry removed meanwhile): encode that
+    # step's states from the values in memory after all.
+    missing = {c[0] for c, ok in zip(copies, _run_all([lambda c=c: _copy(*c[1:]) for c in copies])) if not ok}
+    if missing:
+        tables.clear()
+        doc.update({key: encode(states[key], [str(key)]) for key in missing})
+        _run_all([lambda t=t: _write_table(*t) for t in tables])
     tmp = os.path.join(directory, STATE_FILE + ".tmp")
     with open(tmp, "w") as f:
         json.dump(doc, f, indent=1, sort_keys=True, allow_nan=True)
@@ -77,10 +81,25 @@ def _texty(t: pa.DataType) -> bool:
         or pa.types.is_large_binary(t) or pa.types.is_dictionary(t)
 
 
-def _copy(source: str, full: str) -> None:
+def _copy(source: str, full: str) -> bool:
+    """Copy ``source`` to ``full``; False when ``source`` is not there (nothing written)."""
     os.makedirs(os.path.dirname(full), exist_ok=True)
-    shutil.copyfile(source, full + ".tmp")
+    try:
+        shutil.copyfile(source, full + ".tmp")
+    except FileNotFoundError:
+        if os.path.exists(full + ".tmp"):
+            os.remove(full + ".tmp")
+        return False
     os.replace(full + ".tmp", full)
+    return True
+
+
+def _run_all(work: list) -> list:
+    """Each function's result, run on a few threads (Arrow's writer and file copies leave the GIL)."""
+    if not work:
+        return []
+    with ThreadPoolExecutor(min(4, len(work)), thread_name_prefix="shardsmith-state") as pool:
+        return list(pool.map(lambda fn: fn(), work))
 
 
 def load_state_doc(directory: str) -> dict | None:
