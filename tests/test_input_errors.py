@@ -215,3 +215,45 @@ def test_a_bad_line_in_the_first_block_fails_at_plan_time_naming_it(tmp_path):
     with pytest.raises(InputError, match=f"{path}: line 4: JSON parse error"):
         run_compile(str(path), tmp_path / "out", "source.format=jsonl", "roles={label: label}", "graph=[]")
     nothing_left(tmp_path)
+
+
+@pytest.mark.parametrize("dtypes", [{}, {"n": "float64", "when": "string"}])
+def test_a_local_csv_reads_as_the_streaming_reader_reads_it(tmp_path, dtypes):
+    """Local CSV files are parsed on Arrow's threads with the streaming reader's column types (its
+    first block's, with the overrides): the same table as that reader's, over CRLF line ends,
+    empty lines, quoted separators and quotes, nulls, timestamps, and blocks past the first."""
+    import pyarrow.csv as pcsv
+
+    from shardsmith.inputs.read import open_text, read_text
+
+    rng = np.random.default_rng(3)
+    lines = ["id,n,x,label,when"]
+    for i in range(60_000):  # about 2.5 MB: several blocks
+        x = "" if i % 7 == 0 else f"{rng.normal():.6f}"
+        label = '"a, ""quoted"" b"' if i % 11 == 0 else ("" if i % 13 == 0 else f"w{i % 97}")
+        lines.append(f"{i},{i % 5},{x},{label},2024-01-{1 + i % 28:02d} 10:{i % 60:02d}:00")
+        if i % 5000 == 0:
+            lines.append("")
+    path = tmp_path / "t.csv"
+    path.write_bytes("\r\n".join(lines).encode() + b"\r\n")
+    got = read_text(str(path), "csv", dtypes, ["id", "n", "x", "label", "when"])
+    want = open_text(str(path), "csv", dtypes).read_all()
+    assert got.table.equals(want) and got.count == want.num_rows == 60_000
+    assert np.array_equal(got.rows, np.arange(60_000))
+    assert got.table.schema == pcsv.open_csv(str(path), convert_options=pcsv.ConvertOptions(
+        column_types={k: pa.float64() if v == "float64" else pa.string() for k, v in dtypes.items()})).schema
+
+
+def test_a_local_csv_value_past_the_first_block_that_does_not_fit_its_type_is_a_bad_line(tmp_path):
+    """Types come from the first block, for the whole file: a float in a column of integers there
+    is a bad line (quarantined, or an error naming it), not a column silently made float."""
+    from shardsmith.inputs.read import read_text
+
+    lines = ["id,n"] + [f"{i},{i % 5}" for i in range(200_000)] + ["200000,7.5", "200001,3"]
+    path = tmp_path / "t.csv"
+    path.write_text("\n".join(lines) + "\n")
+    got = read_text(str(path), "csv", {}, ["id", "n"], on_error="quarantine")
+    assert got.table.schema.field("n").type == pa.int64() and got.table.num_rows == 200_001
+    assert got.quarantine.num_rows == 1 and got.quarantine["_row"].to_pylist() == [200_000]
+    with pytest.raises(ShardsmithError, match="line 200002"):
+        read_text(str(path), "csv", {}, ["id", "n"], on_error="fail")

