@@ -4,7 +4,8 @@ overrides, as rows with their row numbers in the file.
 A row that cannot be read is never dropped silently: with ``source.on_error: fail`` the read stops
 with one error naming the file and the line (or row); with ``quarantine`` the row goes to the
 quarantine with the reason, and the rows that did read keep the row numbers they have in the file.
-Text files take the streaming reader first and only when it fails the slow path of
+Text files take the streaming reader's column types (inferred from the first block; a local CSV
+file is then parsed on Arrow's threads with them) and only when that fails the slow path of
 ``inputs/salvage.py``. Strings must be valid UTF-8 (``inputs/rows.py``).
 """
 
