@@ -163,3 +163,25 @@ def test_second_pipeline_composes_and_runs(demo_dir, tmp_path):
     assert 2 <= schema["B1"]["cardinality"] <= 17
     train = pq.read_table(os.path.join(os.path.dirname(res.path), res.manifest["splits"]["train"]["shards"][0]["path"]))
     assert train["B1"].null_count == 0 and 0.0 <= min(train["I1"].to_pylist()) and max(train["I1"].to_pylist()) <= 1.0
+
+
+@pytest.mark.parametrize("cores", [1, 2, 3, 8])
+def test_auto_partitions_give_every_task_thread_one(demo_dir, monkeypatch, cores):
+    """partition_bytes auto on the CPU: 128 MB, or less where that would leave a task thread
+    without a partition (here the minimum lowered to fit the small demo), in whole row groups;
+    a size given is taken as it is; the same rows either way, and the plan says why."""
+    from shardsmith.compiler import planner
+
+    monkeypatch.setattr(planner, "AUTO_MIN_PARTITION_BYTES", 1)
+    g = optimize(graph_for(demo_dir))
+    groups = sum(len(f.row_groups) for f in g.source.files)
+    auto = physical_plan(g, compose(["engine.partition_bytes=auto"]).engine, cores=cores)
+    given = physical_plan(g, compose(["engine.partition_bytes=128MB"]).engine, cores=cores)
+    assert len(given.partitions) == len(g.source.files) and given.partition_note == ""
+    if cores <= len(given.partitions):  # every thread has one already: as given
+        assert auto.partitions == given.partitions and auto.partition_note == ""
+    else:
+        assert min(cores, groups) <= len(auto.partitions) <= groups
+        assert auto.partition_note.endswith(f"so that each of the {cores} task thread(s) has one")
+        assert f"  {auto.partition_note}" in planner.describe(auto)
+    assert sum(p.rows for p in auto.partitions) == sum(p.rows for p in given.partitions) == 30_000

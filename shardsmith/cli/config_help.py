@@ -59,7 +59,8 @@ KEYS = {
     "engine.memory_limit": "memory per worker (auto: Dask's share of the machine)",
     "engine.cpu_kernels": "CPU engine's elementwise kernels: numba (compiled), numpy, or auto (numba for large inputs)",
     "engine.reads": "once (the fit keeps the decoded input for the transform), per_pass, or auto (once if it fits)",
-    "engine.partition_bytes": "decoded bytes per partition (auto: 128MB on CPU, 1/32 of a GPU)",
+    "engine.partition_bytes": "decoded bytes per partition (auto: 128MB on CPU, less so that every task "
+                              "thread has a partition, not below 16MB; 1/32 of a GPU)",
     "engine.rmm_pool_size": "GPU: an RMM pool per worker, a size or a fraction of the GPU (null: none)",
     "engine.device_memory_limit": "GPU: spill to host above this (null: 80% of the GPU; 0: never)",
     "engine.spill_cudf": "GPU: cuDF's own buffer spilling too",

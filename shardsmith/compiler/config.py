@@ -144,8 +144,9 @@ class EngineConfig:
     # input); per_pass: every pass reads again, memory bounded by the partitions in flight; auto:
     # once when the decoded input fits half the memory budget (memory_limit, or what is available).
     reads: str = "auto"
-    # A partition's decoded size: a size ("128MB"), "auto" (CPU: 128MB; GPU: 1/32 of the smallest
-    # visible GPU's memory, dask-cudf's default), or a fraction of GPU memory ("0.05"; GPU only).
+    # A partition's decoded size: a size ("128MB"), "auto" (CPU: 128MB, or less so that every task
+    # thread has a partition, not below 16MB; GPU: 1/32 of the smallest visible GPU's memory,
+    # dask-cudf's default), or a fraction of GPU memory ("0.05"; GPU only). engine/cpu.yaml: auto.
     partition_bytes: str = "128MB"
     # The CPU engine's fused elementwise groups and row hash: numba (compiled loops), numpy (the
     # vectorised reference), or auto (numba when it is installed and the input is large enough to
