@@ -185,3 +185,10 @@ def test_auto_partitions_give_every_task_thread_one(demo_dir, monkeypatch, cores
         assert auto.partition_note.endswith(f"so that each of the {cores} task thread(s) has one")
         assert f"  {auto.partition_note}" in planner.describe(auto)
     assert sum(p.rows for p in auto.partitions) == sum(p.rows for p in given.partitions) == 30_000
+    # A local cluster's tasks at once: its workers times their threads (4 processes of one thread;
+    # one worker of a thread per core).
+    workers = physical_plan(g, compose(["engine.partition_bytes=auto", "engine.cluster=local", "engine.processes=true",
+                                        "engine.n_workers=4"]).engine, cores=cores)
+    assert len(workers.partitions) >= 4 and workers.partition_note.endswith("each of the 4 task thread(s) has one")
+    one = physical_plan(g, compose(["engine.partition_bytes=auto", "engine.cluster=local"]).engine, cores=cores)
+    assert len(one.partitions) >= min(cores, groups)

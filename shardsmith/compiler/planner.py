@@ -130,7 +130,8 @@ def physical_plan(graph: Graph, engine: EngineConfig, kind: str = "cpu", device_
     threads = engine.threads_per_worker or (cores if engine.cluster == "auto" else 1)
     note = ""
     if kind == "cpu" and str(engine.partition_bytes).strip() == "auto":
-        parts, pruned, note = _one_per_thread(graph, parts, pruned, projected, threads * processes)
+        parts, pruned, note = _one_per_thread(graph, parts, pruned, projected,
+                                              _task_threads(engine, executor.value, threads, processes, cores))
     prefix, k = read_prefix(graph, fits[0][0]) if fits else ((), 0)
     after = tuple(fit_program(graph, s, k)[0] for s in range(len(fits))) if k else tuple(p for p, _ in fits)
     return Plan(graph, parts, tuple(p for p, _ in fits), tuple(c for _, c in fits), transform_program(graph),
@@ -155,6 +156,16 @@ def _one_per_thread(graph: Graph, parts, pruned: int, projected: int, parallel: 
     parts, pruned = partition(graph, target)
     return parts, pruned, (f"partition_bytes auto: up to {_mb(target)} each (not {_mb(CPU_PARTITION_BYTES)}), "
                            f"so that each of the {parallel} task thread(s) has one")
+
+
+def _task_threads(engine: EngineConfig, executor: str, threads: int, processes: int, cores: int) -> int:
+    """Tasks that run at once: the in-process pool's threads, a local cluster's workers times
+    their threads (runtime/cluster.py), one for an existing cluster (its workers are not known)."""
+    if executor == "inprocess":
+        return threads
+    if executor == "local":
+        return processes * (engine.threads_per_worker or (1 if engine.processes else cores))
+    return 1
 
 
 def _mb(n: int) -> str:
