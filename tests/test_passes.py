@@ -18,6 +18,7 @@ from shardsmith.compiler.passes.plan_fit import fit_passes, plan_fit
 from shardsmith.compiler.passes.validate import validate
 from shardsmith.compiler.planner import physical_plan
 from shardsmith.ir import Fused
+from shardsmith.runtime import compile_dataset
 from tests.conftest import run_compile
 
 GRAPH = ("graph=[{op: fill_missing, cols: [I1, I2], value: 0}, {op: log1p, cols: [I1, I2]},"
@@ -192,3 +193,30 @@ def test_auto_partitions_give_every_task_thread_one(demo_dir, monkeypatch, cores
     assert len(workers.partitions) >= 4 and workers.partition_note.endswith("each of the 4 task thread(s) has one")
     one = physical_plan(g, compose(["engine.partition_bytes=auto", "engine.cluster=local"]).engine, cores=cores)
     assert len(one.partitions) >= min(cores, groups)
+
+
+def test_a_text_file_too_big_for_memory_is_warned_of(demo_dir, tmp_path, capsys):
+    """A CSV file is read whole, as one partition: when that many at once would exceed the memory
+    budget, the plan says so (naming the file) and a compile logs it; within budget, not a word."""
+    import pyarrow.csv as pcsv
+
+    from shardsmith.cli import main
+    from shardsmith.compiler import planner
+
+    for f in sorted(os.listdir(demo_dir)):
+        pcsv.write_csv(pq.read_table(os.path.join(demo_dir, f)), tmp_path / f.replace(".parquet", ".csv"))
+    cfg = compose([f"source.paths=[{tmp_path}/*.csv]", "source.format=csv"])
+    g = optimize(build(cfg))
+    largest = max(os.path.getsize(tmp_path / f) for f in os.listdir(tmp_path))
+    tight = physical_plan(g, cfg.engine, host_memory=largest, cores=2)
+    assert len(tight.warnings) == 1 and "read whole, as one partition" in tight.warnings[0]
+    assert tight.warnings[0].startswith(str(tmp_path)) and f"  warning: {tight.warnings[0]}" in planner.describe(tight)
+    assert physical_plan(g, cfg.engine, host_memory=100 * largest, cores=2).warnings == ()
+    limited = [f"source.paths=[{tmp_path}/*.csv]", "source.format=csv", f"engine.memory_limit={largest}"]
+    assert main(["plan", *limited]) == 0
+    out = capsys.readouterr().out  # this machine's cores decide how many at once: the file and the advice
+    assert f"  warning: {tmp_path}" in out and "split it into smaller files" in out
+    logged: list[str] = []
+    compile_dataset(compose([*limited, f"output.dir={tmp_path}/out", "fit.cache=off"]), log=logged.append)
+    warned = [line for line in logged if line.startswith("warning: ")]
+    assert len(warned) == 1 and warned[0].startswith(f"warning: {tmp_path}") and "one partition" in warned[0]

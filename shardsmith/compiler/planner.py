@@ -60,6 +60,7 @@ class Plan:
     threads: int = 1  # task threads of an in-process executor
     decoded_bytes: int = 0  # the partitions' projected columns, decoded
     partition_note: str = ""  # why the partitions are smaller than partition_bytes says, if they are
+    warnings: tuple[str, ...] = ()  # what may go wrong at run time (shardsmith plan shows them, a compile logs them)
     # Reading once: the fused items at the head of the first fit program, applied once to each
     # partition as it is read and kept (their steps need no fitted state), and the fit programs
     # and transform that run on the kept partitions after them.
@@ -129,9 +130,11 @@ def physical_plan(graph: Graph, engine: EngineConfig, kind: str = "cpu", device_
     processes = sizing.worker_processes(engine, cores) if executor.value == "local" else 1
     threads = engine.threads_per_worker or (cores if engine.cluster == "auto" else 1)
     note = ""
+    at_once = _task_threads(engine, executor.value, threads, processes, cores)
     if kind == "cpu" and str(engine.partition_bytes).strip() == "auto":
-        parts, pruned, note = _one_per_thread(graph, parts, pruned, projected,
-                                              _task_threads(engine, executor.value, threads, processes, cores))
+        parts, pruned, note = _one_per_thread(graph, parts, pruned, projected, at_once)
+    # Partitions held at once when reading per pass: the transform's window is one more than the tasks.
+    warnings = sizing.text_partition_warnings(parts, budget, len(parts) if reads.value == "once" else at_once + 1)
     prefix, k = read_prefix(graph, fits[0][0]) if fits else ((), 0)
     after = tuple(fit_program(graph, s, k)[0] for s in range(len(fits))) if k else tuple(p for p, _ in fits)
     return Plan(graph, parts, tuple(p for p, _ in fits), tuple(c for _, c in fits), transform_program(graph),
@@ -139,7 +142,8 @@ def physical_plan(graph: Graph, engine: EngineConfig, kind: str = "cpu", device_
                 cpujit.choose(engine.cpu_kernels, graph.source.rows, processes),
                 parquet_writer(graph.sink, kind, graph.schema), engine.float_mode if kind == "gpu" else "exact",
                 reads=reads, executor=executor, threads=threads, decoded_bytes=projected, read_prefix=prefix,
-                fit_after_read=after, transform_after_read=transform_program(graph, k), partition_note=note)
+                fit_after_read=after, transform_after_read=transform_program(graph, k), partition_note=note,
+                warnings=warnings)
 
 
 def _one_per_thread(graph: Graph, parts, pruned: int, projected: int, parallel: int):
@@ -326,6 +330,7 @@ def describe(plan: Plan) -> list[str]:
              + (f"; statistics pruning skips {plan.rows_pruned:,} rows" if plan.rows_pruned else "")]
     if plan.partition_note:
         lines.append(f"  {plan.partition_note}")
+    lines += [f"  warning: {w}" for w in plan.warnings]
     lines.append(f"passes over the data: {plan.passes_over_data} "
                  f"({len(plan.fit_programs)} to fit, 1 to transform and write)")
     for s, program in enumerate(plan.fit_programs):

@@ -51,6 +51,24 @@ def decoded_bytes(graph: Graph, partitions) -> int:
     return sum(p.rows * row if p.rows >= 0 else p.bytes * TEXT_EXPANSION for p in partitions)
 
 
+def text_partition_warnings(partitions, budget: int | None, at_once: int) -> tuple[str, ...]:
+    """CSV / JSON-lines files are read whole, one partition each: a file whose decoded size, times
+    the partitions held at once, exceeds the memory budget would run out of memory mid-compile.
+    One line saying so (naming the largest such file), or none."""
+    text = [p for p in partitions if p.rows < 0]
+    if budget is None or not text:
+        return ()
+    n = max(1, min(at_once, len(text)))
+    big = [p for p in text if p.bytes * TEXT_EXPANSION * n > budget]
+    if not big:
+        return ()
+    worst = max(big, key=lambda p: p.bytes)
+    more = f" (and {len(big) - 1} more file(s) like it)" if len(big) > 1 else ""
+    return (f"{worst.path}{more}: a CSV or JSON-lines file is read whole, as one partition, about "
+            f"{_size(worst.bytes * TEXT_EXPANSION)} decoded; {n} at once may exceed the memory budget "
+            f"({_size(budget)}): split it into smaller files, or lower engine.threads_per_worker",)
+
+
 def memory_budget(engine: EngineConfig, kind: str, executor: str, host_memory: int | None) -> int | None:
     """Bytes the engine may hold: ``engine.memory_limit`` (per worker process of a local cluster)
     or, with ``auto``, the memory available on this host; None where it is not known here (an

@@ -126,6 +126,8 @@ def compile_dataset(cfg: ShardsmithConfig, log=print, passes=None) -> Result:
             prep = prepare(cfg, passes)
         warm_kernels(prep)  # a no-op when the command line's start-up asked for them already
         log(f"engine: {prep.backend} ({engine_choice(cfg.engine.kind)[1]})")
+        for line in prep.plan.warnings:
+            log(f"warning: {line}")
         prof.set_backend(prep.backend)
         out = output_for(prep.graph, prep.key, log)
         with out.locked():
