@@ -212,6 +212,9 @@ def test_a_text_file_too_big_for_memory_is_warned_of(demo_dir, tmp_path, capsys)
     assert len(tight.warnings) == 1 and "read whole, as one partition" in tight.warnings[0]
     assert tight.warnings[0].startswith(str(tmp_path)) and f"  warning: {tight.warnings[0]}" in planner.describe(tight)
     assert physical_plan(g, cfg.engine, host_memory=100 * largest, cores=2).warnings == ()
+    once = compose([f"source.paths=[{tmp_path}/*.csv]", "source.format=csv", "engine.reads=once"]).engine
+    kept = physical_plan(g, once, host_memory=3 * largest, cores=2)  # every file held: their sum counts
+    assert len(kept.warnings) == 1 and kept.warnings[0].endswith("read it per pass (engine.reads=per_pass)")
     limited = [f"source.paths=[{tmp_path}/*.csv]", "source.format=csv", f"engine.memory_limit={largest}"]
     assert main(["plan", *limited]) == 0
     out = capsys.readouterr().out  # this machine's cores decide how many at once: the file and the advice

@@ -133,8 +133,8 @@ def physical_plan(graph: Graph, engine: EngineConfig, kind: str = "cpu", device_
     at_once = _task_threads(engine, executor.value, threads, processes, cores)
     if kind == "cpu" and str(engine.partition_bytes).strip() == "auto":
         parts, pruned, note = _one_per_thread(graph, parts, pruned, projected, at_once)
-    # Partitions held at once when reading per pass: the transform's window is one more than the tasks.
-    warnings = sizing.text_partition_warnings(parts, budget, len(parts) if reads.value == "once" else at_once + 1)
+    # Read per pass, the transform holds one partition more than its tasks; read once, all of them.
+    warnings = sizing.text_partition_warnings(parts, budget, at_once + 1, kept=reads.value == "once")
     prefix, k = read_prefix(graph, fits[0][0]) if fits else ((), 0)
     after = tuple(fit_program(graph, s, k)[0] for s in range(len(fits))) if k else tuple(p for p, _ in fits)
     return Plan(graph, parts, tuple(p for p, _ in fits), tuple(c for _, c in fits), transform_program(graph),

@@ -51,22 +51,23 @@ def decoded_bytes(graph: Graph, partitions) -> int:
     return sum(p.rows * row if p.rows >= 0 else p.bytes * TEXT_EXPANSION for p in partitions)
 
 
-def text_partition_warnings(partitions, budget: int | None, at_once: int) -> tuple[str, ...]:
-    """CSV / JSON-lines files are read whole, one partition each: a file whose decoded size, times
-    the partitions held at once, exceeds the memory budget would run out of memory mid-compile.
-    One line saying so (naming the largest such file), or none."""
+def text_partition_warnings(partitions, budget: int | None, at_once: int, kept: bool) -> tuple[str, ...]:
+    """CSV / JSON-lines files are read whole, one partition each: when the partitions held at once
+    (``at_once`` of them; all of them when the input is ``kept`` for the transform) may exceed
+    the memory budget, one line saying so, naming the largest such file; else none."""
     text = [p for p in partitions if p.rows < 0]
     if budget is None or not text:
         return ()
-    n = max(1, min(at_once, len(text)))
-    big = [p for p in text if p.bytes * TEXT_EXPANSION * n > budget]
-    if not big:
+    n = len(text) if kept else max(1, min(at_once, len(text)))
+    held = sum(p.bytes for p in text) if kept else max(p.bytes for p in text) * n
+    if held * TEXT_EXPANSION <= budget:
         return ()
-    worst = max(big, key=lambda p: p.bytes)
-    more = f" (and {len(big) - 1} more file(s) like it)" if len(big) > 1 else ""
-    return (f"{worst.path}{more}: a CSV or JSON-lines file is read whole, as one partition, about "
-            f"{_size(worst.bytes * TEXT_EXPANSION)} decoded; {n} at once may exceed the memory budget "
-            f"({_size(budget)}): split it into smaller files, or lower engine.threads_per_worker",)
+    worst = max(text, key=lambda p: p.bytes)
+    fix = "read it per pass (engine.reads=per_pass)" if kept else \
+        "split it into smaller files, or lower engine.threads_per_worker"
+    return (f"{worst.path}: a CSV or JSON-lines file is read whole, as one partition, about "
+            f"{_size(worst.bytes * TEXT_EXPANSION)} decoded; {n} held at once may exceed the memory budget "
+            f"({_size(budget)}): {fix}",)
 
 
 def memory_budget(engine: EngineConfig, kind: str, executor: str, host_memory: int | None) -> int | None:
