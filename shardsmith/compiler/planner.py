@@ -130,7 +130,7 @@ def physical_plan(graph: Graph, engine: EngineConfig, kind: str = "cpu", device_
     processes = sizing.worker_processes(engine, cores) if executor.value == "local" else 1
     threads = engine.threads_per_worker or (cores if engine.cluster == "auto" else 1)
     note = ""
-    at_once = _task_threads(engine, executor.value, threads, processes, cores)
+    at_once = _task_threads(engine, executor.value, threads, cores)
     if kind == "cpu" and str(engine.partition_bytes).strip() == "auto":
         parts, pruned, note = _one_per_thread(graph, parts, pruned, projected, at_once)
     # Read per pass, the transform holds one partition more than its tasks; read once, all of them.
@@ -158,22 +158,20 @@ def _one_per_thread(graph: Graph, parts, pruned: int, projected: int, parallel: 
     if len(parts) >= parallel or target >= CPU_PARTITION_BYTES:
         return parts, pruned, ""
     parts, pruned = partition(graph, target)
-    return parts, pruned, (f"partition_bytes auto: up to {_mb(target)} each (not {_mb(CPU_PARTITION_BYTES)}), "
+    size = sizing.readable_size
+    return parts, pruned, (f"partition_bytes auto: up to {size(target)} each (not {size(CPU_PARTITION_BYTES)}), "
                            f"so that each of the {parallel} task thread(s) has one")
 
 
-def _task_threads(engine: EngineConfig, executor: str, threads: int, processes: int, cores: int) -> int:
+def _task_threads(engine: EngineConfig, executor: str, threads: int, cores: int) -> int:
     """Tasks that run at once: the in-process pool's threads, a local cluster's workers times
-    their threads (runtime/cluster.py), one for an existing cluster (its workers are not known)."""
+    their threads, one for an existing cluster (its workers are not known)."""
     if executor == "inprocess":
         return threads
     if executor == "local":
-        return processes * (engine.threads_per_worker or (1 if engine.processes else cores))
+        workers, per_worker = sizing.local_workers(engine, cores)
+        return workers * per_worker
     return 1
-
-
-def _mb(n: int) -> str:
-    return f"{n / 1e6:.3g} MB"
 
 
 def read_prefix(graph: Graph, program: tuple) -> tuple[tuple, int]:

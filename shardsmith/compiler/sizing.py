@@ -66,8 +66,8 @@ def text_partition_warnings(partitions, budget: int | None, at_once: int, kept: 
     fix = "read it per pass (engine.reads=per_pass)" if kept else \
         "split it into smaller files, or lower engine.threads_per_worker"
     return (f"{worst.path}: a CSV or JSON-lines file is read whole, as one partition, about "
-            f"{_size(worst.bytes * TEXT_EXPANSION)} decoded; {n} held at once may exceed the memory budget "
-            f"({_size(budget)}): {fix}",)
+            f"{readable_size(worst.bytes * TEXT_EXPANSION)} decoded; {n} held at once may exceed the memory budget "
+            f"({readable_size(budget)}): {fix}",)
 
 
 def memory_budget(engine: EngineConfig, kind: str, executor: str, host_memory: int | None) -> int | None:
@@ -80,6 +80,14 @@ def memory_budget(engine: EngineConfig, kind: str, executor: str, host_memory: i
         limit = parse_size(engine.memory_limit, "engine.memory_limit")
         return limit * (worker_processes(engine) if executor == "local" else 1)
     return host_memory
+
+
+def local_workers(engine: EngineConfig, cores: int) -> tuple[int, int]:
+    """A local CPU cluster's workers and threads per worker, as runtime/cluster.py starts it: with
+    ``processes``, a single-threaded worker per core; else one worker with a thread per core
+    (``n_workers`` and ``threads_per_worker`` as given)."""
+    return (engine.n_workers or (cores if engine.processes else 1),
+            engine.threads_per_worker or (1 if engine.processes else cores))
 
 
 def worker_processes(engine: EngineConfig, cores: int = 1) -> int:
@@ -100,8 +108,8 @@ def choose_reads(engine: EngineConfig, passes: int, projected: int, budget: int 
                                   "GPU engine); engine.reads=once keeps partitions anyway")
     fits = projected <= KEEP_FRACTION * budget
     return Choice("once" if fits else "per_pass",
-                  f"the decoded input ({_size(projected)}) {'fits in' if fits else 'exceeds'} half the memory "
-                  f"budget ({_size(budget)}: {_budget_source(engine)})")
+                  f"the decoded input ({readable_size(projected)}) {'fits in' if fits else 'exceeds'} half the memory "
+                  f"budget ({readable_size(budget)}: {_budget_source(engine)})")
 
 
 def choose_executor(engine: EngineConfig, kind: str, projected: int) -> Choice:
@@ -116,16 +124,17 @@ def choose_executor(engine: EngineConfig, kind: str, projected: int) -> Choice:
     if engine.processes or (engine.n_workers or 1) > 1:
         return Choice("local", "worker processes were asked for (engine.processes / engine.n_workers)")
     if projected <= AUTO_INPROCESS_BYTES:
-        return Choice("inprocess", f"the decoded input ({_size(projected)}) is below {_size(AUTO_INPROCESS_BYTES)}: "
-                                   "threads in this process start at once")
-    return Choice("local", f"the decoded input ({_size(projected)}) is above {_size(AUTO_INPROCESS_BYTES)}")
+        return Choice("inprocess", f"the decoded input ({readable_size(projected)}) is below "
+                                   f"{readable_size(AUTO_INPROCESS_BYTES)}: threads in this process start at once")
+    return Choice("local", f"the decoded input ({readable_size(projected)}) is above "
+                           f"{readable_size(AUTO_INPROCESS_BYTES)}")
 
 
 def _budget_source(engine: EngineConfig) -> str:
     return "memory available" if engine.memory_limit == "auto" else f"engine.memory_limit={engine.memory_limit}"
 
 
-def _size(n: int) -> str:
+def readable_size(n: int) -> str:
     """``1234567890`` -> ``1.23 GB``."""
     for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if n >= size:

@@ -15,6 +15,7 @@ import urllib.parse
 
 from shardsmith.backends import get_backend, resolve_kind
 from shardsmith.compiler.config import EngineConfig, parse_device_size, parse_size
+from shardsmith.compiler.sizing import local_workers
 from shardsmith.errors import ShardsmithError
 from shardsmith.runtime import tasks  # noqa: F401  (a worker that runs warm_up imports the tasks' code)
 from shardsmith.runtime.planning import usable_cores
@@ -232,9 +233,8 @@ def _local_cluster(engine: EngineConfig, backend: str):
     import dask  # lazy: as distributed above
     from distributed import LocalCluster  # lazy: as distributed above
 
-    cores = usable_cores()  # as the plan counts them: a cpuset-limited job gets no more workers than it has cores
-    threads = engine.threads_per_worker or (1 if engine.processes else cores)
-    n = engine.n_workers or (cores if engine.processes else 1)
+    # The cores as the plan counts them: a cpuset-limited job gets no more workers than it has cores.
+    n, threads = local_workers(engine, usable_cores())
     # Dask sets MALLOC_TRIM_THRESHOLD_ in its workers, and setting it at all switches off glibc's
     # adaptive mmap threshold: every large NumPy / Arrow temporary is then mmapped and unmapped
     # afresh (measured on a fit task: 12x the page faults, 5x the system time of this process).
